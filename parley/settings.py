@@ -1,0 +1,70 @@
+"""Typed settings, read from the environment (prefix ``PARLEY_``).
+
+Every process (ingestion worker, Celery worker, guest worker, CLI, emulator) builds its settings
+from here, so a setting has one name and one default everywhere.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DAY_S = 24 * 3600
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PARLEY_", extra="ignore")
+
+    # --- Redis -------------------------------------------------------------------------------
+    redis_url: str | None = Field(
+        default=None, description="The Redis to use; unset: `parley run` starts an embedded one."
+    )
+    data_dir: str = Field(default=".parley", description="Where the embedded Redis keeps its AOF.")
+
+    # --- Genesys Cloud -----------------------------------------------------------------------
+    genesys_region: str | None = Field(
+        default=None, description="Region or API host (mypurecloud.ie, usw2.pure.cloud); unset: emulator."
+    )
+    genesys_api_url: str | None = Field(default=None, description="Explicit API base URL.")
+    genesys_login_url: str | None = Field(default=None, description="Explicit OAuth base URL.")
+    genesys_client_id: str | None = None
+    genesys_client_secret: SecretStr | None = None
+    genesys_rate_limit_per_minute: int = Field(default=300, ge=1)
+    genesys_connect_timeout_s: float = Field(default=5.0, gt=0)
+    genesys_read_timeout_s: float = Field(default=15.0, gt=0)
+    genesys_token_refresh_margin_s: int = Field(
+        default=300, ge=0, description="Refresh the OAuth token this long before it expires."
+    )
+
+    # --- Emulator / Flower -------------------------------------------------------------------
+    emulator_host: str = "127.0.0.1"
+    emulator_port: int = 8089
+    flower_port: int = 5555
+
+    # --- Ingestion ---------------------------------------------------------------------------
+    commands_stream: str = "parley:commands"
+    events_stream: str = "parley:events"
+    dead_stream: str = "parley:dead"
+    consumer_group: str = "parley-ingest"
+    max_deliveries: int = Field(default=5, ge=1, description="Stream deliveries before dead-lettering.")
+    claim_idle_ms: int = Field(default=30_000, ge=100, description="Reclaim pending entries idle this long.")
+    read_batch: int = Field(default=64, ge=1)
+    read_block_ms: int = Field(default=1_000, ge=1)
+    idempotency_retention_s: int = Field(default=7 * DAY_S, ge=60)
+    events_maxlen: int = Field(default=1_000_000, ge=1000, description="Approximate cap of the events stream.")
+
+    # --- Events webhook ----------------------------------------------------------------------
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+
+    @property
+    def uses_emulator(self) -> bool:
+        """True when no real Genesys Cloud endpoint is configured."""
+        return not (self.genesys_region or self.genesys_api_url)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
