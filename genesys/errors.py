@@ -60,3 +60,14 @@ class GenesysError(Exception):
 
     def __str__(self) -> str:
         return f"{self.method} {self.path} -> {self.status} {self.code}: {self.message}".strip()
+
+
+class GenesysInvalidResponse(Exception):
+    """A 2xx whose body does not parse as the documented model: the call took effect, but its result
+    is unreadable. Not retryable as is (retrying could repeat the effect)."""
+
+    def __init__(self, message: str, *, status: int, method: str = "", path: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.method = method
+        self.path = path

@@ -55,9 +55,32 @@ class Settings(BaseSettings):
     idempotency_retention_s: int = Field(default=7 * DAY_S, ge=60)
     events_maxlen: int = Field(default=1_000_000, ge=1000, description="Approximate cap of the events stream.")
 
+    # --- Celery execution ------------------------------------------------------------------
+    task_time_limit_s: int = Field(default=120, ge=5, description="Hard limit of one task execution.")
+    retry_max_delay_s: int = Field(default=300, ge=1, description="Longest countdown a retry may use.")
+    visibility_timeout_s: int = Field(
+        default=900, ge=10, description="Redis broker visibility timeout; must exceed runtime and countdowns."
+    )
+    max_crash_redeliveries: int = Field(
+        default=3, ge=0, description="Executions a task may lose to dying workers before it is dead-lettered."
+    )
+    execution_lease_ms: int = Field(
+        default=15_000, ge=1000, description="Lease held (and renewed) while a command executes."
+    )
+    celery_concurrency: int = Field(default=4, ge=1)
+
     # --- Events webhook ----------------------------------------------------------------------
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
+
+    def check(self) -> None:
+        """Refuse settings that would make Celery run a task twice (reference §1: VT vs ETA/runtime)."""
+        longest = max(self.task_time_limit_s, self.retry_max_delay_s)
+        if self.visibility_timeout_s <= longest:
+            raise ValueError(
+                f"PARLEY_VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s}) must exceed the task time limit and "
+                f"the longest retry delay ({longest}); otherwise Redis redelivers tasks that are still running"
+            )
 
     @property
     def uses_emulator(self) -> bool:

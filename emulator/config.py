@@ -1,0 +1,41 @@
+"""Behaviour settings of the emulator, read from the environment (prefix ``PARLEY_EMULATOR_``).
+
+Host and port are Parley's own settings (``PARLEY_EMULATOR_HOST`` / ``PARLEY_EMULATOR_PORT`` in
+:mod:`parley.settings`), so the product and the emulator agree on where it listens. Everything here
+shapes how the emulator answers; the runtime-tunable ones can also be changed on a running emulator
+through ``PATCH /__emulator/config`` (a test over loopback cannot set env vars afterwards).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class EmulatorConfig(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PARLEY_EMULATOR_", extra="ignore")
+
+    # --- runtime-tunable (PATCH /__emulator/config, emulator.runtime.ConfigPatch) -----------------
+    token_expires_in_s: int = Field(
+        default=86399, ge=1, description="Lifetime of client-credentials tokens (Genesys: 86399)."
+    )
+    rate_limit_enabled: bool = Field(
+        default=True, description="False lifts the per-token limit (benchmarks); headers still sent."
+    )
+    rate_limit_per_minute: int = Field(
+        default=300, ge=1, description="client.credentials.token.rate.per.minute (Genesys: 300)."
+    )
+    guest_jwt_expires_in_s: int = Field(
+        default=75240, ge=1, description="Guest Chat JWT lifetime (one real capture lived ~20.9 h)."
+    )
+    webmessaging_jwt_expires_in_s: int = Field(
+        default=900, ge=1, description="Web messaging guest JWT lifetime (guessed; not documented)."
+    )
+    cobrowse_offer_s: int = Field(default=600, ge=1, description="dateOfferEnds = start + this.")
+
+    # --- fixed at start ------------------------------------------------------------------------
+    fault_seed: int = Field(default=0, description="Seed of the RNG behind probabilistic faults.")
+    max_hang_ms: int = Field(
+        default=120_000, ge=0, description="Upper bound of a 'hang' fault when the client never gives up."
+    )
+

@@ -1,0 +1,130 @@
+"""The seeded organization: credentials, deployments, queues, contacts, agents, addresses.
+
+Fixed values (never random) so a README, a test or a `.env` can name them. They look like a real
+org's (UUIDs, a 43-character secret) so that code which validates shapes treats them as real.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Fixture(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Deployment(_Fixture):
+    id: str
+    name: str
+    # webmessaging: Messenger deployment (agentless fromAddress, Web Messaging guest socket);
+    # guestchat: legacy widget deployment used by the Guest Chat API.
+    type: Literal["webmessaging", "guestchat"]
+
+
+class Queue(_Fixture):
+    id: str
+    name: str
+    # Address the queue sends outbound SMS from (POST /api/v2/conversations/messages); None = none
+    # configured, which is Genesys' 400 queue.address.required.
+    outbound_sms_address: str | None = None
+
+
+class ExternalContact(_Fixture):
+    id: str
+    first_name: str
+    last_name: str
+
+
+class Agent(_Fixture):
+    """A user that the admin helpers can make join and answer a conversation."""
+
+    id: str
+    name: str
+
+
+class MessagingIntegration(_Fixture):
+    """``fromAddress`` of agentless sends on open/whatsapp/apple: the integration id."""
+
+    id: str
+    name: str
+    messenger_type: Literal["open", "whatsapp", "apple"]
+
+
+class Fixtures(_Fixture):
+    client_id: str
+    client_secret: str
+    organization_id: str
+    deployments: tuple[Deployment, ...]
+    queues: tuple[Queue, ...]
+    external_contacts: tuple[ExternalContact, ...]
+    agents: tuple[Agent, ...]
+    sms_numbers: tuple[str, ...]
+    messaging_integrations: tuple[MessagingIntegration, ...]
+
+    def deployment(self, deployment_id: str, type_: str) -> Deployment | None:
+        return next((d for d in self.deployments if d.id == deployment_id and d.type == type_), None)
+
+    def queue_by_id(self, queue_id: str) -> Queue | None:
+        return next((q for q in self.queues if q.id == queue_id), None)
+
+    def queue_by_name(self, name: str) -> Queue | None:
+        return next((q for q in self.queues if q.name == name), None)
+
+    def agent(self, agent_id: str | None) -> Agent | None:
+        """The agent with that id; the first one when no id is given."""
+        if agent_id is None:
+            return self.agents[0]
+        return next((a for a in self.agents if a.id == agent_id), None)
+
+    def integration(self, integration_id: str, messenger_type: str) -> MessagingIntegration | None:
+        return next(
+            (
+                i
+                for i in self.messaging_integrations
+                if i.id == integration_id and i.messenger_type == messenger_type
+            ),
+            None,
+        )
+
+
+SEED = Fixtures(
+    client_id="7c3f9a52-1e4b-4d8a-b6f2-93d0c5e8a417",
+    client_secret="Zq8vR2mW5tY1kP9sX3nB7cL0dF4hJ6gA2eU8iO5rT1w",
+    organization_id="4a9e2c71-8b3d-4f06-a5e2-c17d90b3f6e8",
+    deployments=(
+        Deployment(
+            id="e1b6f3a8-52c9-4d7e-8a10-b4c3d2e5f607", name="Parley Web Messaging", type="webmessaging"
+        ),
+        Deployment(
+            id="3d8a1c5e-96f2-4b0a-8e7d-52c4a9b1f3e0", name="Parley Web Messaging (EU)", type="webmessaging"
+        ),
+        Deployment(
+            id="9f2d7b4c-1a6e-4c38-b5d9-e08f3a2c6b71", name="Parley Guest Chat Widget", type="guestchat"
+        ),
+    ),
+    queues=(
+        Queue(id="5b7e1d9a-3c2f-4e81-9a6b-d4f08c2e7a13", name="Support", outbound_sms_address="+13175550100"),
+        Queue(id="c2a94f6e-7b15-4d3c-8e29-1f6a0b5d8c47", name="Sales"),
+        Queue(id="81f3e6b2-4d9a-4a57-b0c8-6e2d7f1a9b35", name="Billing"),
+    ),
+    external_contacts=(
+        ExternalContact(id="2e6b9d14-7f3a-4c85-a1e0-5d8c3b7f9a26", first_name="Ada", last_name="Lovelace"),
+        ExternalContact(id="b8d3f7a1-5c2e-4b96-8d04-a9e1c6f2b758", first_name="Alan", last_name="Turing"),
+        ExternalContact(id="f41c8e27-9a3b-4d6f-b2e5-07a9d3c1e864", first_name="Grace", last_name="Hopper"),
+    ),
+    agents=(
+        Agent(id="6d2f8b3e-0a4c-4e97-9b1d-c5a7e3f8d209", name="Emma Agent"),
+        Agent(id="a7c1e5d9-3b8f-4f20-8c6a-2d9e4b7f1c53", name="Noah Agent"),
+    ),
+    sms_numbers=("+13175550100", "+13175550101"),
+    messaging_integrations=(
+        MessagingIntegration(
+            id="0c5e9a3d-7b1f-4a62-9e8d-b3f6c2a4d715", name="Parley Open Messaging", messenger_type="open"
+        ),
+        MessagingIntegration(
+            id="d93b6f1e-2c8a-4e05-a7d4-5f1b9c3e6a28", name="Parley WhatsApp", messenger_type="whatsapp"
+        ),
+    ),
+)

@@ -1,0 +1,59 @@
+"""``POST /oauth/token``: the client-credentials grant of Genesys' login host.
+
+Errors here use the OAuth shape ``{error, description}``, not ErrorBody, as Genesys' login host does.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from urllib.parse import parse_qs
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from emulator.api import emulator_of
+from genesys.models import OAuthError, OAuthToken
+
+
+def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
+    return JSONResponse(OAuthError(error=error, description=description).model_dump(), status_code=status)
+
+
+def _basic_credentials(request: Request) -> tuple[str, str] | None:
+    scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        client_id, sep, secret = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (client_id, secret) if sep else None
+
+
+async def token(request: Request) -> Response:
+    emulator = emulator_of(request)
+    form = parse_qs((await request.body()).decode("utf-8", "replace"))
+    grant_type = form.get("grant_type", [""])[0]
+    if not grant_type:
+        return _oauth_error(400, "invalid_request", "grant_type is required")
+    if grant_type != "client_credentials":
+        return _oauth_error(400, "unsupported_grant_type", f"Unsupported grant type: {grant_type[:40]}")
+    credentials = _basic_credentials(request)
+    fixtures = emulator.fixtures
+    if (
+        credentials is None
+        or credentials[0] != fixtures.client_id
+        or not hmac.compare_digest(credentials[1].encode(), fixtures.client_secret.encode())
+    ):
+        return _oauth_error(401, "invalid_client", "client authentication failed")
+    expires_in = emulator.config.token_expires_in_s
+    issued = emulator.tokens.issue(fixtures.client_id, emulator.clock.time(), expires_in)
+    emulator.ledger.record(emulator.clock.now(), "token.issued", by="client")
+    body = OAuthToken(access_token=issued.token, token_type="bearer", expires_in=expires_in)
+    return JSONResponse(body.model_dump())
+
+
+ROUTES = [Route("/oauth/token", token, methods=["POST"])]

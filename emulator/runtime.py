@@ -1,0 +1,59 @@
+"""One running emulator: its configuration, clock, org state, ledger, faults, limits and tokens."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from emulator.auth import GuestJwts, TokenStore
+from emulator.clock import Clock
+from emulator.config import EmulatorConfig
+from emulator.faults import FaultInjector
+from emulator.fixtures import SEED, Fixtures
+from emulator.ledger import Ledger
+from emulator.ratelimit import RateLimiter
+from emulator.state import EmulatorState
+
+
+class ConfigPatch(BaseModel):
+    """Body of ``PATCH /__emulator/config``: the runtime-tunable settings (see EmulatorConfig)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token_expires_in_s: int | None = None
+    rate_limit_enabled: bool | None = None
+    rate_limit_per_minute: int | None = None
+    guest_jwt_expires_in_s: int | None = None
+    webmessaging_jwt_expires_in_s: int | None = None
+    cobrowse_offer_s: int | None = None
+
+
+class Emulator:
+    def __init__(self, config: EmulatorConfig, fixtures: Fixtures = SEED) -> None:
+        self._initial_config = config
+        self.config = config.model_copy()
+        self.fixtures = fixtures
+        self.clock = Clock()
+        self.ledger = Ledger()
+        self.faults = FaultInjector(config.fault_seed)
+        self.rate_limiter = RateLimiter(self.clock)
+        # Tokens survive a reset: a client under test keeps its cached token across test cases.
+        self.tokens = TokenStore()
+        self.jwts = GuestJwts()
+        self.state = EmulatorState(self.clock, self.ledger, self.fixtures)
+
+    def tune(self, patch: ConfigPatch) -> EmulatorConfig:
+        """Apply runtime-tunable settings; validated like the environment would be."""
+        merged = self.config.model_dump() | patch.model_dump(exclude_none=True)
+        self.config = EmulatorConfig.model_validate(merged)
+        return self.config
+
+    def reset(self) -> None:
+        """Back to a freshly seeded org: no conversations, ledger, faults or rate windows; clock and
+        configuration as at start."""
+        self.config = self._initial_config.model_copy()
+        self.clock.reset()
+        self.ledger.clear()
+        self.faults.clear()
+        self.rate_limiter.clear()
+        self.jwts.clear()
+        self.state = EmulatorState(self.clock, self.ledger, self.fixtures)

@@ -1,0 +1,227 @@
+"""Genesys Cloud REST client: :class:`GenesysClient` (sync, for Celery tasks) and
+:class:`AsyncGenesysClient` (asyncio, for the guest worker).
+
+Both run the same plan per call (:meth:`_Pipeline.plan_call`); only the I/O differs (see
+:mod:`genesys.effects`). An OAuth call: token (shared, cached) -> rate-limit slot (shared) -> send;
+on 401 the token is invalidated and the call retried exactly once; on 429 the whole fleet pauses for
+Retry-After and the error is raised. No other retries here: the task retry policy decides, from the
+typed errors (:mod:`genesys.errors`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Concatenate, ParamSpec, Self, TypeVar
+
+import httpx
+import redis
+import redis.asyncio
+
+from genesys import operations as ops
+from genesys.auth import TokenProvider, credentials_from
+from genesys.effects import AsyncRunner, Plan, SyncRunner
+from genesys.keys import ClientKeys
+from genesys.ratelimit import RateLimiter
+from genesys.regions import Endpoints, resolve
+from genesys.wire import GuestJwt, OAuth, Operation, build_request, decode, plan_send, rate_limit_info
+from parley.settings import Settings
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+DEFAULT_429_PAUSE_S = 1.0  # Genesys always sends Retry-After; this covers a proxy that strips it
+
+
+class GenesysConfigError(RuntimeError):
+    """The client is asked for something its settings cannot provide (no OAuth credentials)."""
+
+
+def timeouts(settings: Settings) -> httpx.Timeout:
+    return httpx.Timeout(
+        connect=settings.genesys_connect_timeout_s,
+        read=settings.genesys_read_timeout_s,
+        write=settings.genesys_read_timeout_s,
+        pool=settings.genesys_connect_timeout_s,
+    )
+
+
+class _Pipeline:
+    """Everything a call does, as a plan; shared by both clients."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.endpoints: Endpoints = resolve(settings)
+        self.tokens: TokenProvider | None = None
+        self.limiter: RateLimiter | None = None
+        credentials = credentials_from(settings)
+        if credentials is not None:
+            keys = ClientKeys.for_client(self.endpoints.login_url, credentials.client_id)
+            self.tokens = TokenProvider(
+                self.endpoints.login_url,
+                credentials,
+                keys,
+                refresh_margin_s=settings.genesys_token_refresh_margin_s,
+                # Outlives a token request that hits every timeout, so a live holder keeps the lock.
+                lock_ttl_s=settings.genesys_connect_timeout_s + settings.genesys_read_timeout_s + 5,
+            )
+            self.limiter = RateLimiter(keys.rate, keys.pause, settings.genesys_rate_limit_per_minute)
+
+    def plan_call(self, op: Operation[T]) -> Plan[T]:
+        if isinstance(op.auth, OAuth):
+            response = yield from self._plan_oauth(op)
+        else:
+            bearer = op.auth.jwt if isinstance(op.auth, GuestJwt) else None
+            response = yield from plan_send(build_request(op, self.endpoints.api_url, bearer))
+        return decode(op, response)
+
+    def _plan_oauth(self, op: Operation[T]) -> Plan[httpx.Response]:
+        if self.tokens is None or self.limiter is None:
+            raise GenesysConfigError(
+                "PARLEY_GENESYS_CLIENT_ID and PARLEY_GENESYS_CLIENT_SECRET are needed for " + op.path
+            )
+        token = yield from self.tokens.plan_token()
+        yield from self.limiter.plan_acquire()
+        response = yield from plan_send(build_request(op, self.endpoints.api_url, token.access_token))
+        if response.status_code == 401:
+            # Expired or revoked before its time: refresh (once for the fleet) and retry once.
+            yield from self.tokens.plan_invalidate(token)
+            token = yield from self.tokens.plan_token()
+            yield from self.limiter.plan_acquire()
+            response = yield from plan_send(build_request(op, self.endpoints.api_url, token.access_token))
+        if response.status_code == 429:
+            retry_after = rate_limit_info(response.headers).retry_after_s
+            yield from self.limiter.plan_pause(
+                retry_after if retry_after is not None else DEFAULT_429_PAUSE_S
+            )
+        return response
+
+
+# --- Typed methods, generated from genesys.operations so each operation is defined once ----------
+def _sync(factory: Callable[P, Operation[T]]) -> Callable[Concatenate[GenesysClient, P], T]:
+    @functools.wraps(factory)
+    def method(self: GenesysClient, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self.call(factory(*args, **kwargs))
+
+    return method
+
+
+def _async(factory: Callable[P, Operation[T]]) -> Callable[Concatenate[AsyncGenesysClient, P], Awaitable[T]]:
+    @functools.wraps(factory)
+    async def method(self: AsyncGenesysClient, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self.call(factory(*args, **kwargs))
+
+    return method
+
+
+class GenesysClient:
+    """Sync client; one per process (pooled connections), safe to share between threads."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis_client: redis.Redis,
+        *,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._pipeline = _Pipeline(settings)
+        self._http = httpx.Client(transport=transport, timeout=timeouts(settings))
+        self._runner = SyncRunner(redis_client, self._http)
+
+    @property
+    def endpoints(self) -> Endpoints:
+        return self._pipeline.endpoints
+
+    def __repr__(self) -> str:
+        return f"GenesysClient(api_url={self.endpoints.api_url!r})"
+
+    def call(self, op: Operation[T]) -> T:
+        return self._runner.run(self._pipeline.plan_call(op))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    send_agentless = _sync(ops.send_agentless)
+    get_conversation = _sync(ops.get_conversation)
+    get_message_conversation = _sync(ops.get_message_conversation)
+    patch_message_conversation = _sync(ops.patch_message_conversation)
+    patch_message_participant = _sync(ops.patch_message_participant)
+    patch_conversation_participant = _sync(ops.patch_conversation_participant)
+    disconnect_conversation = _sync(ops.disconnect_conversation)
+    delete_conversation = _sync(ops.delete_conversation)
+    start_cobrowse = _sync(ops.start_cobrowse)
+    get_cobrowse_session = _sync(ops.get_cobrowse_session)
+    patch_cobrowse_session = _sync(ops.patch_cobrowse_session)
+    patch_cobrowse_participant = _sync(ops.patch_cobrowse_participant)
+    create_third_party_chat = _sync(ops.create_third_party_chat)
+    create_guest_chat = _sync(ops.create_guest_chat)
+    send_guest_chat_message = _sync(ops.send_guest_chat_message)
+    send_guest_chat_typing = _sync(ops.send_guest_chat_typing)
+    get_guest_chat_members = _sync(ops.get_guest_chat_members)
+    get_guest_chat_member = _sync(ops.get_guest_chat_member)
+    get_guest_chat_messages = _sync(ops.get_guest_chat_messages)
+    get_guest_chat_message = _sync(ops.get_guest_chat_message)
+    leave_guest_chat = _sync(ops.leave_guest_chat)
+    get_webmessaging_messages = _sync(ops.get_webmessaging_messages)
+
+
+class AsyncGenesysClient:
+    """Asyncio client with the same methods (awaitable); one per event loop."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis_client: redis.asyncio.Redis,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._pipeline = _Pipeline(settings)
+        self._http = httpx.AsyncClient(transport=transport, timeout=timeouts(settings))
+        self._runner = AsyncRunner(redis_client, self._http)
+
+    @property
+    def endpoints(self) -> Endpoints:
+        return self._pipeline.endpoints
+
+    def __repr__(self) -> str:
+        return f"AsyncGenesysClient(api_url={self.endpoints.api_url!r})"
+
+    async def call(self, op: Operation[T]) -> T:
+        return await self._runner.run(self._pipeline.plan_call(op))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    send_agentless = _async(ops.send_agentless)
+    get_conversation = _async(ops.get_conversation)
+    get_message_conversation = _async(ops.get_message_conversation)
+    patch_message_conversation = _async(ops.patch_message_conversation)
+    patch_message_participant = _async(ops.patch_message_participant)
+    patch_conversation_participant = _async(ops.patch_conversation_participant)
+    disconnect_conversation = _async(ops.disconnect_conversation)
+    delete_conversation = _async(ops.delete_conversation)
+    start_cobrowse = _async(ops.start_cobrowse)
+    get_cobrowse_session = _async(ops.get_cobrowse_session)
+    patch_cobrowse_session = _async(ops.patch_cobrowse_session)
+    patch_cobrowse_participant = _async(ops.patch_cobrowse_participant)
+    create_third_party_chat = _async(ops.create_third_party_chat)
+    create_guest_chat = _async(ops.create_guest_chat)
+    send_guest_chat_message = _async(ops.send_guest_chat_message)
+    send_guest_chat_typing = _async(ops.send_guest_chat_typing)
+    get_guest_chat_members = _async(ops.get_guest_chat_members)
+    get_guest_chat_member = _async(ops.get_guest_chat_member)
+    get_guest_chat_messages = _async(ops.get_guest_chat_messages)
+    get_guest_chat_message = _async(ops.get_guest_chat_message)
+    leave_guest_chat = _async(ops.leave_guest_chat)
+    get_webmessaging_messages = _async(ops.get_webmessaging_messages)

@@ -1,0 +1,99 @@
+"""Fleet-wide request budget for one OAuth client, kept in Redis.
+
+Genesys allows 300 requests/minute per client-credentials token and answers 429 beyond it; every
+process sharing the client shares the budget. A GCRA in one Lua script (atomic, Redis' own clock,
+so hosts need no synchronised clocks) *reserves* the next slot and says how long to wait for it:
+callers never spin or lose slots to each other.
+
+Why the interval is not simply 60 s / limit: GCRA with a burst tolerance of ``b`` slots admits at
+most ``1 + b + t/interval`` requests in any window ``t``. Spacing slots by
+``(60 s + guard) / (limit - b - 1)`` keeps every sliding minute under the limit even when requests
+reach Genesys up to ``guard`` later than they were admitted (network jitter), at a cost of ~3% of
+the budget at the defaults.
+
+A 429 that gets through anyway (another application on the same client, a lower per-resource
+limit) sets a pause key with the Retry-After as its PTTL: every process waits it out.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from genesys.effects import LuaScript, Pause, Plan, RedisCommand
+
+log = logging.getLogger(__name__)
+
+_ACQUIRE = LuaScript("""
+-- KEYS[1]: theoretical arrival time of the next free slot (ms); KEYS[2]: pause flag.
+-- ARGV[1]: slot interval (ms); ARGV[2]: burst tolerance (ms).
+-- Returns {paused_ms, wait_ms}. paused_ms > 0: nothing reserved, retry after it.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local paused = redis.call('PTTL', KEYS[2])
+if paused > 0 then return {paused, 0} end
+local interval = tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local next_tat = tat + interval
+redis.call('SET', KEYS[1], string.format('%.3f', next_tat), 'PX', math.ceil(next_tat - now) + 1000)
+local wait = tat - now - tonumber(ARGV[2])
+if wait < 0 then wait = 0 end
+return {0, math.ceil(wait)}
+""")
+
+_PAUSE = LuaScript("""
+-- Extend, never shorten, the pause: the longest Retry-After seen wins.
+local ms = tonumber(ARGV[1])
+if redis.call('PTTL', KEYS[1]) < ms then redis.call('SET', KEYS[1], '1', 'PX', ms) end
+return 0
+""")
+
+DEFAULT_GUARD_MS = 250.0
+
+
+class RateLimiter:
+    def __init__(
+        self,
+        rate_key: str,
+        pause_key: str,
+        limit_per_minute: int,
+        *,
+        burst: int | None = None,
+        guard_ms: float = DEFAULT_GUARD_MS,
+    ) -> None:
+        if limit_per_minute < 1:
+            raise ValueError("limit_per_minute must be >= 1")
+        self.rate_key = rate_key
+        self.pause_key = pause_key
+        self.limit_per_minute = limit_per_minute
+        # A small burst keeps short sequences (disconnect, then verify) from waiting a slot each.
+        self.burst = limit_per_minute // 50 if burst is None else burst
+        self.interval_ms = (60_000.0 + guard_ms) / max(1, limit_per_minute - self.burst - 1)
+        self.tolerance_ms = self.burst * self.interval_ms
+
+    @property
+    def sustained_per_minute(self) -> float:
+        """Admissions per minute under constant demand (the share of the limit actually used)."""
+        return 60_000.0 / self.interval_ms
+
+    def plan_acquire(self) -> Plan[None]:
+        """Wait for and take one slot."""
+        while True:
+            paused_ms, wait_ms = yield from _ACQUIRE.call(
+                (self.rate_key, self.pause_key), (f"{self.interval_ms:.3f}", f"{self.tolerance_ms:.3f}")
+            )
+            if paused_ms > 0:
+                yield Pause(paused_ms / 1000)
+                continue
+            if wait_ms > 0:
+                yield Pause(wait_ms / 1000)
+                # A 429 elsewhere may have paused the client while we waited for our slot.
+                if (yield RedisCommand("pttl", (self.pause_key,))) > 0:
+                    continue
+            return
+
+    def plan_pause(self, seconds: float) -> Plan[None]:
+        """Stop every process using this client for ``seconds`` (a 429's Retry-After)."""
+        ms = max(1, round(seconds * 1000))
+        log.warning("genesys rate limit: pausing client for %.1f s", ms / 1000)
+        yield from _PAUSE.call((self.pause_key,), (ms,))

@@ -1,0 +1,273 @@
+"""Small pieces both guest protocols share: dedup, reorder, backoff, throttle, the outbound queue.
+
+Nothing here does I/O or reads a clock: every method that cares about time takes ``now`` (POSIX
+seconds, as from ``time.time()``). Wall-clock seconds rather than a monotonic clock because the
+protocols compare against server wall-clock values (``expirationDate``, ``channel.time``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import random
+from collections import OrderedDict, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """An ISO-8601 server timestamp as an aware datetime; None when absent or unparseable.
+
+    Real frames carry ``...Z``; test fixtures in the SDKs carry junk like ``"some_time"``, which
+    must not crash the machine (the caller falls back to arrival order).
+    """
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def iso_time(now: float) -> str:
+    """``now`` as the ``yyyy-MM-ddTHH:mm:ss.mmmZ`` form Genesys uses."""
+    return datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def jwt_expiry(jwt: str) -> float | None:
+    """The ``exp`` claim of a JWT, read without verifying it (we only need to know when to stop
+    trusting it). None when the token is not a readable JWT."""
+    parts = jwt.split(".")
+    if len(parts) != 3:
+        return None
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload))
+    except (ValueError, binascii.Error):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    return float(exp) if isinstance(exp, int | float) else None
+
+
+class RecentIds:
+    """A bounded set of recently seen ids: dedup without unbounded memory on long sessions.
+
+    Oldest ids are forgotten first. The bound only has to exceed the number of messages that can
+    be replayed at once (a reorder window plus a history backfill), which is small.
+    """
+
+    def __init__(self, capacity: int = 1024, initial: Iterable[str] = ()) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be positive")
+        self.capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        for item in initial:
+            self.add(item)
+
+    def add(self, key: str) -> bool:
+        """Remember ``key``; True when it was not already known."""
+        if key in self._ids:
+            return False
+        self._ids[key] = None
+        while len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+        return True
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def snapshot(self) -> list[str]:
+        """Oldest first, so that feeding it back to ``initial`` keeps the eviction order."""
+        return list(self._ids)
+
+
+@dataclass(order=True)
+class _Held(Generic[T]):
+    key: float
+    seq: int
+    release_at: float = field(compare=False)
+    item: T = field(compare=False)
+
+
+class ReorderBuffer(Generic[T]):
+    """Hold items for ``window`` seconds and release them sorted by their server time.
+
+    Genesys does not guarantee delivery order, so an item is held until it has waited ``window``
+    seconds; when one is due, every held item with an earlier or equal key goes out with it, in key
+    order. Releases stay sorted as long as no item arrives more than ``window`` seconds after a
+    later-keyed one; a later straggler is still released (never dropped), just late.
+    """
+
+    def __init__(self, window: float) -> None:
+        if window < 0:
+            raise ValueError("window must be >= 0")
+        self.window = window
+        self._held: list[_Held[T]] = []
+        self._seq = 0
+
+    def push(self, key: float, item: T, now: float) -> None:
+        self._seq += 1
+        self._held.append(_Held(key, self._seq, now + self.window, item))
+
+    def pop_ready(self, now: float) -> list[T]:
+        due = [h for h in self._held if h.release_at <= now]
+        if not due:
+            return []
+        cutoff = max(h.key for h in due)
+        out = sorted(h for h in self._held if h.key <= cutoff)
+        self._held = [h for h in self._held if h.key > cutoff]
+        return [h.item for h in out]
+
+    def pop_all(self) -> list[T]:
+        out = sorted(self._held)
+        self._held = []
+        return [h.item for h in out]
+
+    def next_deadline(self) -> float | None:
+        return min((h.release_at for h in self._held), default=None)
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+
+class Backoff(BaseModel):
+    """Exponential backoff with jitter, so many sessions dropped together do not return in step."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    initial: float = Field(default=1.0, gt=0)
+    factor: float = Field(default=2.0, ge=1)
+    maximum: float = Field(default=30.0, gt=0)
+    jitter: float = Field(default=0.5, ge=0, le=1, description="Fraction of the delay that is random.")
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Delay before retry number ``attempt`` (1-based)."""
+        base = min(self.maximum, self.initial * self.factor ** max(0, attempt - 1))
+        return base * (1.0 - self.jitter * rng.random())
+
+
+class Throttle:
+    """At most one action per ``interval`` seconds."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._last: float | None = None
+
+    def next_allowed(self) -> float:
+        return float("-inf") if self._last is None else self._last + self.interval
+
+    def allows(self, now: float) -> bool:
+        return now >= self.next_allowed()
+
+    def take(self, now: float) -> bool:
+        """Consume the slot if free; True when the action may go now."""
+        if not self.allows(now):
+            return False
+        self._last = now
+        return True
+
+
+@dataclass
+class OutboxItem:
+    """One guest message on its way out. ``tracing_id`` is its identity for its whole life: resends
+    reuse it so a late confirmation of an earlier attempt still matches and nothing is doubled."""
+
+    tracing_id: str
+    text: str = field(repr=False)
+    enqueued_at: float
+    attempts: int = 0
+    first_sent_at: float | None = None
+    # The previous attempt's outcome is unknown (socket dropped, 5xx, timeout): it may have arrived.
+    uncertain: bool = False
+    # Data that must ride on this message and no other (custom attributes on the first message).
+    extras: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+class Outbox:
+    """Guest messages, sent strictly in order with at most one in flight.
+
+    One in flight keeps ordering trivial under retries: a rate-limited or failed message goes back
+    to the head of the queue, so nothing can overtake it.
+    """
+
+    def __init__(self) -> None:
+        self._queue: deque[OutboxItem] = deque()
+        self.in_flight: OutboxItem | None = None
+        self.held_until: float = float("-inf")
+
+    def add(self, item: OutboxItem) -> None:
+        self._queue.append(item)
+
+    def ready(self, now: float) -> bool:
+        return self.in_flight is None and bool(self._queue) and now >= self.held_until
+
+    def take(self, now: float) -> OutboxItem:
+        item = self._queue.popleft()
+        item.attempts += 1
+        if item.first_sent_at is None:
+            item.first_sent_at = now
+        self.in_flight = item
+        return item
+
+    def head(self) -> OutboxItem | None:
+        return self.in_flight or (self._queue[0] if self._queue else None)
+
+    def find(self, tracing_id: str) -> OutboxItem | None:
+        if self.in_flight and self.in_flight.tracing_id == tracing_id:
+            return self.in_flight
+        return next((i for i in self._queue if i.tracing_id == tracing_id), None)
+
+    def confirm(self, tracing_id: str) -> OutboxItem | None:
+        """Remove the message wherever it is (in flight, or re-queued for a resend that is now
+        unnecessary); None when it is not ours or was already confirmed."""
+        if self.in_flight and self.in_flight.tracing_id == tracing_id:
+            item, self.in_flight = self.in_flight, None
+            return item
+        for item in self._queue:
+            if item.tracing_id == tracing_id:
+                self._queue.remove(item)
+                return item
+        return None
+
+    def requeue(self, *, uncertain: bool = False) -> OutboxItem | None:
+        """Put the in-flight message back at the head, to be sent again."""
+        item, self.in_flight = self.in_flight, None
+        if item is not None:
+            item.uncertain = item.uncertain or uncertain
+            self._queue.appendleft(item)
+        return item
+
+    def fail(self) -> OutboxItem | None:
+        """Drop the in-flight message (the caller reports it as rejected)."""
+        item, self.in_flight = self.in_flight, None
+        return item
+
+    def hold(self, until: float) -> None:
+        self.held_until = max(self.held_until, until)
+
+    def drain_queued(self) -> list[OutboxItem]:
+        """The queued messages, leaving the one in flight to be settled by its own answer."""
+        items = list(self._queue)
+        self._queue.clear()
+        return items
+
+    def drain(self) -> list[OutboxItem]:
+        """Everything not yet confirmed, in order, emptying the outbox."""
+        items = ([self.in_flight] if self.in_flight else []) + list(self._queue)
+        self.in_flight = None
+        self._queue.clear()
+        return items
+
+    def __len__(self) -> int:
+        return len(self._queue) + (1 if self.in_flight else 0)

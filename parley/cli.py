@@ -1,0 +1,168 @@
+"""The `parley` command."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from parley.settings import get_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Drive Genesys Cloud conversations from Redis.")
+dead_app = typer.Typer(no_args_is_help=True, help="Inspect and replay dead letters.")
+app.add_typer(dead_app, name="dead")
+
+
+def _client():  # noqa: ANN202 - a redis.Redis; imported lazily so `parley schema` needs no Redis
+    from parley.connections import RedisNotConfigured, connect
+
+    try:
+        return connect(get_settings())
+    except RedisNotConfigured as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def schema(out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None) -> None:
+    """Print the JSON Schema of every command and event."""
+    from parley.schema_export import json_schemas
+
+    text = json.dumps(json_schemas(), indent=2)
+    if out:
+        out.write_text(text + "\n")
+    else:
+        typer.echo(text)
+
+
+@app.command()
+def submit(file: Annotated[str, typer.Argument(help="A JSON command, a JSON array of commands, or - for stdin.")]) -> None:
+    """Validate and enqueue commands; print each stream entry id."""
+    from parley.producer import Producer
+    from schemas.validation import Rejection
+
+    text = sys.stdin.read() if file == "-" else Path(file).read_text()
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        typer.echo(f"not valid JSON: {exc}", err=True)
+        raise typer.Exit(1) from None
+    commands = parsed if isinstance(parsed, list) else [parsed]
+    producer = Producer(_client(), get_settings())
+    failed = False
+    for i, command in enumerate(commands):
+        try:
+            typer.echo(producer.submit(command))
+        except Rejection as rejection:
+            failed = True
+            typer.echo(f"command {i} rejected: {rejection.reason}", err=True)
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def events(
+    since: Annotated[str, typer.Option(help="Stream id to start after: 0 for all, $ for new only.")] = "$",
+    follow: Annotated[bool, typer.Option(help="Keep waiting for new events.")] = True,
+) -> None:
+    """Print events (one JSON per line) from parley:events."""
+    client = _client()
+    stream = get_settings().events_stream
+    last = since
+    while True:
+        reply = client.xread({stream: last}, count=500, block=5000 if follow else None)
+        if not reply:
+            if not follow:
+                return
+            continue
+        for entry_id, fields in reply[0][1]:
+            last = entry_id
+            typer.echo(fields.get("event", json.dumps(fields)))
+
+
+@app.command()
+def status(timeout: Annotated[float, typer.Option(help="Seconds to wait for a worker probe.")] = 10.0) -> None:
+    """Exit 0 only when every component is up and consuming; show queue depths and dead letters."""
+    from parley.status import collect
+
+    result = collect(_client(), get_settings(), timeout)
+    for c in result.components:
+        typer.echo(f"{'up  ' if c.up else 'DOWN'}  {c.name:<14} {c.detail}")
+    typer.echo(f"commands pending: {result.commands_pending}  lag: {result.commands_lag}  "
+               f"celery queue: {result.celery_queue_depth}  guest commands: {result.guest_commands}  "
+               f"dead letters: {result.dead_letters}")
+    raise typer.Exit(0 if result.healthy else 1)
+
+
+@dead_app.command("list")
+def dead_list(count: int = 100) -> None:
+    """List dead letters with their reasons."""
+    from parley.deadletters import DeadLetters
+
+    for entry in DeadLetters(_client(), get_settings()).list(count):
+        letter = entry.letter
+        typer.echo(f"{entry.entry_id}  {letter.stage:<7} {letter.command_type or '-':<16} {letter.reason}")
+
+
+@dead_app.command("replay")
+def dead_replay(entry_ids: list[str]) -> None:
+    """Put dead-lettered commands back on the commands stream."""
+    from parley.deadletters import DeadLetters
+    from parley.records import Records
+
+    client = _client()
+    dead = DeadLetters(client, get_settings())
+    records = Records(client, get_settings())
+    for entry_id in entry_ids:
+        letter = next((e.letter for e in dead.list(1, entry_id) if e.entry_id == entry_id), None)
+        if letter is None:
+            typer.echo(f"{entry_id}: no such dead letter", err=True)
+            raise typer.Exit(1)
+        if letter.command_id:
+            records.release_key_for_replay(letter.command_id)
+        typer.echo(f"{entry_id} -> {dead.replay(entry_id)}")
+
+
+@app.command()
+def ingest() -> None:
+    """Run the ingestion worker (parley:commands -> Celery)."""
+    from parley.connections import connect
+    from tasks.app import app as celery_app
+    from workers.ingest import IngestWorker
+
+    _logging()
+    settings = get_settings()
+    worker = IngestWorker(connect(settings), settings, celery_app)
+    worker.install_signal_handlers()
+    worker.run()
+
+
+@app.command()
+def emulator(
+    host: Annotated[str | None, typer.Option(help="Bind address (default PARLEY_EMULATOR_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default PARLEY_EMULATOR_PORT).")] = None,
+) -> None:
+    """Run the Genesys Cloud emulator (REST and websockets) on loopback."""
+    from emulator.app import serve
+
+    settings = get_settings()
+    serve(host or settings.emulator_host, port or settings.emulator_port)
+
+
+@app.command()
+def run() -> None:
+    """Run the whole product on embedded defaults (Redis, emulator, workers, Flower)."""
+    from parley.run import run as run_all
+
+    run_all(get_settings())
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,149 @@
+"""The command record: idempotency at the door and the execution state of every command.
+
+Two keys per command, both kept for ``idempotency_retention_s``:
+
+* ``parley:idem:{org}:{type}:{key}`` -> command id. Claimed with a Lua script that, atomically,
+  creates the record and appends ``command.accepted``: a key is claimed once, whatever crashes.
+* ``parley:cmd:{command_id}`` hash: the command body (needed to execute it; never passed to Celery),
+  the stream entry it came from, and its state:
+
+  ``accepted`` -> ``running`` -> ``succeeded`` | ``failed`` | ``expired``
+
+  ``attempts`` counts executions started, ``deliveries`` counts task deliveries (a cap stops a
+  poison task from looping), ``unknown_outcome`` is set while a Genesys call's effect is unknown,
+  so the next attempt looks Genesys up before acting again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import redis
+from pydantic import BaseModel, ConfigDict
+
+from parley import keys
+from parley.settings import Settings
+from schemas.commands import Command
+from schemas.common import utcnow
+from schemas.events import CommandAccepted
+
+
+class State(StrEnum):
+    accepted = "accepted"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    expired = "expired"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (State.succeeded, State.failed, State.expired)
+
+
+class CommandRecord(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    command_id: str
+    type: str
+    org: str
+    idempotency_key: str
+    correlation_id: str | None = None
+    source_entry_id: str | None = None
+    state: State
+    body: str
+    accepted_at: str
+    dispatched: bool = False
+    deliveries: int = 0
+    attempts: int = 0
+    unknown_outcome: bool = False
+    result: str | None = None
+    finished_at: str | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    new: bool
+    command_id: str
+    record: CommandRecord
+
+
+# KEYS: idem key, command key, events stream. ARGV: command id, retention s, events maxlen,
+# accepted event JSON, then the record fields as name/value pairs.
+_CLAIM = """
+local existing = redis.call('GET', KEYS[1])
+if existing then return {0, existing} end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+local fields = {}
+for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[2], unpack(fields))
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'event', ARGV[4])
+return {1, ARGV[1]}
+"""
+
+
+class Records:
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self._client = client
+        self._settings = settings
+        self._claim = client.register_script(_CLAIM)
+
+    def claim(self, command: Command, command_id: str, raw: str, source_entry_id: str) -> Claim:
+        """Claim the command's idempotency key for ``command_id``, or return who holds it."""
+        accepted = CommandAccepted(
+            idempotency_key=command.idempotency_key,
+            correlation_id=command.correlation_id,
+            command_type=command.type,
+            command_id=command_id,
+            org=command.org,
+        )
+        fields: dict[str, str] = {
+            "command_id": command_id,
+            "type": command.type,
+            "org": command.org,
+            "idempotency_key": command.idempotency_key,
+            "source_entry_id": source_entry_id,
+            "state": State.accepted.value,
+            "body": raw,
+            "accepted_at": utcnow().isoformat(),
+        }
+        if command.correlation_id:
+            fields["correlation_id"] = command.correlation_id
+        flat = [x for pair in fields.items() for x in pair]
+        new, holder = self._claim(
+            keys=[keys.idempotency(command.org, command.type, command.idempotency_key),
+                  keys.command(command_id), self._settings.events_stream],
+            args=[command_id, self._settings.idempotency_retention_s, self._settings.events_maxlen,
+                  accepted.model_dump_json(exclude_none=True), *flat],
+        )
+        holder = holder.decode() if isinstance(holder, bytes) else holder
+        record = self.get(holder)
+        if record is None:  # the holder's record expired before its key: treat the key as free
+            self._client.delete(keys.idempotency(command.org, command.type, command.idempotency_key))
+            return self.claim(command, command_id, raw, source_entry_id)
+        return Claim(new=bool(new), command_id=holder, record=record)
+
+    def get(self, command_id: str) -> CommandRecord | None:
+        data = self._client.hgetall(keys.command(command_id))
+        if not data:
+            return None
+        return CommandRecord.model_validate({k: v for k, v in data.items()})
+
+    def set_fields(self, command_id: str, pipe: redis.client.Pipeline | None = None, **fields: str | int) -> None:
+        target = pipe if pipe is not None else self._client
+        target.hset(keys.command(command_id), mapping={k: str(v) for k, v in fields.items()})
+
+    def count_delivery(self, command_id: str) -> int:
+        return int(self._client.hincrby(keys.command(command_id), "deliveries", 1))
+
+    def release_key_for_replay(self, command_id: str) -> bool:
+        """Free a failed command's idempotency key so that a replay executes it again.
+
+        Only a command that ended ``failed`` had no effect; any other state keeps its key.
+        """
+        record = self.get(command_id)
+        if record is None or record.state is not State.failed:
+            return False
+        self._client.delete(keys.idempotency(record.org, record.type, record.idempotency_key))
+        return True

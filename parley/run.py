@@ -1,0 +1,139 @@
+"""`parley run`: the whole product on one machine, on embedded defaults.
+
+Starts (unless already configured elsewhere) an embedded Redis with AOF, the Genesys Cloud
+emulator, the ingestion worker, a Celery worker and Flower; restarts a child that dies; stops all
+of them on Ctrl-C or SIGTERM (Celery gets SIGTERM: a warm shutdown that requeues held tasks).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from parley import keys
+from parley.connections import connect
+from parley.redis_server import RedisServer
+from parley.settings import Settings
+
+RESTART_BACKOFF_S = (1, 2, 5, 10, 30)
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    health_url: str | None = None
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+
+    def start(self, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(self.argv, env=env)
+        self.started_at = time.monotonic()
+
+
+@dataclass
+class Supervisor:
+    settings: Settings
+    children: list[Child] = field(default_factory=list)
+    redis: RedisServer | None = None
+    stop_event: threading.Event = field(default_factory=threading.Event)
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if self.redis is not None:
+            env["PARLEY_REDIS_URL"] = self.redis.url
+        return env
+
+    def plan(self) -> list[Child]:
+        s = self.settings
+        py = sys.executable
+        children = []
+        if s.uses_emulator:
+            children.append(Child("emulator", [py, "-m", "parley.cli", "emulator"],
+                                  f"http://{s.emulator_host}:{s.emulator_port}/__emulator/fixtures"))
+        children += [
+            Child("ingest-worker", [py, "-m", "parley.cli", "ingest"]),
+            Child("celery-worker", [py, "-m", "celery", "-A", "tasks.app", "worker", "-E", "-Q", keys.CELERY_QUEUE,
+                                    "-c", str(s.celery_concurrency), "--loglevel", "INFO", "-n", "parley@%h"]),
+            Child("flower", [py, "-m", "celery", "-A", "tasks.app", "flower", f"--port={s.flower_port}",
+                             "--address=127.0.0.1", "--purge_offline_workers=60"],
+                  f"http://127.0.0.1:{s.flower_port}/healthcheck"),
+        ]
+        return children
+
+    def start(self) -> None:
+        if not self.settings.redis_url:
+            self.redis = RedisServer(Path(self.settings.data_dir) / "redis", port=6390).start()
+            print(f"embedded Redis (AOF) at {self.redis.url}, data in {self.redis.data_dir}")
+        env = self._env()
+        client = connect(Settings(redis_url=env["PARLEY_REDIS_URL"]))
+        self.children = self.plan()
+        client.delete(keys.COMPONENTS_HASH)
+        for child in self.children:
+            if child.health_url:
+                client.hset(keys.COMPONENTS_HASH, child.name, json.dumps({"health_url": child.health_url}))
+            child.start(env)
+        client.close()
+        self._banner(env["PARLEY_REDIS_URL"])
+
+    def _banner(self, redis_url: str) -> None:
+        s = self.settings
+        lines = [
+            "", "Parley is running.",
+            f"  Redis:            {redis_url}",
+            f"  submit commands:  parley submit FILE   (or XADD {s.commands_stream} * command <json>)",
+            f"  follow events:    parley events        ({s.events_stream})",
+            f"  dead letters:     parley dead list     ({s.dead_stream})",
+            f"  Flower:           http://127.0.0.1:{s.flower_port}",
+        ]
+        if s.uses_emulator:
+            lines.append(f"  Genesys emulator: http://{s.emulator_host}:{s.emulator_port}  (fixtures: /__emulator/fixtures)")
+        else:
+            lines.append(f"  Genesys Cloud:    {s.genesys_api_url or s.genesys_region}")
+        lines.append("  health:           parley status\n")
+        print("\n".join(lines), flush=True)
+
+    def watch(self) -> None:
+        env = self._env()
+        while not self.stop_event.wait(1.0):
+            for child in self.children:
+                if child.process is not None and child.process.poll() is not None:
+                    delay = RESTART_BACKOFF_S[min(child.restarts, len(RESTART_BACKOFF_S) - 1)]
+                    print(f"{child.name} exited with {child.process.returncode}; restarting in {delay}s", flush=True)
+                    if self.stop_event.wait(delay):
+                        return
+                    child.restarts += 1
+                    child.start(env)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for child in self.children:
+            if child.process is not None and child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        for child in self.children:
+            if child.process is not None:
+                try:
+                    child.process.wait(timeout=40)
+                except subprocess.TimeoutExpired:
+                    child.process.kill()
+        if self.redis is not None:
+            self.redis.stop()
+
+
+def run(settings: Settings) -> None:
+    supervisor = Supervisor(settings)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: supervisor.stop_event.set())
+    supervisor.start()
+    try:
+        supervisor.watch()
+    finally:
+        supervisor.stop()

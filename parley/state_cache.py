@@ -1,0 +1,443 @@
+"""The Redis state cache that deduplicates Genesys session ids, and the lease that serializes commands.
+
+What it remembers, per natural key:
+
+* the customer's live conversation: (org, channel, from_address, recipient) -> conversation id and,
+  when known, the agent communication id, with ``checked_at`` so the runner can tell a fresh entry from
+  one it must confirm with Genesys first;
+* the live cobrowse of a conversation: conversation id -> cobrowse session (join code, websocket url,
+  ``date_offer_ends``), so a second ``cobrowse.start`` returns the live one instead of a 409 storm;
+* guest sessions: (org, session_key) -> the Genesys ids of the guest session the guest worker holds.
+
+Every entry is only a hint: Genesys stays the source of truth. An entry Genesys contradicts (the
+conversation ended, a 404) is dropped with :meth:`StateCache.contradicted`; an unreadable one is a miss.
+
+The lease (:meth:`StateCache.lease`) serializes commands on one natural key across workers, so two
+commands for the same customer never both decide "no live conversation, create one". It works like
+redis-py's ``Lock`` (``SET NX PX``, token-checked release and extend in Lua) but its token is a
+monotonic fencing token from ``INCR``: a holder that stalled past its TTL finds out (``LeaseLost``)
+instead of silently overlapping the next holder. Genesys cannot check fencing tokens, so the lease is
+an optimisation; exactly-once comes from the idempotency record (reference
+celery-redis-reliability.md sections 2 and 8). It assumes one Redis primary, not Redlock.
+
+Values are pydantic models stored as JSON; none holds customer text or credentials (the models forbid
+extra fields). Key names come from :class:`Keys` only; customer addresses and producer session keys
+appear in them only as hashes. Every key has a TTL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import ClassVar, Literal, TypeVar
+
+import redis
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from redis.commands.core import Script
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ms(delta: timedelta) -> int:
+    return max(1, int(delta.total_seconds() * 1000))
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- natural keys --------------------------------------------------------------------------------------
+
+
+class _Subject(_Frozen):
+    """A natural key: what a cache entry or a lease is about."""
+
+    namespace: ClassVar[str]
+
+    def ident(self) -> str:
+        """A stable id for key names; a hash, so customer addresses never appear in Redis key names."""
+        canonical = json.dumps(self.model_dump(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+class CustomerKey(_Subject):
+    """The customer end of a messaging conversation: one live conversation per key."""
+
+    namespace: ClassVar[str] = "customer"
+
+    org: str = Field(min_length=1)
+    channel: str = Field(min_length=1)
+    from_address: str = Field(min_length=1)
+    recipient: str = Field(min_length=1, description="to_address, or the external contact id (webmessaging)")
+
+    @classmethod
+    def for_message(
+        cls,
+        *,
+        org: str,
+        channel: str,
+        from_address: str,
+        to_address: str | None = None,
+        external_contact_id: str | None = None,
+    ) -> CustomerKey:
+        """The key of a ``message.send``: webmessaging has no to_address and names the customer by the
+        external contact; the other channels name them by address."""
+        recipient = to_address or external_contact_id
+        if not recipient:
+            raise ValueError("a customer key needs to_address or external_contact_id")
+        return cls(org=org, channel=channel, from_address=from_address, recipient=recipient)
+
+
+class ConversationKey(_Subject):
+    """A Genesys conversation (for leases on conversation.end and cobrowse.*)."""
+
+    namespace: ClassVar[str] = "conversation"
+
+    conversation_id: str = Field(min_length=1)
+
+    def ident(self) -> str:
+        # A Genesys id, not customer data: kept readable for operators.
+        return self.conversation_id
+
+
+class GuestKey(_Subject):
+    """A producer's guest session (``session_key`` is the producer's id, so it is hashed)."""
+
+    namespace: ClassVar[str] = "guest"
+
+    org: str = Field(min_length=1)
+    session_key: str = Field(min_length=1)
+
+
+Subject = CustomerKey | ConversationKey | GuestKey
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Every Redis key name the state cache uses."""
+
+    prefix: str = "parley:state"
+
+    def live(self, customer_ident: str) -> str:
+        return f"{self.prefix}:live:{customer_ident}"
+
+    def by_conversation(self, conversation_id: str) -> str:
+        """Reverse index conversation id -> customer ident, for :meth:`StateCache.contradicted`."""
+        return f"{self.prefix}:conv:{conversation_id}"
+
+    def cobrowse(self, conversation_id: str) -> str:
+        return f"{self.prefix}:cobrowse:{conversation_id}"
+
+    def guest(self, key: GuestKey) -> str:
+        return f"{self.prefix}:guest:{key.ident()}"
+
+    def lease(self, subject: Subject) -> str:
+        return f"{self.prefix}:lease:{subject.namespace}:{subject.ident()}"
+
+    def fence(self, subject: Subject) -> str:
+        return f"{self.prefix}:fence:{subject.namespace}:{subject.ident()}"
+
+
+# --- cached values -------------------------------------------------------------------------------------
+
+
+class LiveConversation(_Frozen):
+    conversation_id: str = Field(min_length=1)
+    communication_id: str | None = None
+    checked_at: AwareDatetime = Field(
+        default_factory=utcnow, description="When Genesys last confirmed the conversation live."
+    )
+
+    def is_stale(self, max_age: timedelta, now: datetime | None = None) -> bool:
+        return (now or utcnow()) - self.checked_at > max_age
+
+
+class CobrowseSession(_Frozen):
+    conversation_id: str = Field(min_length=1)
+    cobrowse_session_id: str = Field(min_length=1)
+    join_code: str
+    websocket_url: str
+    date_offer_ends: AwareDatetime | None = None
+    created_at: AwareDatetime = Field(default_factory=utcnow)
+
+    def is_live(self, now: datetime | None = None) -> bool:
+        """Past ``date_offer_ends`` the offer is over, so the session cannot be handed out again."""
+        return self.date_offer_ends is None or (now or utcnow()) < self.date_offer_ends
+
+
+class GuestSession(_Frozen):
+    """Genesys ids of a guest session. Never the guest JWT or the web messaging session token."""
+
+    protocol: Literal["webmessaging", "guestchat"]
+    deployment_id: str = Field(min_length=1)
+    conversation_id: str | None = None
+    member_id: str | None = Field(default=None, description="Guest Chat: the guest's member id.")
+    created_at: AwareDatetime = Field(default_factory=utcnow)
+
+
+class CacheTTLs(_Frozen):
+    conversation: timedelta = Field(default=timedelta(days=1), gt=timedelta(0))
+    # Upper bound: date_offer_ends cuts it shorter.
+    cobrowse: timedelta = Field(default=timedelta(hours=1), gt=timedelta(0))
+    # Web messaging sessions live 72 h after their last message by default.
+    guest: timedelta = Field(default=timedelta(hours=72), gt=timedelta(0))
+    # Idle time after which a key's fencing counter may be dropped; see _ACQUIRE.
+    fence: timedelta = Field(default=timedelta(days=30), gt=timedelta(0))
+
+
+# --- Lua -----------------------------------------------------------------------------------------------
+
+# KEYS: lease, fencing counter. ARGV: lease ttl ms, counter ttl ms, clock ms. Returns the token or nil.
+# The counter has a TTL like every key; a missing one starts at the clock in ms, so tokens keep rising
+# across a counter that expired after a long idle spell (unless one key averaged more than one lease per
+# millisecond over the counter's whole life).
+_ACQUIRE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('SET', KEYS[2], ARGV[3]) end
+local token = redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[1], tostring(token), 'PX', ARGV[1])
+return token
+"""
+
+# KEYS: lease, fencing counter. ARGV: token, lease ttl ms, counter ttl ms. 1 if still held.
+_EXTEND = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return 1
+"""
+
+# KEYS: one key. ARGV: expected value. Deletes only what the caller last saw (a lease it holds, an
+# unreadable entry), never a value another worker wrote since.
+_DELETE_IF_EQUAL = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS: live entry, reverse index, cobrowse. ARGV: conversation id. The live entry goes only if it still
+# names that conversation: a newer conversation cached meanwhile for the same customer stays.
+_CONTRADICT = """
+local removed = 0
+local live = redis.call('GET', KEYS[1])
+if live and cjson.decode(live)['conversation_id'] == ARGV[1] then removed = redis.call('DEL', KEYS[1]) end
+redis.call('DEL', KEYS[2], KEYS[3])
+return removed
+"""
+
+
+class LeaseLost(RuntimeError):
+    """The lease expired or another worker holds it now: work done under it may have overlapped."""
+
+
+class LeaseTimeout(TimeoutError):
+    """The lease stayed taken for the whole blocking timeout."""
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class _Scripts:
+    acquire: Script
+    extend: Script
+    delete_if_equal: Script
+    contradict: Script
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+class StateCache:
+    """Typed get/put/invalidate over Redis for the three kinds of session, plus leases."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        keys: Keys | None = None,
+        ttls: CacheTTLs | None = None,
+        clock: Clock = utcnow,
+        poll_s: float = 0.05,
+    ) -> None:
+        self.redis = client
+        self.keys = keys or Keys()
+        self.ttls = ttls or CacheTTLs()
+        self._clock = clock
+        self._poll_s = poll_s
+        self._scripts = _Scripts(
+            acquire=client.register_script(_ACQUIRE),
+            extend=client.register_script(_EXTEND),
+            delete_if_equal=client.register_script(_DELETE_IF_EQUAL),
+            contradict=client.register_script(_CONTRADICT),
+        )
+
+    # --- (a) the customer's live conversation ------------------------------------------------------------
+
+    def get_conversation(self, key: CustomerKey) -> LiveConversation | None:
+        return self._load(self.keys.live(key.ident()), LiveConversation)
+
+    def put_conversation(self, key: CustomerKey, live: LiveConversation) -> None:
+        """Remember (or re-confirm, with a new ``checked_at``) the customer's live conversation."""
+        ttl = _ms(self.ttls.conversation)
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.keys.live(key.ident()), live.model_dump_json(), px=ttl)
+            pipe.set(self.keys.by_conversation(live.conversation_id), key.ident(), px=ttl)
+            pipe.execute()
+
+    def invalidate_conversation(self, key: CustomerKey) -> bool:
+        return bool(self.redis.delete(self.keys.live(key.ident())))
+
+    def contradicted(self, conversation_id: str, key: CustomerKey | None = None) -> bool:
+        """Genesys says ``conversation_id`` is over (ended, 404): forget every entry naming it.
+
+        Drops the live-conversation entry that still points at it (found through ``key`` or the
+        reverse index) and the conversation's cobrowse. True if a live-conversation entry went.
+        """
+        ident = key.ident() if key is not None else self.redis.get(self.keys.by_conversation(conversation_id))
+        reverse, cobrowse = self.keys.by_conversation(conversation_id), self.keys.cobrowse(conversation_id)
+        if ident is None:
+            self.redis.delete(reverse, cobrowse)
+            return False
+        live = self.keys.live(_text(ident))
+        return bool(self._scripts.contradict(keys=[live, reverse, cobrowse], args=[conversation_id]))
+
+    # --- (b) one live cobrowse per conversation ------------------------------------------------------------
+
+    def get_cobrowse(self, conversation_id: str) -> CobrowseSession | None:
+        """The conversation's cobrowse, or None if there is none or its offer has ended."""
+        session = self._load(self.keys.cobrowse(conversation_id), CobrowseSession)
+        if session is None or not session.is_live(self._clock()):
+            return None
+        return session
+
+    def put_cobrowse(self, session: CobrowseSession) -> bool:
+        """Remember the live cobrowse until its offer ends; False (nothing stored) if it already has."""
+        ttl = self.ttls.cobrowse
+        if session.date_offer_ends is not None:
+            ttl = min(ttl, session.date_offer_ends - self._clock())
+        if ttl <= timedelta(0):
+            return False
+        self.redis.set(self.keys.cobrowse(session.conversation_id), session.model_dump_json(), px=_ms(ttl))
+        return True
+
+    def invalidate_cobrowse(self, conversation_id: str) -> bool:
+        return bool(self.redis.delete(self.keys.cobrowse(conversation_id)))
+
+    # --- (c) guest sessions ------------------------------------------------------------------------------
+
+    def get_guest(self, key: GuestKey) -> GuestSession | None:
+        return self._load(self.keys.guest(key), GuestSession)
+
+    def put_guest(self, key: GuestKey, session: GuestSession) -> None:
+        self.redis.set(self.keys.guest(key), session.model_dump_json(), px=_ms(self.ttls.guest))
+
+    def invalidate_guest(self, key: GuestKey) -> bool:
+        return bool(self.redis.delete(self.keys.guest(key)))
+
+    # --- (d) leases ---------------------------------------------------------------------------------------
+
+    def try_lease(self, subject: Subject, ttl_ms: int) -> Lease | None:
+        """Take the lease on ``subject`` if it is free; never waits."""
+        if ttl_ms < 1:
+            raise ValueError(f"ttl_ms must be >= 1, got {ttl_ms}")
+        lease_key, fence_key = self.keys.lease(subject), self.keys.fence(subject)
+        fence_ttl_ms, clock_ms = _ms(self.ttls.fence), int(self._clock().timestamp() * 1000)
+        token = self._scripts.acquire(keys=[lease_key, fence_key], args=[ttl_ms, fence_ttl_ms, clock_ms])
+        if token is None:
+            return None
+        return Lease(self.redis, self._scripts, lease_key, fence_key, int(token), ttl_ms, fence_ttl_ms)
+
+    def lease(self, subject: Subject, ttl_ms: int, *, timeout_s: float = 10.0) -> Lease:
+        """Take the lease on ``subject``, waiting up to ``timeout_s``; use it as a context manager.
+
+        Raises :class:`LeaseTimeout` if it stays taken. ``ttl_ms`` must outlast the work, or the work
+        must :meth:`Lease.extend` it (about every ttl/3) and stop when that raises :class:`LeaseLost`.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            lease = self.try_lease(subject, ttl_ms)
+            if lease is not None:
+                return lease
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LeaseTimeout(f"{subject.namespace} lease still taken after {timeout_s:g} s")
+            # Redis has no wake-up on expiry; jittered polling keeps waiters from retrying in lockstep.
+            time.sleep(min(remaining, random.uniform(self._poll_s / 2, self._poll_s)))
+
+    # --- internals ----------------------------------------------------------------------------------------
+
+    def _load(self, key: str, model: type[M]) -> M | None:
+        raw = self.redis.get(key)
+        if raw is None:
+            return None
+        try:
+            return model.model_validate_json(raw)
+        except ValidationError:
+            # Written by another Parley version, or damaged: a miss is safe because Genesys is the
+            # source of truth; removing it (only if unchanged) lets the next put heal the key.
+            self._scripts.delete_if_equal(keys=[key], args=[raw])
+            return None
+
+
+class Lease:
+    """A held lease. ``token`` is the fencing token: larger for every later holder of the same key."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        scripts: _Scripts,
+        key: str,
+        fence_key: str,
+        token: int,
+        ttl_ms: int,
+        fence_ttl_ms: int,
+    ) -> None:
+        self._redis = client
+        self._scripts = scripts
+        self.key = key
+        self._fence_key = fence_key
+        self.token = token
+        self.ttl_ms = ttl_ms
+        self._fence_ttl_ms = fence_ttl_ms
+
+    def held(self) -> bool:
+        raw = self._redis.get(self.key)
+        return raw is not None and _text(raw) == str(self.token)
+
+    def ensure(self) -> None:
+        """Raise :class:`LeaseLost` unless still held: call it before a side effect."""
+        if not self.held():
+            raise LeaseLost(f"lost lease {self.key} (token {self.token})")
+
+    def extend(self, ttl_ms: int | None = None) -> None:
+        """Reset the TTL to ``ttl_ms`` (default: the original TTL); :class:`LeaseLost` if no longer held."""
+        ttl = self.ttl_ms if ttl_ms is None else ttl_ms
+        args = [self.token, ttl, self._fence_ttl_ms]
+        if not self._scripts.extend(keys=[self.key, self._fence_key], args=args):
+            raise LeaseLost(f"lost lease {self.key} (token {self.token})")
+
+    def release(self) -> bool:
+        """Give the lease up; False if it had already expired or passed to another holder."""
+        return bool(self._scripts.delete_if_equal(keys=[self.key], args=[self.token]))
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        # Losing the lease is reported only when nothing else went wrong, so it never masks the error.
+        if not self.release() and exc_type is None:
+            raise LeaseLost(f"lease {self.key} (token {self.token}) expired before release")

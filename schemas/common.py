@@ -1,0 +1,58 @@
+"""Building blocks shared by commands and events."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from schemas.limits import KEY_MAX_CHARS
+
+
+class StrictModel(BaseModel):
+    """Unknown fields are an error: a typo in a producer must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, frozen=True)
+
+
+def _no_control_chars(value: str) -> str:
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+Key = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=KEY_MAX_CHARS),
+    AfterValidator(_no_control_chars),
+]
+"""A producer-chosen identifier: idempotency_key, correlation_id, session_key."""
+
+OrgAlias = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+
+GenesysId = Annotated[
+    str,
+    StringConstraints(pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"),
+]
+"""Genesys Cloud entity ids (conversations, queues, deployments, ...) are UUIDs."""
+
+Address = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_no_control_chars)]
+
+Timestamp = AwareDatetime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def utf8_len(value: str) -> int:
+    return len(value.encode("utf-8"))
+
+
+def json_bytes(value: object) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+
+NonEmptyText = Annotated[str, Field(min_length=1)]

@@ -1,0 +1,55 @@
+"""The Celery application, configured for at-least-once delivery on Redis.
+
+Each setting answers a failure mode in ../shared/reference/celery-redis-reliability.md:
+late acks + reject on a lost worker (a crash redelivers instead of losing the task), prefetch 1,
+one visibility timeout set in all three places and kept above every runtime and countdown (else
+Redis redelivers running or waiting tasks), soft shutdown (held tasks are requeued on SIGTERM),
+connection retry forever (a Redis restart must not end the worker).
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from parley import keys
+from parley.settings import Settings, get_settings
+
+
+def make_config(settings: Settings) -> dict[str, object]:
+    settings.check()
+    transport = {"visibility_timeout": settings.visibility_timeout_s}
+    return {
+        "broker_url": settings.redis_url,
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": transport,
+        "visibility_timeout": settings.visibility_timeout_s,
+        "task_time_limit": settings.task_time_limit_s,
+        "task_soft_time_limit": max(1, settings.task_time_limit_s - 5),
+        "worker_soft_shutdown_timeout": 30.0,
+        "worker_enable_soft_shutdown_on_idle": True,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_default_queue": keys.CELERY_QUEUE,
+        "worker_hijack_root_logger": False,
+        "include": ["tasks.commands"],
+    }
+
+
+def make_app(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    celery_app = Celery("parley")
+    celery_app.conf.update(make_config(settings))
+    return celery_app
+
+
+app = make_app()

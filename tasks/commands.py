@@ -1,0 +1,67 @@
+"""The Celery tasks: one per REST command type, all thin wrappers around :class:`Runner`.
+
+Task names (``parley.message.send``, ...) and keyword arguments (command id, type, org,
+idempotency key, target ids) are what Flower shows; the command body never leaves Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+from typing import Any
+
+from celery import Task
+
+from parley import keys
+from parley.connections import connect
+from parley.settings import get_settings
+from schemas.commands import REST_COMMAND_TYPES
+from tasks.app import app
+from tasks.runner import CommandRef, RetryLater, Runner
+
+log = logging.getLogger("parley.tasks")
+
+
+@cache
+def runner() -> Runner:
+    """One runner (and Redis pool) per worker process, built on first use after the fork."""
+    settings = get_settings()
+    return Runner(connect(settings), settings, genesys_factory=_genesys_factory(settings))
+
+
+def _genesys_factory(settings: Any) -> Any:
+    try:
+        from genesys.client import GenesysClient
+    except ImportError:  # the client package is optional for workers that only run tests' handlers
+        return None
+    return lambda: GenesysClient(settings, connect(settings, decode=False))
+
+
+def _execute(task: Task, **ref: Any) -> str:
+    settings = get_settings()
+    try:
+        outcome = runner().run(CommandRef.model_validate(ref), retries=task.request.retries)
+    except RetryLater as later:
+        raise task.retry(countdown=min(later.delay_s, settings.retry_max_delay_s), max_retries=None) from None
+    return outcome.state.value
+
+
+def _make_task(command_type: str) -> Task:
+    def execute(self: Task, **ref: Any) -> str:
+        return _execute(self, **ref)
+
+    execute.__name__ = execute.__qualname__ = "execute_" + command_type.replace(".", "_")
+    return app.task(name=f"parley.{command_type}", bind=True, max_retries=None, acks_late=True)(execute)
+
+
+COMMAND_TASKS: dict[str, Task] = {t: _make_task(t) for t in sorted(REST_COMMAND_TYPES)}
+
+
+@app.task(name="parley.probe", ignore_result=True)
+def probe(nonce: str) -> None:
+    """Proves a worker is consuming: `parley status` enqueues it and waits for the key it sets."""
+    runner().client.set(keys.probe(nonce), "1", ex=60)
+
+
+def task_name(command_type: str) -> str:
+    return COMMAND_TASKS[command_type].name

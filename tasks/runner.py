@@ -1,0 +1,157 @@
+"""Carry out one command, exactly once in effect: the path every REST command task goes through.
+
+A Celery message only names the command (:class:`CommandRef`); the body, with any customer text,
+stays in Redis. Before the handler runs, the runner checks the command record: a finished command
+is never run again (a redelivered or duplicated message), an expired one is not run at all, and one
+whose previous attempt died mid-call runs with ``recovering=True`` so its handler looks Genesys up
+before acting again. Only one execution runs at a time (a renewed lease). Errors go to the retry
+policy; the outcome is written to the record and the event stream in one Redis transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+from pydantic import BaseModel, ConfigDict
+
+from parley import keys
+from parley.deadletters import DeadLetters
+from parley.events import EventLog
+from parley.records import CommandRecord, Records, State
+from parley.settings import Settings
+from schemas.commands import COMMAND_ADAPTER, Command
+from schemas.common import utcnow
+from schemas.dead import DeadLetter
+from schemas.events import CommandExpired, CommandFailed, CommandResult, CommandSucceeded, GenesysErrorInfo
+from tasks.context import HANDLERS, ExecutionContext
+from tasks.lease import RenewedLease
+
+log = logging.getLogger("parley.runner")
+
+
+class CommandRef(BaseModel):
+    """What a Celery message carries (and Flower shows): identity and target ids, never content."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command_id: str
+    type: str
+    org: str
+    idempotency_key: str
+    targets: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class RetryLater(Exception):
+    """The runner asks the Celery layer to run this command again after ``delay_s``."""
+
+    delay_s: float
+    reason: str
+    counts_as_attempt: bool = True
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: State
+    result: CommandResult | None = None
+
+
+class Runner:
+    def __init__(self, client: redis.Redis, settings: Settings,
+                 genesys_factory: Callable[[], object] | None = None) -> None:
+        self.client = client
+        self.settings = settings
+        self.records = Records(client, settings)
+        self.events = EventLog(client, settings)
+        self.dead = DeadLetters(client, settings)
+        self.genesys_factory = genesys_factory
+
+    # -- entry point -------------------------------------------------------------------------
+    def run(self, ref: CommandRef, *, retries: int) -> Outcome:
+        record = self.records.get(ref.command_id)
+        if record is None:
+            return self._lost_record(ref)
+        if record.state.terminal:
+            log.info("command %s already %s; delivery skipped", ref.command_id, record.state.value)
+            return Outcome(record.state)
+        deliveries = self.records.count_delivery(ref.command_id)
+        command = COMMAND_ADAPTER.validate_json(record.body)
+        if command.expires_at is not None and command.expires_at <= utcnow():
+            return self._expire(record, command)
+        # Deliveries beyond the retries Celery scheduled are executions lost to dying workers.
+        crashes = deliveries - 1 - retries
+        if crashes > self.settings.max_crash_redeliveries:
+            return self._fail(record, f"the worker died {crashes} times while executing this command", None)
+        lease = RenewedLease(self.client, keys.execution_lease(ref.command_id), self.settings.execution_lease_ms)
+        if not lease.try_acquire():
+            # Another execution holds it: a duplicate message, or a dead worker's lease not yet expired.
+            raise RetryLater(max(0.5, lease.remaining_ms() / 1000), "another execution holds the lease", False)
+        try:
+            return self._execute(record, command, lease)
+        finally:
+            lease.release()
+
+    # -- steps -------------------------------------------------------------------------------
+    def _execute(self, record: CommandRecord, command: Command, lease: RenewedLease) -> Outcome:
+        recovering = record.state is State.running or record.unknown_outcome
+        attempt = record.attempts + 1
+        self.records.set_fields(record.command_id, state=State.running.value, attempts=attempt)
+        handler = HANDLERS.get(command.type)
+        if handler is None:
+            return self._fail(record, f"no handler for {command.type} in this worker", None)
+        ctx = ExecutionContext(
+            settings=self.settings, redis=self.client, command_id=record.command_id,
+            attempt=attempt, recovering=recovering, genesys_factory=self.genesys_factory,  # type: ignore[arg-type]
+        )
+        result = handler(ctx, command)
+        return self._succeed(record, result)
+
+    def _succeed(self, record: CommandRecord, result: CommandResult) -> Outcome:
+        pipe = self.client.pipeline(transaction=True)
+        self.records.set_fields(record.command_id, pipe, state=State.succeeded.value,
+                                result=result.model_dump_json(exclude_none=True),
+                                finished_at=utcnow().isoformat(), unknown_outcome=0)
+        self.events.append(CommandSucceeded(**self._about(record), result=result), pipe)
+        pipe.execute()
+        return Outcome(State.succeeded, result)
+
+    def _fail(self, record: CommandRecord, reason: str, error: GenesysErrorInfo | None,
+              hint: str | None = None) -> Outcome:
+        pipe = self.client.pipeline(transaction=True)
+        self.records.set_fields(record.command_id, pipe, state=State.failed.value,
+                                finished_at=utcnow().isoformat())
+        self.events.append(CommandFailed(**self._about(record), reason=reason, attempts=record.attempts,
+                                         error=error, hint=hint), pipe)
+        self.dead.add(DeadLetter(stage="execute", reason=reason, original=record.body,
+                                 source_entry_id=record.source_entry_id, command_id=record.command_id,
+                                 command_type=record.type, idempotency_key=record.idempotency_key,
+                                 deliveries=record.deliveries, error=error), pipe)
+        pipe.execute()
+        return Outcome(State.failed)
+
+    def _expire(self, record: CommandRecord, command: Command) -> Outcome:
+        assert command.expires_at is not None
+        pipe = self.client.pipeline(transaction=True)
+        self.records.set_fields(record.command_id, pipe, state=State.expired.value,
+                                finished_at=utcnow().isoformat())
+        self.events.append(CommandExpired(**self._about(record), expires_at=command.expires_at), pipe)
+        pipe.execute()
+        return Outcome(State.expired)
+
+    def _lost_record(self, ref: CommandRef) -> Outcome:
+        log.error("command %s has no record (retention passed before execution?)", ref.command_id)
+        self.events.append(CommandFailed(
+            idempotency_key=ref.idempotency_key, command_type=ref.type, command_id=ref.command_id, org=ref.org,
+            reason="the command's record is gone (older than the idempotency retention); not executed",
+        ))
+        return Outcome(State.failed)
+
+    @staticmethod
+    def _about(record: CommandRecord) -> dict[str, str | None]:
+        return {
+            "idempotency_key": record.idempotency_key, "correlation_id": record.correlation_id,
+            "command_type": record.type, "command_id": record.command_id, "org": record.org,
+        }

@@ -1,0 +1,60 @@
+"""Real Parley processes for integration tests: the ingestion worker and Celery workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def parley_env(redis_url: str, **overrides: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "PARLEY_REDIS_URL": redis_url,
+        "PARLEY_CLAIM_IDLE_MS": "1500",
+        "PARLEY_READ_BLOCK_MS": "200",
+        "PARLEY_VISIBILITY_TIMEOUT_S": "60",
+        "PARLEY_TASK_TIME_LIMIT_S": "20",
+        "PARLEY_RETRY_MAX_DELAY_S": "10",
+        "PARLEY_EXECUTION_LEASE_MS": "3000",
+        "PYTHONPATH": str(ROOT),
+    })
+    env.update(overrides)
+    return env
+
+
+def start_ingest(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "parley.cli", "ingest"], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def start_celery(env: dict[str, str], app: str = "tests.support.celery_app", concurrency: int = 2,
+                 name: str = "w1") -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "celery", "-A", app, "worker", "-Q", "parley.commands", "-c", str(concurrency),
+            "-P", "prefork", "--loglevel", "WARNING", "-n", f"{name}@%h", "--without-mingle", "--without-gossip"]
+    return subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def stop(process: subprocess.Popen[bytes], *, kill: bool = False) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def running(*processes: subprocess.Popen[bytes]) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for p in processes:
+            stop(p, kill=True)

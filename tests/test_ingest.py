@@ -1,0 +1,190 @@
+"""The ingestion worker in process against a real redis-server: dedup, rejection, reclaim, DLQ."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+
+from parley import keys
+from parley.deadletters import DeadLetters
+from parley.producer import Producer
+from parley.records import Records, State
+from parley.settings import Settings
+from tasks.app import make_config
+from tests.support.events import count, read_events
+from tests.test_schemas import VALID
+from workers.ingest import IngestWorker
+
+
+@pytest.fixture
+def settings(redis_url: str) -> Settings:
+    return Settings(redis_url=redis_url, claim_idle_ms=100, max_deliveries=3, read_block_ms=10)
+
+
+@pytest.fixture
+def celery_app(settings: Settings) -> Iterator[Celery]:
+    app = Celery("test-ingest")
+    app.conf.update(make_config(settings))
+    yield app
+    app.close()
+
+
+def make_worker(client: redis.Redis, settings: Settings, celery_app: Celery, name: str = "c1") -> IngestWorker:
+    worker = IngestWorker(client, settings, celery_app, consumer=name)
+    worker.ensure_group()
+    return worker
+
+
+def celery_messages(client: redis.Redis) -> list[dict[str, Any]]:
+    return [json.loads(m) for m in client.lrange(keys.CELERY_QUEUE, 0, -1)]
+
+
+def drain(worker: IngestWorker) -> None:
+    while worker.run_once(block_ms=10):
+        pass
+
+
+def test_valid_command_becomes_one_celery_task_with_no_content(redis_client, settings, celery_app) -> None:
+    worker = make_worker(redis_client, settings, celery_app)
+    Producer(redis_client, settings).submit(VALID["message.send/webmessaging"])
+    drain(worker)
+    [message] = celery_messages(redis_client)
+    headers = message["headers"]
+    assert headers["task"] == "parley.message.send"
+    assert "Your order shipped" not in json.dumps(message)  # customer text stays in Redis
+    body = json.loads(__import__("base64").b64decode(message["body"]))
+    ref = body[1]
+    assert ref["type"] == "message.send" and ref["idempotency_key"] == "k1"
+    assert headers["id"] == ref["command_id"]
+    record = Records(redis_client, settings).get(ref["command_id"])
+    assert record is not None and record.state is State.accepted and record.dispatched
+    assert [e["type"] for e in read_events(redis_client)] == ["command.accepted"]
+    assert redis_client.xpending(settings.commands_stream, settings.consumer_group)["pending"] == 0
+
+
+def test_same_key_twice_is_one_task_and_a_duplicate_event(redis_client, settings, celery_app) -> None:
+    worker = make_worker(redis_client, settings, celery_app)
+    producer = Producer(redis_client, settings)
+    for _ in range(3):
+        producer.submit(VALID["cobrowse.start"])
+    other_org = dict(VALID["cobrowse.start"], org="emea")  # the key is scoped per org and type
+    producer.submit(other_org)
+    drain(worker)
+    assert len(celery_messages(redis_client)) == 2
+    events = read_events(redis_client)
+    assert count(events, "command.accepted") == 2
+    dups = [e for e in events if e["type"] == "command.duplicate"]
+    assert len(dups) == 2 and all(d["original_state"] == "accepted" for d in dups)
+
+
+def test_garbage_goes_to_dead_letters_with_reason(redis_client, settings, celery_app) -> None:
+    worker = make_worker(redis_client, settings, celery_app)
+    producer = Producer(redis_client, settings)
+    producer.submit_raw("{not json")
+    producer.submit_raw(json.dumps({"type": "nope", "idempotency_key": "g1"}))
+    producer.submit_raw(json.dumps(dict(VALID["guest.send"], text="")))
+    producer.submit_raw("x" * (64 * 1024 + 1))
+    redis_client.xadd(settings.commands_stream, {"wrong_field": "1"})
+    producer.submit(VALID["cobrowse.end"])  # and the worker keeps going
+    drain(worker)
+    letters = DeadLetters(redis_client, settings).list()
+    reasons = [d.letter.reason for d in letters]
+    assert len(reasons) == 5
+    assert reasons[0].startswith("not valid JSON")
+    assert reasons[1].startswith('unknown command type "nope"')
+    assert "text: String should have at least 1 character" in reasons[2]
+    assert "the limit is 65536 bytes" in reasons[3]
+    assert "no 'command' field" in reasons[4]
+    assert letters[0].letter.original == "{not json"  # the original text is kept
+    events = read_events(redis_client)
+    rejected = [e for e in events if e["type"] == "command.rejected"]
+    assert len(rejected) == 5 and rejected[1]["idempotency_key"] == "g1"
+    assert all("{not json" not in json.dumps(e) for e in rejected)  # events point to, not copy, the text
+    assert count(events, "command.accepted") == 1
+    assert len(celery_messages(redis_client)) == 1
+
+
+def test_guest_commands_go_to_the_guest_stream_not_celery(redis_client, settings, celery_app) -> None:
+    worker = make_worker(redis_client, settings, celery_app)
+    Producer(redis_client, settings).submit(VALID["guest.send"])
+    drain(worker)
+    assert celery_messages(redis_client) == []
+    [(_id, fields)] = redis_client.xrange(keys.GUEST_COMMANDS_STREAM)
+    assert fields["type"] == "guest.send" and fields["session_key"] == "s1"
+    assert "text" not in fields
+
+
+def test_dead_consumer_entries_are_reclaimed_and_not_doubled(redis_client, settings, celery_app) -> None:
+    dead = make_worker(redis_client, settings, celery_app, "dead")
+    producer = Producer(redis_client, settings)
+    for i in range(5):
+        producer.submit(dict(VALID["cobrowse.start"], idempotency_key=f"r{i}"))
+    # The dead consumer read the entries and handled two of them, then died before acking the rest.
+    entries = dead._read(">", 10)
+    for entry in entries[:2]:
+        dead.process(entry)
+    # ... and it had claimed a third key and published its task, but died before XACK.
+    dead.records.claim(__import__("schemas.validation", fromlist=["x"]).parse_command(entries[2].raw),
+                       "crashed-cmd", entries[2].raw, entries[2].entry_id)
+    alive = make_worker(redis_client, settings, celery_app, "alive")
+    reclaimed = alive.reclaim()
+    while not reclaimed:  # entries become claimable once idle for claim_idle_ms (100 ms here)
+        reclaimed = alive.reclaim()
+    assert {e.entry_id for e in reclaimed} == {e.entry_id for e in entries[2:]}
+    alive._process_all(reclaimed)
+    assert len(celery_messages(redis_client)) == 5
+    assert count(read_events(redis_client), "command.accepted") == 5
+    assert redis_client.xpending(settings.commands_stream, settings.consumer_group)["pending"] == 0
+
+
+def test_own_pending_entries_are_replayed_after_restart(redis_client, settings, celery_app) -> None:
+    first = make_worker(redis_client, settings, celery_app, "same")
+    Producer(redis_client, settings).submit(VALID["cobrowse.end"])
+    assert len(first._read(">", 10)) == 1  # read, then "crashed" before processing
+    restarted = make_worker(redis_client, settings, celery_app, "same")
+    pending = restarted.own_pending()
+    assert len(pending) == 1
+    restarted._process_all(pending)
+    assert len(celery_messages(redis_client)) == 1
+
+
+def test_entry_delivered_too_often_is_dead_lettered(redis_client, settings, celery_app) -> None:
+    worker = make_worker(redis_client, settings, celery_app, "a")
+    Producer(redis_client, settings).submit(VALID["cobrowse.end"])
+    worker._read(">", 10)
+    other = make_worker(redis_client, settings, celery_app, "b")
+    entries: list = []
+    while len(entries) == 0 or entries[0].deliveries <= settings.max_deliveries:
+        entries = other.reclaim() or entries  # each XAUTOCLAIM counts one more delivery
+    other._process_all(entries)
+    [letter] = DeadLetters(redis_client, settings).list()
+    assert "delivered 4 times without being processed" in letter.letter.reason
+    assert celery_messages(redis_client) == []
+
+
+def test_a_bug_in_processing_does_not_stop_the_worker(redis_client, settings, celery_app, monkeypatch) -> None:
+    worker = make_worker(redis_client, settings, celery_app)
+    producer = Producer(redis_client, settings)
+    producer.submit(VALID["cobrowse.start"])
+    producer.submit(VALID["cobrowse.end"])
+    calls = {"n": 0}
+    real = worker.dispatcher.dispatch
+
+    def flaky(*args: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("boom")
+        real(*args)
+
+    monkeypatch.setattr(worker.dispatcher, "dispatch", flaky)
+    drain(worker)
+    assert len(celery_messages(redis_client)) == 1
+    assert redis_client.xpending(settings.commands_stream, settings.consumer_group)["pending"] == 1
+    restarted = make_worker(redis_client, settings, celery_app)
+    restarted._process_all(restarted.own_pending())
+    assert len(celery_messages(redis_client)) == 2

@@ -1,0 +1,231 @@
+"""The ingestion worker: ``parley:commands`` -> validated, deduplicated Celery tasks.
+
+At-least-once from the stream: entries are read through a consumer group and XACKed only after the
+command is safely handed on (Celery message published, or dead letter written). On start a
+consumer first replays its own pending entries; entries left pending by a dead consumer are
+reclaimed with XAUTOCLAIM once idle for ``claim_idle_ms``. An entry delivered more than
+``max_deliveries`` times goes to the dead letters instead of looping. Duplicates are caught by the
+idempotency record (:mod:`parley.records`), so a crash between publish and XACK costs at most a
+duplicate Celery message, which the runner's execution guard skips.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+from celery import Celery
+
+from parley import keys
+from parley.deadletters import DeadLetters
+from parley.events import EventLog
+from parley.records import Claim, Records
+from parley.settings import Settings
+from schemas.commands import GUEST_COMMAND_TYPES, Command
+from schemas.dead import DeadLetter
+from schemas.events import CommandDuplicate, CommandRejected
+from schemas.validation import Rejection, parse_command
+
+log = logging.getLogger("parley.ingest")
+
+COMMAND_FIELD = "command"
+HEARTBEAT_TTL_S = 15
+
+
+@dataclass(frozen=True)
+class Entry:
+    entry_id: str
+    raw: str | None
+    deliveries: int = 1
+
+
+class Dispatcher:
+    """Hands an accepted command on: REST commands to Celery, guest commands to the guest workers."""
+
+    def __init__(self, client: redis.Redis, celery_app: Celery) -> None:
+        self._client = client
+        self._celery = celery_app
+
+    def dispatch(self, claim: Claim, command: Command, pipe: redis.client.Pipeline) -> None:
+        """Publish (REST) or stage in ``pipe`` (guest) the hand-off of one accepted command."""
+        if command.type in GUEST_COMMAND_TYPES:
+            # Same transaction as the XACK: a guest command is handed on exactly once.
+            pipe.xadd(keys.GUEST_COMMANDS_STREAM, {"command_id": claim.command_id, "type": command.type,
+                                                   "session_key": command.targets["session_key"]})
+            return
+        from tasks.commands import task_name  # deferred: importing tasks pulls in Celery config
+        ref = {"command_id": claim.command_id, "type": command.type, "org": command.org,
+               "idempotency_key": command.idempotency_key, "targets": command.targets}
+        self._celery.send_task(task_name(command.type), kwargs=ref, task_id=claim.command_id,
+                               queue=keys.CELERY_QUEUE)
+
+
+class IngestWorker:
+    def __init__(self, client: redis.Redis, settings: Settings, celery_app: Celery,
+                 consumer: str | None = None) -> None:
+        self.client = client
+        self.settings = settings
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.records = Records(client, settings)
+        self.events = EventLog(client, settings)
+        self.dead = DeadLetters(client, settings)
+        self.dispatcher = Dispatcher(client, celery_app)
+        self.stop_event = threading.Event()
+        self.stream = settings.commands_stream
+        self.group = settings.consumer_group
+
+    # -- setup -------------------------------------------------------------------------------
+    def ensure_group(self) -> None:
+        try:
+            # id "0": commands added before the group existed are processed too.
+            self.client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    # -- reading -----------------------------------------------------------------------------
+    def _read(self, start: str, block_ms: int | None) -> list[Entry]:
+        reply = self.client.xreadgroup(self.group, self.consumer, {self.stream: start},
+                                       count=self.settings.read_batch, block=block_ms)
+        entries: list[Entry] = []
+        for _stream, rows in reply or []:
+            for entry_id, fields in rows:
+                if fields is None:  # deleted while pending: nothing left to process
+                    self.client.xack(self.stream, self.group, entry_id)
+                    continue
+                entries.append(Entry(entry_id, fields.get(COMMAND_FIELD)))
+        return entries
+
+    def _with_delivery_counts(self, entries: list[Entry]) -> list[Entry]:
+        if not entries:
+            return entries
+        pending = self.client.xpending_range(self.stream, self.group, min=entries[0].entry_id,
+                                             max=entries[-1].entry_id, count=len(entries) * 2)
+        counts = {p["message_id"]: int(p["times_delivered"]) for p in pending}
+        return [Entry(e.entry_id, e.raw, counts.get(e.entry_id, 1)) for e in entries]
+
+    def own_pending(self) -> list[Entry]:
+        """Entries this consumer read before a restart but never acknowledged."""
+        return self._with_delivery_counts(self._read("0", None))
+
+    def reclaim(self) -> list[Entry]:
+        """Entries of consumers that stopped acknowledging (dead), taken over by this one."""
+        out: list[Entry] = []
+        cursor = "0-0"
+        while True:
+            cursor, rows, *_ = self.client.xautoclaim(self.stream, self.group, self.consumer,
+                                                      min_idle_time=self.settings.claim_idle_ms,
+                                                      start_id=cursor, count=self.settings.read_batch)
+            for entry_id, fields in rows:
+                if fields is None:
+                    self.client.xack(self.stream, self.group, entry_id)
+                else:
+                    out.append(Entry(entry_id, fields.get(COMMAND_FIELD)))
+            if cursor in ("0-0", b"0-0"):
+                return self._with_delivery_counts(out)
+
+    # -- processing --------------------------------------------------------------------------
+    def process(self, entry: Entry) -> None:
+        if entry.deliveries > self.settings.max_deliveries:
+            reason = (f"delivered {entry.deliveries} times without being processed "
+                      f"(limit {self.settings.max_deliveries}); it may crash the ingestion worker")
+            self._reject(entry, Rejection(reason))
+            return
+        if entry.raw is None:
+            self._reject(entry, Rejection(f"stream entry has no '{COMMAND_FIELD}' field"))
+            return
+        try:
+            command = parse_command(entry.raw)
+        except Rejection as rejection:
+            self._reject(entry, rejection)
+            return
+        claim = self.records.claim(command, uuid.uuid4().hex, entry.raw, entry.entry_id)
+        if claim.new or claim.record.source_entry_id == entry.entry_id:
+            self._hand_on(entry, claim, command)
+        else:
+            self._duplicate(entry, claim, command)
+
+    def _hand_on(self, entry: Entry, claim: Claim, command: Command) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        if not claim.record.dispatched:
+            self.dispatcher.dispatch(claim, command, pipe)
+            self.records.set_fields(claim.command_id, pipe, dispatched=1)
+        pipe.xack(self.stream, self.group, entry.entry_id)
+        pipe.execute()
+
+    def _duplicate(self, entry: Entry, claim: Claim, command: Command) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        self.events.append(CommandDuplicate(
+            idempotency_key=command.idempotency_key, correlation_id=command.correlation_id,
+            command_type=command.type, command_id=claim.command_id, org=command.org,
+            original_command_id=claim.command_id, original_state=claim.record.state.value,
+        ), pipe)
+        pipe.xack(self.stream, self.group, entry.entry_id)
+        pipe.execute()
+
+    def _reject(self, entry: Entry, rejection: Rejection) -> None:
+        log.warning("rejected stream entry %s: %s", entry.entry_id, rejection.reason)
+        letter = DeadLetter(stage="ingest", reason=rejection.reason, original=entry.raw or "",
+                            source_entry_id=entry.entry_id, command_type=rejection.command_type,
+                            idempotency_key=rejection.idempotency_key, deliveries=entry.deliveries,
+                            errors=list(rejection.errors))
+        pipe = self.client.pipeline(transaction=True)
+        self.dead.add(letter, pipe)
+        self.events.append(CommandRejected(
+            idempotency_key=rejection.idempotency_key, correlation_id=rejection.correlation_id,
+            command_type=rejection.command_type, reason=rejection.reason, errors=list(rejection.errors),
+        ), pipe)
+        pipe.xack(self.stream, self.group, entry.entry_id)
+        pipe.execute()
+
+    def _process_all(self, entries: list[Entry]) -> None:
+        for entry in entries:
+            try:
+                self.process(entry)
+            except redis.RedisError:
+                raise  # the loop reconnects; the entry stays pending and is read again
+            except Exception:
+                # A bug must not stop ingestion: the entry stays pending, is redelivered on restart
+                # or reclaim, and is dead-lettered once it exceeds max_deliveries.
+                log.exception("failed to process stream entry %s", entry.entry_id)
+
+    # -- loop --------------------------------------------------------------------------------
+    def heartbeat(self) -> None:
+        self.client.set(keys.heartbeat("ingest", self.consumer), "1", ex=HEARTBEAT_TTL_S)
+
+    def run_once(self, block_ms: int | None = None) -> int:
+        """One read-and-process round; returns how many entries were handled."""
+        self.heartbeat()
+        # New entries (">") are on their first delivery: no XPENDING lookup needed.
+        entries = self._read(">", self.settings.read_block_ms if block_ms is None else block_ms)
+        self._process_all(entries)
+        return len(entries)
+
+    def run(self, on_ready: Callable[[], None] | None = None) -> None:
+        self.ensure_group()
+        self._process_all(self.own_pending())
+        self._process_all(self.reclaim())
+        if on_ready:
+            on_ready()
+        log.info("ingesting %s as %s/%s", self.stream, self.group, self.consumer)
+        rounds = 0
+        while not self.stop_event.is_set():
+            try:
+                self.run_once()
+                rounds += 1
+                if rounds % 10 == 0:
+                    self._process_all(self.reclaim())
+            except redis.ConnectionError:
+                log.warning("Redis unavailable; retrying")
+                self.stop_event.wait(1.0)
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop_event.set())
