@@ -38,4 +38,3 @@ class EmulatorConfig(BaseSettings):
     max_hang_ms: int = Field(
         default=120_000, ge=0, description="Upper bound of a 'hang' fault when the client never gives up."
     )
-

@@ -61,6 +61,15 @@ class LedgerEntry(BaseModel):
 class LedgerPage(BaseModel):
     entries: list[LedgerEntry]
 
+    def wire(self) -> dict[str, list[dict[str, object]]]:
+        """Entries without their empty fields, but always with ``conversation_id`` (null when none)."""
+        return {
+            "entries": [
+                {"conversation_id": None, **e.model_dump(mode="json", exclude_none=True)}
+                for e in self.entries
+            ]
+        }
+
 
 class LedgerFilter(BaseModel):
     """Query of ``GET /__emulator/ledger``: ``kind`` (repeatable), ``conversation_id``, ``after`` (seq)."""

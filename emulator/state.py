@@ -632,6 +632,42 @@ class EmulatorState:
             )
             self._record("guest.event_stream.attached", conv, member_id=chat.guest_member_id, by="guest")
 
+    def require_chat_open(self, conv: Conversation, sender: Participant) -> None:
+        """Genesys refuses chat lines and typing while the chat is not active (not routed yet, or
+        ended) and from a member who has left."""
+        if conv.guest_chat is None or not conv.guest_chat.event_stream_attached or not conv.live:
+            raise ApiError(
+                400,
+                "chat.error.conversation.state",
+                message_with_params="Conversation State",
+                message_params={"message": "The conversation is not active"},
+            )
+        if not sender.live:
+            raise ApiError(400, "chat.error.member.state")
+
+    def guest_typing(self, conv: Conversation, guest: Participant) -> datetime:
+        with self.lock:
+            self.require_chat_open(conv, guest)
+            self._record("guest.typing", conv, member_id=guest.communications[0].id, by="guest")
+            return self.clock.now()
+
+    def post_chat_message(
+        self, conv: Conversation, sender: Participant, text: str, body_type: str
+    ) -> StoredMessage:
+        """A chat line from a member: the guest (``guest.message.received``) or an agent."""
+        with self.lock:
+            self.require_chat_open(conv, sender)
+            from_guest = sender.purpose == "customer"
+            return self.add_message(
+                conv,
+                sender,
+                text,
+                kind="guest.message.received" if from_guest else "agent.message.sent",
+                by="guest" if from_guest else "agent",
+                body_type=body_type,
+                direction="inbound" if from_guest else "outbound",
+            )
+
     def guest_member(self, conv: Conversation) -> Participant:
         assert conv.guest_chat is not None
         found = conv.by_communication(conv.guest_chat.guest_member_id)
@@ -695,6 +731,35 @@ class EmulatorState:
         if agent is None:
             raise ApiError(409, "request.conflict", message="No agent is connected to this conversation.")
         return agent
+
+    def agent_send(self, conv: Conversation, text: str) -> StoredMessage:
+        """The connected agent answers (``agent.message.sent``)."""
+        with self.lock:
+            agent = self.live_agent(conv)
+            if conv.kind is Kind.GUEST_CHAT:
+                return self.post_chat_message(conv, agent, text, "standard")
+            if conv.kind is Kind.THIRD_PARTY_CHAT:
+                raise ApiError(
+                    409, "request.conflict", message="A third-party chat has no room to post into."
+                )
+            return self.add_message(conv, agent, text, kind="agent.message.sent", by="agent")
+
+    def agent_disconnect(self, conv: Conversation, *, end_conversation: bool) -> None:
+        """The agent leaves; with ``end_conversation`` everyone else is disconnected too (as ``peer``)."""
+        with self.lock:
+            agent = self.live_agent(conv)
+            self._disconnect(conv, agent, None, "client", "agent")
+            if end_conversation:
+                for other in conv.participants:
+                    self._disconnect(conv, other, None, "peer", "agent")
+            self._end_if_idle(conv, "agent")
+
+    def customer_disconnect(self, conv: Conversation) -> None:
+        """The customer leaves (closes the messenger, Presence Clear, guest leaves): the conversation ends."""
+        with self.lock:
+            customer = next(conv.with_purpose("customer"), None)
+            if customer is not None:
+                self.disconnect_participant(conv, customer, disconnect_type="endpoint", by="customer")
 
     # --- web messaging sessions -------------------------------------------------------------------
     def open_webmessaging_session(self, deployment_id: str) -> WebMessagingSession:

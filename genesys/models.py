@@ -561,7 +561,7 @@ class CreateWebChatConversationResponse(ResponseModel):
     DEFINITION = "CreateWebChatConversationResponse"
     id: str | None = None
     jwt: str | None = Field(default=None, repr=False)
-    event_stream_uri: str | None = None
+    event_stream_uri: str | None = Field(default=None, repr=False)  # carries the JWT in its path
     member: WebChatMemberInfo | None = None
 
 

@@ -19,6 +19,8 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from guest.events import GuestEvent, Intent, MessageRejected, Reconnecting
+
 T = TypeVar("T")
 
 
@@ -271,3 +273,67 @@ class Outbox:
 
     def __len__(self) -> int:
         return len(self._queue) + (1 if self.in_flight else 0)
+
+
+class Reconnector:
+    """Reconnect bookkeeping: backoff per attempt, and a give-up time counted from the first loss
+    (not from the last attempt), so a flapping link cannot keep a session alive for ever."""
+
+    def __init__(self, backoff: Backoff, timeout: float, rng: random.Random) -> None:
+        self.backoff = backoff
+        self.timeout = timeout
+        self._rng = rng
+        self.attempt = 0
+        self.lost_since: float | None = None
+        self.reconnect_at: float | None = None
+
+    def lost(self, now: float, *, immediate: bool = False) -> Reconnecting | None:
+        """Schedule the next attempt; None when it is time to give up."""
+        if self.lost_since is None:
+            self.lost_since = now
+        if now - self.lost_since >= self.timeout:
+            self.reconnect_at = None
+            return None
+        self.attempt += 1
+        delay = 0.0 if immediate else self.backoff.delay(self.attempt, self._rng)
+        self.reconnect_at = now + delay
+        return Reconnecting(attempt=self.attempt, delay=delay)
+
+    def due(self, now: float) -> bool:
+        """True once when the scheduled attempt is due."""
+        if self.reconnect_at is None or now < self.reconnect_at:
+            return False
+        self.reconnect_at = None
+        return True
+
+    def recovered(self) -> None:
+        self.attempt, self.lost_since, self.reconnect_at = 0, None, None
+
+    def cancel(self) -> None:
+        self.reconnect_at = None
+
+
+class SansIOMachine:
+    """Output queues shared by both machines: the I/O layer drains them after every input."""
+
+    def __init__(self) -> None:
+        self._intents: list[Intent] = []
+        self._events: list[GuestEvent] = []
+
+    def intents_to_run(self) -> list[Intent]:
+        """Work for the I/O layer (sockets, REST calls), in order."""
+        intents, self._intents = self._intents, []
+        return intents
+
+    def events_received(self) -> list[GuestEvent]:
+        """What happened, in order."""
+        events, self._events = self._events, []
+        return events
+
+    def _reject(
+        self, item: OutboxItem | str, code: int | str | None, reason: str, *, maybe: bool = False
+    ) -> None:
+        tracing_id = item if isinstance(item, str) else item.tracing_id
+        self._events.append(
+            MessageRejected(tracing_id=tracing_id, code=code, reason=reason, maybe_delivered=maybe)
+        )

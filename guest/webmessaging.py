@@ -38,7 +38,18 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from genesys.errors import GenesysError, GenesysTransportError
-from guest.common import Backoff, Outbox, OutboxItem, RecentIds, ReorderBuffer, Throttle, iso_time, parse_time
+from guest.common import (
+    Backoff,
+    Outbox,
+    OutboxItem,
+    RecentIds,
+    Reconnector,
+    ReorderBuffer,
+    SansIOMachine,
+    Throttle,
+    iso_time,
+    parse_time,
+)
 from guest.events import (
     AgentMessage,
     AgentTyping,
@@ -48,11 +59,9 @@ from guest.events import (
     GuestEvent,
     GuestMessageConfirmed,
     Intent,
-    MessageRejected,
     OpenSocket,
     ProtocolError,
     RateLimited,
-    Reconnecting,
     SessionCleared,
     SessionExpired,
     SessionStarted,
@@ -230,7 +239,7 @@ def missed_outbound(
     return sorted(picked.values(), key=_time_key)
 
 
-class WebMessagingSession:
+class WebMessagingSession(SansIOMachine):
     """One guest session on the Web Messaging websocket. See the module docstring for the API."""
 
     def __init__(
@@ -240,15 +249,12 @@ class WebMessagingSession:
         rng: random.Random | None = None,
         new_id: Callable[[], str] | None = None,
     ) -> None:
+        super().__init__()
         self.config = config
         self.state = WmState.NEW
-        self._rng = rng or random.Random()
         self._new_id = new_id or (lambda: str(uuid.uuid4()))
         self._token = config.token.get_secret_value()
-
         self._frames: list[str] = []
-        self._intents: list[Intent] = []
-        self._events: list[GuestEvent] = []
 
         self._outbox = Outbox()
         checkpoint = config.checkpoint or RelayCheckpoint()
@@ -266,9 +272,7 @@ class WebMessagingSession:
         self._pending: dict[str, _Pending] = {}
         self._connected = False
         self._configured_once = False
-        self._attempt = 0
-        self._lost_since: float | None = None
-        self._reconnect_at: float | None = None
+        self._reconnect = Reconnector(config.backoff, config.reconnect_timeout, rng or random.Random())
         self._configure_at: float | None = None
         self._in_flight_deadline: float | None = None
         self._expires_at: float | None = None
@@ -288,19 +292,11 @@ class WebMessagingSession:
         frames, self._frames = self._frames, []
         return frames
 
-    def intents_to_run(self) -> list[Intent]:
-        intents, self._intents = self._intents, []
-        return intents
-
-    def events_received(self) -> list[GuestEvent]:
-        events, self._events = self._events, []
-        return events
-
     def next_deadline(self) -> float | None:
         """When ``timer`` must be called next; None when nothing is scheduled."""
         if self.state in _TERMINAL:
             return None
-        times = [self._reconnect_at, self._configure_at, self._in_flight_deadline]
+        times = [self._reconnect.reconnect_at, self._configure_at, self._in_flight_deadline]
         times += [p.deadline for p in self._pending.values()]
         if self._backfill is not None:
             times.append(self._backfill.deadline)
@@ -453,12 +449,7 @@ class WebMessagingSession:
     def timer(self, now: float) -> None:
         if self.state in _TERMINAL:
             return
-        if (
-            self.state is WmState.RECONNECTING
-            and self._reconnect_at is not None
-            and now >= self._reconnect_at
-        ):
-            self._reconnect_at = None
+        if self.state is WmState.RECONNECTING and self._reconnect.due(now):
             self.state = WmState.CONNECTING
             self._intents.append(OpenSocket())
         for tracing_id, pending in list(self._pending.items()):
@@ -525,7 +516,7 @@ class WebMessagingSession:
     def _on_configured(self, resp: SessionResponse, now: float) -> None:
         was_reconnect = self._configured_once
         self._configured_once = True
-        self._attempt, self._lost_since = 0, None
+        self._reconnect.recovered()
         if resp.max_custom_data_bytes:
             self._max_custom_bytes = int(resp.max_custom_data_bytes)
         self._set_expiry(resp.expiration_date, resp.duration_seconds, now)
@@ -649,7 +640,7 @@ class WebMessagingSession:
             item = self._outbox.fail()
             self._in_flight_deadline = None
             if item is not None:
-                self._reject(item.tracing_id, code, reason)
+                self._reject(item, code, reason)
             if code == 409:
                 self._become_read_only()
         elif kind == "clear":
@@ -906,16 +897,12 @@ class WebMessagingSession:
         self._backfill = None
 
     def _schedule_reconnect(self, now: float) -> None:
-        if self._lost_since is None:
-            self._lost_since = now
-        if now - self._lost_since >= self.config.reconnect_timeout:
+        event = self._reconnect.lost(now)
+        if event is None:
             self._terminate(ConnectionClosed(reason="reconnect timed out"))
             return
-        self._attempt += 1
-        delay = self.config.backoff.delay(self._attempt, self._rng)
-        self._reconnect_at = now + delay
         self.state = WmState.RECONNECTING
-        self._events.append(Reconnecting(attempt=self._attempt, delay=delay))
+        self._events.append(event)
 
     def _force_reconnect(self, now: float, reason: str) -> None:
         self._intents.append(CloseSocket(code=1000, reason=reason))
@@ -938,22 +925,15 @@ class WebMessagingSession:
         in_flight = self._outbox.in_flight
         for item in self._outbox.drain():
             maybe = item is in_flight or item.uncertain
-            self._reject(item.tracing_id, code, reason, maybe_delivered=maybe)
+            self._reject(item, code, reason, maybe=maybe)
         self._drop_connection()
-        self._reconnect_at = None
+        self._reconnect.cancel()
         if had_socket:
             self._intents.append(CloseSocket(code=1000, reason=reason))
 
-    def _reject(
-        self, tracing_id: str, code: int | None, reason: str, *, maybe_delivered: bool = False
-    ) -> None:
-        self._events.append(
-            MessageRejected(tracing_id=tracing_id, code=code, reason=reason, maybe_delivered=maybe_delivered)
-        )
-
     def _reject_queued(self, code: int, reason: str) -> None:
         for item in self._outbox.drain_queued():
-            self._reject(item.tracing_id, code, reason)
+            self._reject(item, code, reason)
 
     def _resend_in_flight(self) -> None:
         """The in-flight message did not arrive (as far as we can tell): send it again, unless the
@@ -961,7 +941,7 @@ class WebMessagingSession:
         if self.state is WmState.READ_ONLY:
             item = self._outbox.fail()
             if item is not None:
-                self._reject(item.tracing_id, 409, "session is read-only", maybe_delivered=True)
+                self._reject(item, 409, "session is read-only", maybe=True)
         else:
             self._outbox.requeue(uncertain=True)
 

@@ -17,7 +17,7 @@ dead_app = typer.Typer(no_args_is_help=True, help="Inspect and replay dead lette
 app.add_typer(dead_app, name="dead")
 
 
-def _client():  # noqa: ANN202 - a redis.Redis; imported lazily so `parley schema` needs no Redis
+def _client():
     from parley.connections import RedisNotConfigured, connect
 
     try:

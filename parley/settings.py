@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     # --- Celery execution ------------------------------------------------------------------
     task_time_limit_s: int = Field(default=120, ge=5, description="Hard limit of one task execution.")
     retry_max_delay_s: int = Field(default=300, ge=1, description="Longest countdown a retry may use.")
+    retry_base_s: float = Field(default=1.0, gt=0, description="First backoff window of the retry policy.")
+    retry_cap_s: float = Field(default=60.0, gt=0, description="Largest backoff window.")
+    retry_max_attempts: int = Field(default=8, ge=1, description="Executions of a command, the first included.")
+    retry_overrides: dict[str, dict[str, float | int]] = Field(
+        default_factory=dict,
+        description='Per command type, e.g. {"cobrowse.start": {"base_s": 2, "max_attempts": 12}} (JSON).',
+    )
     visibility_timeout_s: int = Field(
         default=900, ge=10, description="Redis broker visibility timeout; must exceed runtime and countdowns."
     )

@@ -41,6 +41,8 @@ import redis
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from redis.commands.core import Script
 
+from parley.keys import PREFIX
+
 Clock = Callable[[], datetime]
 
 
@@ -124,9 +126,9 @@ Subject = CustomerKey | ConversationKey | GuestKey
 
 @dataclass(frozen=True)
 class Keys:
-    """Every Redis key name the state cache uses."""
+    """Every Redis key name the state cache uses (under the project prefix of ``parley.keys``)."""
 
-    prefix: str = "parley:state"
+    prefix: str = f"{PREFIX}:state"
 
     def live(self, customer_ident: str) -> str:
         return f"{self.prefix}:live:{customer_ident}"
@@ -226,11 +228,17 @@ return 0
 """
 
 # KEYS: live entry, reverse index, cobrowse. ARGV: conversation id. The live entry goes only if it still
-# names that conversation: a newer conversation cached meanwhile for the same customer stays.
+# names that conversation: a newer conversation cached meanwhile for the same customer stays. An
+# unreadable entry goes too (a read would treat it as a miss anyway).
 _CONTRADICT = """
 local removed = 0
 local live = redis.call('GET', KEYS[1])
-if live and cjson.decode(live)['conversation_id'] == ARGV[1] then removed = redis.call('DEL', KEYS[1]) end
+if live then
+  local ok, entry = pcall(cjson.decode, live)
+  if not ok or type(entry) ~= 'table' or entry['conversation_id'] == ARGV[1] then
+    removed = redis.call('DEL', KEYS[1])
+  end
+end
 redis.call('DEL', KEYS[2], KEYS[3])
 return removed
 """

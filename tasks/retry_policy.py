@@ -23,7 +23,8 @@ Rules, and why:
   itself is wrong, not its token). 401 ``ip.not.authorized`` is permanent at once.
 * 400 ``active.conversation``: not an error to retry but a signal to send into the live conversation
   (``useExistingActiveConversation``); if that send gets it again, it is permanent.
-* Every other 4xx is permanent: the same request will be refused the same way.
+* Every other 4xx is permanent: the same request will be refused the same way. So is a 2xx whose body
+  does not parse (``GenesysInvalidResponse``): the call took effect, and repeating it could repeat it.
 
 No delay ever exceeds ``max_delay_s``: a Celery countdown longer than the Redis visibility timeout
 makes the broker redeliver the waiting task and run it several times (kombu#337; reference section 1).
@@ -45,7 +46,13 @@ from typing import Annotated, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from genesys.errors import GenesysConnectionError, GenesysError, GenesysTimeout, GenesysTransportError
+from genesys.errors import (
+    GenesysConnectionError,
+    GenesysError,
+    GenesysInvalidResponse,
+    GenesysTimeout,
+    GenesysTransportError,
+)
 
 # 409 codes that are not "try again later": the same request will be refused the same way.
 PERMANENT_CONFLICT_CODES = frozenset({"organization.outbound.usage.limit.exceeded"})
@@ -208,6 +215,9 @@ class RetryPolicy(BaseModel):
                 f"the request {what}; Genesys may have applied it",
                 kind, attempt, command_type, None, outcome_unknown=True, rng=rng,
             )
+        if isinstance(exc, GenesysInvalidResponse):
+            # The call took effect; sending it again could repeat the effect.
+            return Permanent(reason=f"{exc.status} with an unreadable body: the call took effect")
         if not isinstance(exc, GenesysError):
             # A bug or an unexpected library error: retrying it blindly could repeat a side effect.
             return Permanent(reason=f"unexpected {type(exc).__name__}")

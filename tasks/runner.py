@@ -17,17 +17,27 @@ from dataclasses import dataclass
 import redis
 from pydantic import BaseModel, ConfigDict
 
+from genesys.errors import GenesysError
 from parley import keys
 from parley.deadletters import DeadLetters
 from parley.events import EventLog
+from parley.hints import hint_for
 from parley.records import CommandRecord, Records, State
 from parley.settings import Settings
 from schemas.commands import COMMAND_ADAPTER, Command
 from schemas.common import utcnow
 from schemas.dead import DeadLetter
-from schemas.events import CommandExpired, CommandFailed, CommandResult, CommandSucceeded, GenesysErrorInfo
+from schemas.events import (
+    CommandExpired,
+    CommandFailed,
+    CommandResult,
+    CommandRetrying,
+    CommandSucceeded,
+    GenesysErrorInfo,
+)
 from tasks.context import HANDLERS, ExecutionContext
 from tasks.lease import RenewedLease
+from tasks.retry_policy import Decision, Retry, RetryPolicy
 
 log = logging.getLogger("parley.runner")
 
@@ -68,6 +78,7 @@ class Runner:
         self.events = EventLog(client, settings)
         self.dead = DeadLetters(client, settings)
         self.genesys_factory = genesys_factory
+        self.policy = policy_from(settings)
 
     # -- entry point -------------------------------------------------------------------------
     def run(self, ref: CommandRef, *, retries: int) -> Outcome:
@@ -106,8 +117,31 @@ class Runner:
             settings=self.settings, redis=self.client, command_id=record.command_id,
             attempt=attempt, recovering=recovering, genesys_factory=self.genesys_factory,  # type: ignore[arg-type]
         )
-        result = handler(ctx, command)
+        try:
+            result = handler(ctx, command)
+        except Exception as exc:  # every failure goes to the one retry policy
+            return self._on_error(record, attempt, exc)
         return self._succeed(record, result)
+
+    def _on_error(self, record: CommandRecord, attempt: int, exc: Exception) -> Outcome:
+        # The Genesys client already refreshed the token once on a 401, and message.send already
+        # switched to the live conversation on active.conversation: neither is retried again here.
+        decision: Decision = self.policy.decide(exc, attempt - 1, record.type, token_refreshed=True,
+                                                into_live_conversation=True)
+        error = error_info(exc)
+        if not isinstance(exc, GenesysError):
+            log.exception("command %s (%s) raised", record.command_id, record.type)
+        if isinstance(decision, Retry):
+            pipe = self.client.pipeline(transaction=True)
+            self.records.set_fields(record.command_id, pipe, state=State.accepted.value,
+                                    unknown_outcome=int(decision.outcome_unknown or record.unknown_outcome))
+            self.events.append(CommandRetrying(**self._about(record), attempt=attempt, delay_s=decision.delay_s,
+                                               reason=decision.reason, error=error), pipe)
+            pipe.execute()
+            raise RetryLater(decision.delay_s, decision.reason)
+        hint = hint_for(exc.status, exc.code) if isinstance(exc, GenesysError) else None
+        record = record.model_copy(update={"attempts": attempt})
+        return self._fail(record, decision.reason, error, hint)
 
     def _succeed(self, record: CommandRecord, result: CommandResult) -> Outcome:
         pipe = self.client.pipeline(transaction=True)
@@ -155,3 +189,16 @@ class Runner:
             "idempotency_key": record.idempotency_key, "correlation_id": record.correlation_id,
             "command_type": record.type, "command_id": record.command_id, "org": record.org,
         }
+
+
+def policy_from(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(base_s=settings.retry_base_s, cap_s=settings.retry_cap_s,
+                       max_attempts=settings.retry_max_attempts, max_delay_s=settings.retry_max_delay_s,
+                       overrides=settings.retry_overrides)
+
+
+def error_info(exc: BaseException) -> GenesysErrorInfo | None:
+    if not isinstance(exc, GenesysError):
+        return None
+    return GenesysErrorInfo(status=exc.status, code=exc.code or None, message=exc.message or None,
+                            contextId=exc.context_id, messageParams=exc.message_params or None)

@@ -10,6 +10,9 @@ import redis
 
 from parley.redis_server import RedisServer
 
+# Emulator fixtures (emulator_app, emu_client, emu_api, ...); listed here so its asserts are rewritten.
+pytest_plugins = ["tests.support.emulator_server"]
+
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:

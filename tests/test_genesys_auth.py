@@ -31,6 +31,7 @@ SETTINGS = Settings(
     genesys_region="eu_west_1",
     genesys_client_id="client-abc",
     genesys_client_secret=SecretStr("s3cr3t-value"),
+    genesys_rate_limit_per_minute=60_000,  # these tests are about tokens: no waits for slots
 )
 
 

@@ -10,6 +10,7 @@ from pydantic import TypeAdapter, ValidationError
 from genesys.errors import (
     GenesysConnectionError,
     GenesysError,
+    GenesysInvalidResponse,
     GenesysTimeout,
     GenesysTransportError,
     RateLimitInfo,
@@ -250,6 +251,12 @@ def test_unexpected_exceptions_are_permanent() -> None:
     d = policy().decide(KeyError("x"), 0, SEND)
     assert isinstance(d, Permanent)
     assert d.reason == "unexpected KeyError"
+
+
+def test_unreadable_success_is_permanent_because_it_took_effect() -> None:
+    d = policy().decide(GenesysInvalidResponse("bad body", status=200), 0, SEND)
+    assert isinstance(d, Permanent)
+    assert "took effect" in d.reason
 
 
 def test_negative_attempt_is_a_caller_bug() -> None:

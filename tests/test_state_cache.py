@@ -212,6 +212,14 @@ def test_contradicted_unknown_conversation_still_drops_its_cobrowse(cache: State
     assert cache.get_cobrowse("conv-9") is None
 
 
+def test_contradicting_an_unreadable_entry_removes_it(any_cache: StateCache) -> None:
+    key = sms_customer()
+    any_cache.put_conversation(key, LiveConversation(conversation_id="conv-1"))
+    any_cache.redis.set(any_cache.keys.live(key.ident()), "not json", px=60_000)
+    assert any_cache.contradicted("conv-1") is True
+    assert any_cache.redis.exists(any_cache.keys.live(key.ident())) == 0
+
+
 def test_unreadable_entry_is_a_miss_and_is_removed(cache: StateCache) -> None:
     key = sms_customer()
     name = cache.keys.live(key.ident())

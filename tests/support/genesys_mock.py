@@ -144,7 +144,7 @@ class FakeGenesys:
         return [r for r in self.requests if r.path != "/oauth/token"]
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
-        path = request.url.path
+        path = request.url.raw_path.decode().split("?")[0]  # still percent-encoded, as sent
         body = json.loads(request.content) if request.content and path != "/oauth/token" else None
         template = self._template(request.method, path) if path != "/oauth/token" else path
         with self._lock:

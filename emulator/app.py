@@ -1,0 +1,99 @@
+"""The emulator as an ASGI app (:func:`create_app`) and as a server (:func:`serve`)."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from emulator import (
+    admin,
+    gateway,
+    routes_chats,
+    routes_cobrowse,
+    routes_conversations,
+    routes_guestchat,
+    routes_messages,
+    routes_oauth,
+    routes_webmessaging,
+)
+from emulator.config import EmulatorConfig
+from emulator.errors import ApiError, error_response
+from emulator.runtime import Emulator
+from parley.settings import get_settings
+
+log = logging.getLogger("emulator")
+
+
+class EmulatorApp(Starlette):
+    """Starlette with the gateway in front, outside Starlette's own middleware, so that it sees the
+    server's raw ``send`` (needed to drop a connection)."""
+
+    @property
+    def emulator(self) -> Emulator:
+        emulator: Emulator = self.state.emulator
+        return emulator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await gateway.handle(self.emulator, scope, receive, send, super().__call__)
+        else:
+            await super().__call__(scope, receive, send)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(request, exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Routing misses: 404 for an unknown path, 405 for a known path with another method."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return error_response(request, ApiError(405, "method.not.allowed", headers=dict(exc.headers or {})))
+    return error_response(
+        request, ApiError(exc.status_code, "not.found" if exc.status_code == 404 else "bad.request")
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unexpected error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    return error_response(request, ApiError(500, "internal.server.error"))
+
+
+def create_app(config: EmulatorConfig | None = None) -> Starlette:
+    """A fresh emulator (seeded org, empty ledger) as an ASGI app; ``app.state.emulator`` is its state."""
+    app = EmulatorApp(
+        routes=[
+            *admin.ROUTES,
+            *routes_oauth.ROUTES,
+            *routes_messages.ROUTES,
+            *routes_chats.ROUTES,
+            *routes_cobrowse.ROUTES,
+            *routes_guestchat.ROUTES,
+            *routes_webmessaging.ROUTES,
+            # Last: /api/v2/conversations/{conversationId} would swallow /conversations/chats etc.
+            *routes_conversations.ROUTES,
+        ],
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},
+    )
+    app.state.emulator = Emulator(config or EmulatorConfig())
+    return app
+
+
+def serve(host: str | None = None, port: int | None = None, config: EmulatorConfig | None = None) -> None:
+    """Run the emulator with uvicorn (default host/port: PARLEY_EMULATOR_HOST / PARLEY_EMULATOR_PORT)."""
+    settings = get_settings()
+    uvicorn.run(
+        create_app(config),
+        host=host or settings.emulator_host,
+        port=port or settings.emulator_port,
+        # No access log: a Guest Chat eventStreamUri carries the guest JWT in its path.
+        access_log=False,
+        log_level="info",
+    )

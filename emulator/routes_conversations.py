@@ -1,0 +1,104 @@
+"""Conversation lifecycle: read, disconnect, participant updates - generic and per media.
+
+The same two updates exist under several paths (``/conversations/messages/{id}``,
+``/conversations/chats/{id}``, ``/conversations/cobrowsesessions/{id}`` and their participants);
+:func:`patch_conversation` and :func:`patch_participant` implement them once, scoped to a media.
+"""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from emulator import views
+from emulator.api import Auth, Call, accepted, api_route, ok
+from emulator.bodies import parse_body
+from emulator.errors import ApiError
+from emulator.state import Conversation, Kind, Media
+from genesys.models import ConversationStateRequest, MediaParticipantRequest
+
+NOT_FOUND = "conversation.error.conversation.not.found"
+
+
+async def patch_conversation(call: Call, conv: Conversation, media: Media | None) -> Response:
+    """PATCH ``{"state": "disconnected"}`` → 200 Conversation.
+
+    Without ``state`` nothing changes and the answer is still 200, as with Genesys (the trap of a
+    PATCH that "succeeds" but changes nothing). Ending an ended conversation is a success.
+    """
+    body = await parse_body(call.request, ConversationStateRequest)
+    state = call.emulator.state
+    if "state" in body.model_fields_set:
+        if media is Media.COBROWSE:
+            state.end_cobrowse(conv, by="client")
+        else:
+            state.disconnect_conversation(conv, disconnect_type="client", by="client")
+    return ok(views.conversation(conv))
+
+
+async def patch_participant(
+    call: Call, conv: Conversation, media: Media | None, *, body_required: bool
+) -> Response:
+    """PATCH a participant (``{"state": "disconnected"}``, wrap-up) → 202 with no body."""
+    body = await parse_body(call.request, MediaParticipantRequest, required=body_required)
+    participant = conv.participant(call.param("participantId"))
+    if participant is None:
+        raise ApiError(404, "conversation.error.not.conversation.participant")
+    live = any(c.live for c in participant.comms(media))
+    if body.state == "disconnected":
+        if not live:
+            raise ApiError(400, "conversation.error.participant.no.active.conversations")
+        call.emulator.state.disconnect_participant(
+            conv, participant, disconnect_type="client", by="client", media=media
+        )
+    elif body.state == "connected" and not live:
+        raise ApiError(400, "conversation.participant.update.invalid")
+    if body.wrapup is not None:
+        participant.wrapup_code = body.wrapup.code
+    return accepted()
+
+
+def conversation_of(
+    call: Call, *, code: str = NOT_FOUND, kinds: tuple[Kind, ...] = tuple(Kind)
+) -> Conversation:
+    return call.emulator.state.require(call.param("conversationId"), code=code, kinds=kinds)
+
+
+# --- /api/v2/conversations/{conversationId} ----------------------------------------------------------
+async def get_conversation(call: Call) -> Response:
+    return ok(views.conversation(conversation_of(call)))
+
+
+async def delete_conversation(call: Call) -> Response:
+    # Genesys refuses this for client-credentials tokens, whatever the conversation.
+    raise ApiError(400, "not.a.user")
+
+
+async def post_disconnect(call: Call) -> Response:
+    """Full teardown (Genesys: a recovery tool with a system wrap-up) → 202."""
+    conv = conversation_of(call)
+    call.emulator.state.disconnect_conversation(conv, disconnect_type="system", by="client")
+    return accepted()
+
+
+async def patch_conversation_participant(call: Call) -> Response:
+    return await patch_participant(call, conversation_of(call), None, body_required=True)
+
+
+ROUTES = [
+    api_route("/api/v2/conversations/{conversationId}", get_conversation, methods=["GET"], auth=Auth.CLIENT),
+    api_route(
+        "/api/v2/conversations/{conversationId}", delete_conversation, methods=["DELETE"], auth=Auth.CLIENT
+    ),
+    api_route(
+        "/api/v2/conversations/{conversationId}/disconnect",
+        post_disconnect,
+        methods=["POST"],
+        auth=Auth.CLIENT,
+    ),
+    api_route(
+        "/api/v2/conversations/{conversationId}/participants/{participantId}",
+        patch_conversation_participant,
+        methods=["PATCH"],
+        auth=Auth.CLIENT,
+    ),
+]

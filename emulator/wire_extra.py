@@ -1,0 +1,72 @@
+"""Wire models the emulator needs that :mod:`genesys.models` does not have (yet).
+
+Same conventions as there (camelCase aliases, ``DEFINITION`` naming the contract definition);
+they belong in :mod:`genesys.models` once the client uses these operations.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from genesys.models import (
+    ChatConversation,
+    CobrowseConversation,
+    RequestModel,
+    ResponseModel,
+    SendMessagingTemplateRequest,
+)
+
+
+class CreateOutboundMessagingConversationRequest(RequestModel):
+    DEFINITION = "CreateOutboundMessagingConversationRequest"
+    queue_id: str
+    to_address: str
+    to_address_messenger_type: Literal["sms", "open", "whatsapp"]
+    use_existing_conversation: bool | None = None
+    external_contact_id: str | None = None
+    use_user_from_address: bool | None = None
+
+
+class CreateOutboundMessagingConversationResponse(ResponseModel):
+    DEFINITION = "CreateOutboundMessagingConversationResponse"
+    id: str | None = None
+    self_uri: str | None = None
+
+
+class AdditionalMessage(RequestModel):
+    DEFINITION = "AdditionalMessage"
+    text_body: str = Field(repr=False)
+    media_ids: list[str] | None = None
+    messaging_template: SendMessagingTemplateRequest | None = None
+
+
+class ConversationEventTyping(RequestModel):
+    DEFINITION = "ConversationEventTyping"
+    type: Literal["On"]
+    duration: int | None = None
+
+
+class MessageTypingEventRequest(RequestModel):
+    DEFINITION = "MessageTypingEventRequest"
+    typing: ConversationEventTyping
+    date_sent: str | None = None
+
+
+class _Listing(ResponseModel):
+    page_size: int | None = None
+    page_number: int | None = None
+    total: int | None = None
+    page_count: int | None = None
+    self_uri: str | None = None
+
+
+class ChatConversationEntityListing(_Listing):
+    DEFINITION = "ChatConversationEntityListing"
+    entities: list[ChatConversation] = Field(default_factory=list)
+
+
+class CobrowseConversationEntityListing(_Listing):
+    DEFINITION = "CobrowseConversationEntityListing"
+    entities: list[CobrowseConversation] = Field(default_factory=list)

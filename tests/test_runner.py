@@ -1,0 +1,160 @@
+"""The runner's execution guard and retry policy, in process against a real redis-server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from genesys.errors import GenesysError, GenesysTimeout, RateLimitInfo
+from parley import keys
+from parley.deadletters import DeadLetters
+from parley.records import Records, State
+from parley.settings import Settings
+from schemas.commands import Command
+from schemas.events import CommandResult
+from schemas.validation import parse_command
+from tasks.context import HANDLERS, ExecutionContext
+from tasks.runner import CommandRef, RetryLater, Runner
+from tests.support.events import read_events
+from tests.test_schemas import VALID
+
+
+@pytest.fixture
+def settings(redis_url: str) -> Settings:
+    return Settings(redis_url=redis_url, retry_base_s=1, retry_cap_s=8, retry_max_attempts=3,
+                    retry_max_delay_s=30, execution_lease_ms=2000)
+
+
+@pytest.fixture
+def behaviour() -> Iterator[list]:
+    """What the fake cobrowse.start handler does on each call: an exception to raise, or succeed."""
+    script: list = []
+    calls: list[ExecutionContext] = []
+
+    def handler(ctx: ExecutionContext, command: Command) -> CommandResult:
+        calls.append(ctx)
+        step = script.pop(0) if script else None
+        if isinstance(step, BaseException):
+            raise step
+        return CommandResult(conversation_id=command.targets["conversation_id"], join_code="J1")
+
+    saved = HANDLERS.get("cobrowse.start")
+    HANDLERS["cobrowse.start"] = handler
+    script.append(calls)  # first element: the calls list, for assertions
+    yield script
+    if saved is not None:
+        HANDLERS["cobrowse.start"] = saved
+
+
+def accept(client: redis.Redis, settings: Settings, body: dict | None = None) -> CommandRef:
+    raw = json.dumps(body or VALID["cobrowse.start"])
+    command = parse_command(raw)
+    claim = Records(client, settings).claim(command, "cmd1", raw, "1-0")
+    return CommandRef(command_id=claim.command_id, type=command.type, org=command.org,
+                      idempotency_key=command.idempotency_key, targets=command.targets)
+
+
+def types(client: redis.Redis) -> list[str]:
+    return [e["type"] for e in read_events(client)]
+
+
+def test_success_is_recorded_once_and_redelivery_is_skipped(redis_client, settings, behaviour) -> None:
+    calls = behaviour.pop(0)
+    runner = Runner(redis_client, settings)
+    ref = accept(redis_client, settings)
+    assert runner.run(ref, retries=0).state is State.succeeded
+    assert runner.run(ref, retries=0).state is State.succeeded  # duplicate delivery: not run again
+    assert len(calls) == 1
+    assert types(redis_client) == ["command.accepted", "command.succeeded"]
+    succeeded = read_events(redis_client)[-1]
+    assert succeeded["result"]["join_code"] == "J1" and succeeded["command_id"] == "cmd1"
+
+
+def test_conflict_is_retried_with_event_then_succeeds(redis_client, settings, behaviour) -> None:
+    calls = behaviour.pop(0)
+    behaviour.append(GenesysError(409, "request.conflict", "Conflict", context_id="ctx-1"))
+    runner = Runner(redis_client, settings)
+    ref = accept(redis_client, settings)
+    with pytest.raises(RetryLater) as later:
+        runner.run(ref, retries=0)
+    assert 0 <= later.value.delay_s <= 1
+    retrying = read_events(redis_client)[-1]
+    assert retrying["type"] == "command.retrying" and retrying["attempt"] == 1
+    assert retrying["error"] == {"status": 409, "code": "request.conflict", "message": "Conflict", "contextId": "ctx-1"}
+    assert runner.run(ref, retries=1).state is State.succeeded
+    assert [c.attempt for c in calls] == [1, 2]
+    assert not calls[1].recovering  # a 409 means Genesys did nothing
+
+
+def test_rate_limit_waits_retry_after(redis_client, settings, behaviour) -> None:
+    behaviour.pop(0)
+    behaviour.append(GenesysError(429, "too.many.requests.retry.after", rate_limit=RateLimitInfo(retry_after_s=7)))
+    with pytest.raises(RetryLater) as later:
+        Runner(redis_client, settings).run(accept(redis_client, settings), retries=0)
+    assert 7 <= later.value.delay_s <= 8
+
+
+def test_timeout_marks_outcome_unknown_so_next_attempt_recovers(redis_client, settings, behaviour) -> None:
+    calls = behaviour.pop(0)
+    behaviour.append(GenesysTimeout("read timeout"))
+    runner = Runner(redis_client, settings)
+    ref = accept(redis_client, settings)
+    with pytest.raises(RetryLater):
+        runner.run(ref, retries=0)
+    runner.run(ref, retries=1)
+    assert calls[1].recovering
+
+
+def test_permanent_error_fails_with_hint_and_dead_letter(redis_client, settings, behaviour) -> None:
+    behaviour.pop(0)
+    behaviour.append(GenesysError(400, "not.a.user", "This request requires a user context.", context_id="c9"))
+    ref = accept(redis_client, settings)
+    assert Runner(redis_client, settings).run(ref, retries=0).state is State.failed
+    failed = read_events(redis_client)[-1]
+    assert failed["type"] == "command.failed" and failed["error"]["code"] == "not.a.user"
+    assert failed["hint"] and "user" in failed["hint"]
+    [dead] = DeadLetters(redis_client, settings).list()
+    assert dead.letter.stage == "execute" and dead.letter.command_id == "cmd1"
+    assert json.loads(dead.letter.original) == VALID["cobrowse.start"]
+
+
+def test_retries_exhaust(redis_client, settings, behaviour) -> None:
+    behaviour.pop(0)
+    behaviour.extend([GenesysError(503, "service.unavailable")] * 3)
+    runner = Runner(redis_client, settings)
+    ref = accept(redis_client, settings)
+    for retries in range(2):
+        with pytest.raises(RetryLater):
+            runner.run(ref, retries=retries)
+    assert runner.run(ref, retries=2).state is State.failed
+    assert types(redis_client).count("command.retrying") == 2
+    assert read_events(redis_client)[-1]["attempts"] == 3
+
+
+def test_expired_command_is_not_executed(redis_client, settings, behaviour) -> None:
+    calls = behaviour.pop(0)
+    ref = accept(redis_client, settings, dict(VALID["cobrowse.start"], expires_at="2001-01-01T00:00:00Z"))
+    assert Runner(redis_client, settings).run(ref, retries=0).state is State.expired
+    assert calls == [] and types(redis_client)[-1] == "command.expired"
+
+
+def test_concurrent_execution_waits_for_the_lease(redis_client, settings, behaviour) -> None:
+    calls = behaviour.pop(0)
+    ref = accept(redis_client, settings)
+    redis_client.set(keys.execution_lease(ref.command_id), "someone-else", px=1500)
+    with pytest.raises(RetryLater) as later:
+        Runner(redis_client, settings).run(ref, retries=0)
+    assert not later.value.counts_as_attempt and 0.5 <= later.value.delay_s <= 1.5
+    assert calls == []
+
+
+def test_worker_deaths_are_capped(redis_client, settings, behaviour) -> None:
+    behaviour.pop(0)
+    ref = accept(redis_client, settings)
+    redis_client.hset(keys.command(ref.command_id), mapping={"deliveries": settings.max_crash_redeliveries + 1,
+                                                             "state": "running"})
+    assert Runner(redis_client, settings).run(ref, retries=0).state is State.failed
+    assert "the worker died" in read_events(redis_client)[-1]["reason"]
