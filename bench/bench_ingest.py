@@ -10,6 +10,7 @@ subprocess whose handler only records that it ran (tests/support/celery_app.py).
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -26,8 +27,8 @@ from tests.support.processes import parley_env, running, start_celery, start_ing
 
 
 def command(i: int, run: int) -> str:
-    return ('{"type":"cobrowse.start","idempotency_key":"b%d-%d",'
-            '"conversation_id":"6f1c2a9e-3b7d-4c55-9a0e-2f4b8d1e7c30"}' % (run, i))
+    return json.dumps({"type": "cobrowse.start", "idempotency_key": f"b{run}-{i}",
+                       "conversation_id": "6f1c2a9e-3b7d-4c55-9a0e-2f4b8d1e7c30"})
 
 
 def baseline(client: redis.Redis, n: int, run: int) -> float:

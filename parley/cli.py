@@ -44,7 +44,9 @@ def schema(out: Annotated[Path | None, typer.Option(help="Write to this file ins
 
 
 @app.command()
-def submit(file: Annotated[str, typer.Argument(help="A JSON command, a JSON array of commands, or - for stdin.")]) -> None:
+def submit(
+    file: Annotated[str, typer.Argument(help="A JSON command, a JSON array of commands, or - for stdin.")],
+) -> None:
     """Validate and enqueue commands; print each stream entry id."""
     from parley.producer import Producer
     from schemas.validation import Rejection

@@ -95,7 +95,8 @@ class Supervisor:
             f"  Flower:           http://127.0.0.1:{s.flower_port}",
         ]
         if s.uses_emulator:
-            lines.append(f"  Genesys emulator: http://{s.emulator_host}:{s.emulator_port}  (fixtures: /__emulator/fixtures)")
+            url = f"http://{s.emulator_host}:{s.emulator_port}"
+            lines.append(f"  Genesys emulator: {url}  (fixtures: {url}/__emulator/fixtures)")
         else:
             lines.append(f"  Genesys Cloud:    {s.genesys_api_url or s.genesys_region}")
         lines.append("  health:           parley status\n")

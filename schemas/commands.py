@@ -77,7 +77,9 @@ class MessageSend(Envelope):
             if self.external_contact_id is None:
                 raise ValueError("external_contact_id is required when channel is webmessaging")
             if self.to_address is not None:
-                raise ValueError("to_address is not used for webmessaging; identify the customer by external_contact_id")
+                raise ValueError(
+                    "to_address is not used for webmessaging; identify the customer by external_contact_id"
+                )
             _check_text_bytes(self.text)
         elif self.to_address is None:
             raise ValueError(f"to_address is required when channel is {self.channel.value}")
@@ -225,16 +227,26 @@ class GuestEnd(_GuestCommand):
 
 
 Command = Annotated[
-    MessageSend | ConversationEnd | ChatCreate | CobrowseStart | CobrowseEnd | GuestStart | GuestSend | GuestTyping | GuestEnd,
+    MessageSend
+    | ConversationEnd
+    | ChatCreate
+    | CobrowseStart
+    | CobrowseEnd
+    | GuestStart
+    | GuestSend
+    | GuestTyping
+    | GuestEnd,
     Field(discriminator="type"),
 ]
 """Any command; ``type`` selects the model."""
 
 COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)
 
+_MODELS: tuple[type[Envelope], ...] = (
+    MessageSend, ConversationEnd, ChatCreate, CobrowseStart, CobrowseEnd, GuestStart, GuestSend, GuestTyping, GuestEnd,
+)
 COMMAND_MODELS: dict[str, type[Envelope]] = {
-    m.model_fields["type"].annotation.__args__[0]: m  # type: ignore[union-attr]
-    for m in (MessageSend, ConversationEnd, ChatCreate, CobrowseStart, CobrowseEnd, GuestStart, GuestSend, GuestTyping, GuestEnd)
+    m.model_fields["type"].annotation.__args__[0]: m for m in _MODELS  # type: ignore[union-attr]
 }
 
 GUEST_COMMAND_TYPES = frozenset(t for t in COMMAND_MODELS if t.startswith("guest."))

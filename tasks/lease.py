@@ -8,6 +8,7 @@ optimisation and the guarantee comes from the command record and lookup-before-a
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 
@@ -58,7 +59,5 @@ class RenewedLease:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        try:
+        with contextlib.suppress(redis.RedisError):  # if Redis is away, the TTL frees the lease
             self._release(keys=[self.key], args=[self._token])
-        except redis.RedisError:
-            pass  # the TTL frees it
