@@ -23,7 +23,7 @@ from emulator.auth import (
     authenticate_client,
     authenticate_guest,
 )
-from emulator.errors import ApiError, rate_limited
+from emulator.errors import rate_limited
 from emulator.runtime import Emulator
 from genesys.models import WireModel
 
@@ -89,14 +89,11 @@ def ok(body: WireModel, status: int = 200) -> JSONResponse:
     return JSONResponse(body.to_wire(), status_code=status)
 
 
+# Empty answers still say application/json, the one media type the operations declare.
 def accepted() -> Response:
     """202 with an empty body (participant PATCHes, disconnect)."""
-    return Response(status_code=202)
+    return Response(status_code=202, media_type="application/json")
 
 
 def no_content() -> Response:
-    return Response(status_code=204)
-
-
-def not_found(code: str = "not.found") -> ApiError:
-    return ApiError(404, code)
+    return Response(status_code=204, media_type="application/json")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from emulator.clock import Clock
 
 WINDOW_S = 60.0
+MAX_WINDOWS = 10_000
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class RateLimiter:
         """Count one request for ``key``; ``exceeded`` tells whether it must be refused."""
         now = self._clock.time()
         with self._lock:
+            if len(self._windows) > MAX_WINDOWS:
+                self._prune(now)
             window = self._windows.get(key)
             if window is None or now - window.opened_at >= WINDOW_S:
                 window = self._windows[key] = _Window(opened_at=now)
@@ -58,6 +61,10 @@ class RateLimiter:
                 reset_s=reset_s,
                 exceeded=enforce and window.count > allowed,
             )
+
+    def _prune(self, now: float) -> None:
+        """Forget closed windows (a benchmark's thousands of guest JWTs must not pile up)."""
+        self._windows = {k: w for k, w in self._windows.items() if now - w.opened_at < WINDOW_S}
 
     def clear(self) -> None:
         with self._lock:

@@ -53,7 +53,7 @@ async def patch_participant(
     elif body.state == "connected" and not live:
         raise ApiError(400, "conversation.participant.update.invalid")
     if body.wrapup is not None:
-        participant.wrapup_code = body.wrapup.code
+        call.emulator.state.wrap_up(participant, body.wrapup.code)
     return accepted()
 
 

@@ -14,7 +14,7 @@ import uuid
 from starlette.responses import Response
 
 from emulator import views
-from emulator.api import Auth, Call, api_route, ok
+from emulator.api import Auth, Call, api_route, no_content, ok
 from emulator.bodies import parse_body, query_bool
 from emulator.errors import ApiError
 from emulator.fixtures import Fixtures
@@ -180,7 +180,7 @@ async def post_communication_message(call: Call) -> Response:
 async def post_communication_typing(call: Call) -> Response:
     _live_sender(call)
     await parse_body(call.request, MessageTypingEventRequest)
-    return Response(status_code=204)
+    return no_content()
 
 
 def _live_sender(call: Call) -> tuple[Conversation, Participant]:

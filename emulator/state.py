@@ -55,7 +55,7 @@ class Communication:
 
     media: Media
     state: str
-    id: str = field(default_factory=lambda: new_id())
+    id: str = field(default_factory=new_id)
     direction: str | None = None
     connected_time: datetime | None = None
     disconnected_time: datetime | None = None
@@ -95,7 +95,7 @@ class MemberInfo:
 class Participant:
     purpose: str
     communications: list[Communication]
-    id: str = field(default_factory=lambda: new_id())
+    id: str = field(default_factory=new_id)
     start_time: datetime | None = None  # stamped when the participant is added
     name: str | None = None
     connected_time: datetime | None = None
@@ -116,19 +116,6 @@ class Participant:
     def live(self) -> bool:
         return any(c.live for c in self.communications)
 
-    @property
-    def state(self) -> str:
-        states = {c.state for c in self.communications}
-        for state in ("connected", "alerting"):
-            if state in states:
-                return state
-        return "disconnected"
-
-    @property
-    def disconnect_type(self) -> str | None:
-        ended = [c for c in self.communications if not c.live and c.disconnect_type]
-        return ended[-1].disconnect_type if ended and not self.live else None
-
 
 @dataclass
 class StoredMessage:
@@ -139,7 +126,7 @@ class StoredMessage:
     direction: str  # outbound (to the customer) | inbound (from the customer)
     status: str = "sent"
     body_type: str = "standard"  # Guest Chat bodyType
-    id: str = field(default_factory=lambda: new_id())
+    id: str = field(default_factory=new_id)
 
 
 @dataclass
@@ -172,7 +159,7 @@ NaturalKey = tuple[str, str, str]  # (messenger type, fromAddress, recipient)
 class Conversation:
     kind: Kind
     start_time: datetime
-    id: str = field(default_factory=lambda: new_id())
+    id: str = field(default_factory=new_id)
     participants: list[Participant] = field(default_factory=list)
     end_time: datetime | None = None
     messages: list[StoredMessage] = field(default_factory=list)
@@ -212,7 +199,7 @@ class WebMessagingSession:
 
     deployment_id: str
     created: datetime
-    id: str = field(default_factory=lambda: new_id())
+    id: str = field(default_factory=new_id)
     conversation_id: str | None = None
 
 
@@ -468,6 +455,10 @@ class EmulatorState:
             )
             if conv.guest_chat and participant.member and participant.member.role == "CUSTOMER":
                 self._record("guest.session.ended", conv, member_id=conv.guest_chat.guest_member_id, by=by)
+
+    def wrap_up(self, participant: Participant, code: str | None) -> None:
+        with self.lock:
+            participant.wrapup_code = code
 
     def _end_if_idle(self, conv: Conversation, by: str) -> None:
         if conv.live and not any(p.live for p in conv.participants):

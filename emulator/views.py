@@ -17,7 +17,7 @@ from emulator.state import (
     StoredMessage,
 )
 from genesys import models as wire
-from genesys.models import Address, DomainEntityRef, MessageDetails
+from genesys.models import Address, DomainEntityRef, MessageDetails, Wrapup
 
 
 def conversation_uri(conv: Conversation) -> str:
@@ -73,6 +73,7 @@ def _participant(conv: Conversation, p: Participant) -> wire.Participant:
         address=p.address,
         attributes=p.attributes,
         wrapup_required=False,
+        wrapup=Wrapup(code=p.wrapup_code) if p.wrapup_code else None,
         start_time=p.start_time,
         end_time=p.end_time,
         connected_time=p.connected_time,

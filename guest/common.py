@@ -258,6 +258,17 @@ class Outbox:
     def hold(self, until: float) -> None:
         self.held_until = max(self.held_until, until)
 
+    def expire_hold(self, now: float) -> None:
+        """Forget a hold that has passed, so it stops being reported as a deadline."""
+        if self.held_until <= now:
+            self.held_until = float("-inf")
+
+    @property
+    def hold_ends(self) -> float | None:
+        """When the hold on the next message ends, if one is held."""
+        held = self.held_until != float("-inf") and self.in_flight is None and bool(self._queue)
+        return self.held_until if held else None
+
     def drain_queued(self) -> list[OutboxItem]:
         """The queued messages, leaving the one in flight to be settled by its own answer."""
         items = list(self._queue)
@@ -330,10 +341,6 @@ class SansIOMachine:
         events, self._events = self._events, []
         return events
 
-    def _reject(
-        self, item: OutboxItem | str, code: int | str | None, reason: str, *, maybe: bool = False
-    ) -> None:
+    def _reject(self, item: OutboxItem | str, code: int | str | None, reason: str, *, maybe: bool = False) -> None:
         tracing_id = item if isinstance(item, str) else item.tracing_id
-        self._events.append(
-            MessageRejected(tracing_id=tracing_id, code=code, reason=reason, maybe_delivered=maybe)
-        )
+        self._events.append(MessageRejected(tracing_id=tracing_id, code=code, reason=reason, maybe_delivered=maybe))

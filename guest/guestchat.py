@@ -311,21 +311,20 @@ class GuestChatSession(SansIOMachine):
     # --- outputs ----------------------------------------------------------------------------
 
     def next_deadline(self) -> float | None:
+        """When ``timer`` must be called next; None when nothing is scheduled."""
         if self.state is GcState.ENDED:
             return None
         times = [self._reconnect.reconnect_at, self._create_at, self._leave_at, self._history_deadline]
-        times += [self._buffer.next_deadline() if self._history is None else None]
+        times += [self._buffer.next_deadline() if self._history is None else None, self._outbox.hold_ends]
         if self._connected:
             times.append(self._last_frame_at + self.config.heartbeat_timeout)
         if len(self._outbox) and self._outbox.in_flight is None:
-            times.append(self._outbox.held_until)
-            if not self._guest_connected:
+            if self.state is GcState.ACTIVE and not self._guest_connected:
                 times.append(self._grace_until)
             item = self._outbox.head()
             if item is not None and item.first_sent_at is not None:
                 times.append(item.first_sent_at + self.config.not_active_timeout)
-        finite = [t for t in times if t is not None and t != float("-inf")]
-        return min(finite, default=None)
+        return min((t for t in times if t is not None and t != float("-inf")), default=None)
 
     # --- inputs: commands -------------------------------------------------------------------
 
@@ -345,7 +344,8 @@ class GuestChatSession(SansIOMachine):
         elif not text.strip():
             self._reject(tracing_id, None, "message is empty")
         elif len(text) > self.config.max_body_chars:
-            self._reject(tracing_id, None, f"message is {len(text)} characters; the limit is 4000")
+            limit = self.config.max_body_chars
+            self._reject(tracing_id, None, f"message is {len(text)} characters; the limit is {limit}")
         else:
             self._outbox.add(OutboxItem(tracing_id, text, now))
             self._pump(now)
@@ -458,7 +458,7 @@ class GuestChatSession(SansIOMachine):
         if self._leave_at is not None and now >= self._leave_at:
             self._leave_at = None
             self._request(LeaveConversation(request_id=self._new_id(), **self._member_args()))
-        if self._connected and now - self._last_frame_at > self.config.heartbeat_timeout:
+        if self._connected and now - self._last_frame_at >= self.config.heartbeat_timeout:
             self._force_reconnect(now, "no heartbeat")
         if self._history_deadline is not None and now >= self._history_deadline:
             self._events.append(ProtocolError(reason="history backfill timed out"))
@@ -481,9 +481,7 @@ class GuestChatSession(SansIOMachine):
                 self._seen.add(message.id)  # its stream echo is not an agent message
                 self._note_seen(message)
                 if self._outbox.confirm(request.tracing_id) is not None:
-                    self._events.append(
-                        GuestMessageConfirmed(tracing_id=request.tracing_id, message_id=message.id)
-                    )
+                    self._events.append(GuestMessageConfirmed(tracing_id=request.tracing_id, message_id=message.id))
             case SendTyping():
                 self._typing_in_flight = False
             case FetchMember():
@@ -666,6 +664,7 @@ class GuestChatSession(SansIOMachine):
     def _pump(self, now: float) -> None:
         if self.state is GcState.ENDED:
             return
+        self._outbox.expire_hold(now)
         if self._history is None:
             for message in self._buffer.pop_ready(now):
                 self._release(message)
@@ -676,8 +675,10 @@ class GuestChatSession(SansIOMachine):
         self._maybe_leave()
 
     def _may_send(self, now: float) -> bool:
-        live = self._guest_connected or (self._grace_until is not None and now >= self._grace_until)
-        return self.state is GcState.ACTIVE and live
+        if self._grace_until is not None and now >= self._grace_until:
+            # Genesys never said CONNECTED: try anyway; "not active yet" answers are retried.
+            self._guest_connected, self._grace_until = True, None
+        return self.state is GcState.ACTIVE and self._guest_connected
 
     def _send_next(self, now: float) -> None:
         if not self._may_send(now) or not self._outbox.ready(now):

@@ -129,9 +129,7 @@ class UnknownStreamFrame(_Wire):
 
 
 class StreamMetadata(_Wire):
-    correlation_id: str | None = Field(
-        default=None, validation_alias=AliasChoices("CorrelationId", "correlationId")
-    )
+    correlation_id: str | None = Field(default=None, validation_alias=AliasChoices("CorrelationId", "correlationId"))
     type: str | None = None
 
 

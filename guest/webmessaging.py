@@ -153,9 +153,7 @@ class WebMessagingConfig(BaseModel):
     echo_timeout: float = Field(default=10.0, gt=0)
     expiry_margin: float = Field(default=310.0, ge=0, description="Health-check this long before expiry.")
     request_timeout: float = Field(default=15.0, gt=0)
-    confirm_timeout: float = Field(
-        default=20.0, gt=0, description="No echo of a sent message by then: reconnect."
-    )
+    confirm_timeout: float = Field(default=20.0, gt=0, description="No echo of a sent message by then: reconnect.")
     join_settle: float = Field(default=3.0, ge=0, description="Longest wait for the Presence Join echo.")
     reconnect_timeout: float = Field(default=300.0, gt=0)
     backoff: Backoff = Backoff()
@@ -302,11 +300,8 @@ class WebMessagingSession(SansIOMachine):
             times.append(self._backfill.deadline)
         else:
             times.append(self._buffer.next_deadline())
-        if self._outbox.in_flight is None and len(self._outbox):
-            times.append(self._outbox.held_until)
-        times.append(self._echo_due_at())
-        finite = [t for t in times if t is not None and t != float("-inf")]
-        return min(finite, default=None)
+        times += [self._outbox.hold_ends, self._echo_due_at()]
+        return min((t for t in times if t is not None and t != float("-inf")), default=None)
 
     def checkpoint(self) -> RelayCheckpoint:
         return RelayCheckpoint(seen_ids=self._seen.snapshot(), watermark=self._watermark)
@@ -336,9 +331,7 @@ class WebMessagingSession(SansIOMachine):
         elif not text.strip():
             self._reject(tracing_id, None, "message is empty")
         elif size > self.config.max_text_bytes:
-            self._reject(
-                tracing_id, 4011, f"message is {size} bytes; the limit is {self.config.max_text_bytes}"
-            )
+            self._reject(tracing_id, 4011, f"message is {size} bytes; the limit is {self.config.max_text_bytes}")
         else:
             self._outbox.add(OutboxItem(tracing_id, text, now))
             self._pump(now)
@@ -477,7 +470,7 @@ class WebMessagingSession(SansIOMachine):
             case StructuredMessage():
                 self._on_structured(frame, body, now)
             case JwtResponse():
-                self._take_pending(frame.tracing_id, "jwt")
+                self._answered(frame.tracing_id, "jwt")
                 self._jwt, self._jwt_exp = SecretStr(body.jwt), body.exp
                 if self._backfill is not None and self._backfill.request_id is None:
                     self._request_history_page(now)
@@ -497,7 +490,7 @@ class WebMessagingSession(SansIOMachine):
                 self._expire(None)
             case SessionClearedEvent():
                 self._events.append(SessionCleared())
-                if self._take_pending(frame.tracing_id, "clear") is not None:
+                if self._answered(frame.tracing_id, "clear") is not None:
                     self._send_close(now)
             case LogoutEvent():
                 self._terminate(ConnectionClosed(reason="logged out"))
@@ -505,7 +498,7 @@ class WebMessagingSession(SansIOMachine):
                 self._events.append(UnknownFrame(kind=frame.kind))
 
     def _on_session_response(self, frame: ServerFrame, body: SessionResponse, now: float) -> None:
-        pending = self._take_pending(frame.tracing_id, "configure", "close")
+        pending = self._answered(frame.tracing_id, "configure", "close")
         if pending is not None and pending.kind == "configure":
             self._on_configured(body, now)
         elif pending is not None or self.state is WmState.CLOSING:
@@ -548,12 +541,10 @@ class WebMessagingSession(SansIOMachine):
             self._admit(msg, now)
 
     def _on_echo_reply(self, tracing_id: str | None, msg: StructuredMessage, now: float) -> None:
-        self._take_pending(tracing_id, "echo")
+        self._answered(tracing_id, "echo")
         expiration, duration = msg.meta("expirationDate"), msg.meta("durationSeconds")
         try:
-            self._set_expiry(
-                float(expiration) if expiration else None, float(duration) if duration else None, now
-            )
+            self._set_expiry(float(expiration) if expiration else None, float(duration) if duration else None, now)
         except ValueError:
             self._events.append(ProtocolError(reason="echo reply metadata is not numeric"))
 
@@ -697,9 +688,7 @@ class WebMessagingSession(SansIOMachine):
         if self._jwt is not None and self._jwt_exp > now + 5:  # reuse while it has life left
             self._request_history_page(now)
         else:
-            self._send_request(
-                "jwt", now, lambda tid: GetJwtRequest(token=self._token, tracing_id=tid).to_text()
-            )
+            self._send_request("jwt", now, lambda tid: GetJwtRequest(token=self._token, tracing_id=tid).to_text())
 
     def _request_history_page(self, now: float) -> None:
         backfill = self._backfill
@@ -734,9 +723,7 @@ class WebMessagingSession(SansIOMachine):
             # can double a message whose echo was lost with the socket; losing it would be worse.
             self._resend_in_flight()
 
-    def _find_in_history(
-        self, item: OutboxItem, entities: list[StructuredMessage]
-    ) -> StructuredMessage | None:
+    def _find_in_history(self, item: OutboxItem, entities: list[StructuredMessage]) -> StructuredMessage | None:
         """Our in-flight message in history: same text, Inbound, newer than the last confirmed one,
         and not already claimed by a confirmed message. Only one message is ever in flight, so the
         match is unambiguous even when the guest repeats themselves."""
@@ -757,6 +744,7 @@ class WebMessagingSession(SansIOMachine):
         health-check, progress an end."""
         if self.state in _TERMINAL:
             return
+        self._outbox.expire_hold(now)
         if self._backfill is None:
             for msg in self._buffer.pop_ready(now):
                 self._release(msg)
@@ -807,9 +795,7 @@ class WebMessagingSession(SansIOMachine):
         if _json_bytes(attributes) > self._max_custom_bytes:
             # Sending them would get the message refused (4013); the message matters more.
             self._events.append(
-                ProtocolError(
-                    reason=f"custom attributes exceed {self._max_custom_bytes} bytes; not sent", code=4013
-                )
+                ProtocolError(reason=f"custom attributes exceed {self._max_custom_bytes} bytes; not sent", code=4013)
             )
             return {}
         return attributes
@@ -837,12 +823,14 @@ class WebMessagingSession(SansIOMachine):
 
     def _send_close(self, now: float) -> None:
         self.state = WmState.CLOSING
-        self._send_request(
-            "close", now, lambda tid: CloseSessionRequest(token=self._token, tracing_id=tid).to_text()
-        )
+        self._send_request("close", now, lambda tid: CloseSessionRequest(token=self._token, tracing_id=tid).to_text())
 
     def _echo_due_at(self) -> float | None:
-        if not self._connected or self.state not in _OPEN or self._has_pending("echo"):
+        """When an echo should go; None while one cannot go at all (so no deadline is reported
+        that ``timer`` could not act on)."""
+        if not self._connected or self.state not in _OPEN or self._backfill is not None:
+            return None
+        if self._has_pending("echo", "configure"):
             return None
         if self._echo_wanted:
             return self._echo.next_allowed()
@@ -852,7 +840,7 @@ class WebMessagingSession(SansIOMachine):
 
     def _maybe_echo(self, now: float) -> None:
         due_at = self._echo_due_at()
-        if due_at is None or now < due_at or self._backfill is not None or not self._echo.take(now):
+        if due_at is None or now < due_at or not self._echo.take(now):
             return
         if not self._echo_wanted:
             self._expiry_echo_for = self._expires_at  # one near-expiry check per reported expiry
@@ -962,3 +950,8 @@ class WebMessagingSession(SansIOMachine):
             if pending.kind in kinds:
                 return self._pending.pop(key)
         return None
+
+    def _answered(self, tracing_id: str | None, *kinds: str) -> _Pending | None:
+        """A success answer settles the request it names, or else the oldest of its kind: a stray
+        tracingId must not leave the real request behind to time out later."""
+        return self._take_pending(tracing_id, *kinds) or self._take_pending(None, *kinds)

@@ -335,9 +335,7 @@ def parse_server_frame(data: str | bytes) -> ServerFrame:
     except ValidationError as exc:
         raise FrameError(f"invalid {envelope.class_} body ({exc.error_count()} errors)") from None
     tracing_id = envelope.tracing_id or body.tracing_id
-    return ServerFrame(
-        type=envelope.type, kind=envelope.class_, code=envelope.code, tracing_id=tracing_id, body=body
-    )
+    return ServerFrame(type=envelope.type, kind=envelope.class_, code=envelope.code, tracing_id=tracing_id, body=body)
 
 
 # --- History REST (GET /api/v2/webmessaging/messages) -------------------------------------------

@@ -77,12 +77,21 @@ async def test_create_answers_id_jwt_event_stream_and_member(emu_client: httpx.A
         ({"memberInfo": {"firstName": "Ada"}}, "chat.error.notnull.createconversationrequest.memberinfo.displayname"),
         ({"organizationId": "1f2e3d4c-0000-4000-8000-000000000000"}, "chat.error.bad.request"),
         ({"deploymentId": SEED.deployments[0].id}, "chat.error.bad.request"),
-        ({"journeyContext": {"customer": {"id": "c-1"}}}, "chat.error.notnull.createconversationrequest.journeycontext.customer.customeridtype"),
+        (
+            {"journeyContext": {"customer": {"id": "c-1"}}},
+            "chat.error.notnull.createconversationrequest.journeycontext.customer.customeridtype",
+        ),
         ({"memberInfo": {"displayName": "Ada", "nickname": "A"}}, "invalid.property"),
     ],
     ids=[
-        "queue-id", "unknown-queue", "no-target", "no-display-name", "other-org", "messenger-deployment",
-        "journey-without-id-type", "invented-property",
+        "queue-id",
+        "unknown-queue",
+        "no-target",
+        "no-display-name",
+        "other-org",
+        "messenger-deployment",
+        "journey-without-id-type",
+        "invented-property",
     ],
 )
 async def test_create_validation(emu_client: httpx.AsyncClient, overrides: dict[str, Any], code: str) -> None:
@@ -107,7 +116,9 @@ async def test_sending_before_the_event_stream_is_attached_is_not_active(chat: C
 
 
 # --- authentication -----------------------------------------------------------------------------------
-async def test_guest_calls_need_the_guest_jwt(chat: Chat, emu_client: httpx.AsyncClient, emu_api: httpx.AsyncClient) -> None:
+async def test_guest_calls_need_the_guest_jwt(
+    chat: Chat, emu_client: httpx.AsyncClient, emu_api: httpx.AsyncClient
+) -> None:
     members = f"{GUEST}/{chat.id}/members"
     assert (await emu_client.get(members)).json()["code"] == "authentication.required"
     assert (await emu_api.get(members)).json()["code"] == "bad.credentials"  # an OAuth token is not a guest JWT
@@ -121,7 +132,9 @@ async def test_the_guest_jwt_expires(chat: Chat, emu_client: httpx.AsyncClient) 
     assert response.json()["code"] == "credentials.expired"
 
 
-async def test_a_jwt_only_opens_its_own_conversation(chat: Chat, emulator_app: Starlette, emu_client: httpx.AsyncClient) -> None:
+async def test_a_jwt_only_opens_its_own_conversation(
+    chat: Chat, emulator_app: Starlette, emu_client: httpx.AsyncClient
+) -> None:
     other = (await emu_client.post(GUEST, json=guest_chat_body())).json()
     assert (await chat.http.get(f"{GUEST}/{other['id']}/members")).status_code == 403
     async with asgi_client(emulator_app, token=other["jwt"]) as http:
@@ -163,8 +176,13 @@ async def test_attached_chat_carries_messages_both_ways(chat: Chat, emu_client: 
     one = await chat.http.get(f"{GUEST}/{chat.id}/messages/{history[0]['id']}")
     assert one.json()["body"] == "Where is my order?"
     assert await kinds(emu_client) == [
-        "guest.session.created", "guest.event_stream.attached", "guest.message.received", "guest.typing",
-        "participant.disconnected", "agent.joined", "agent.message.sent",
+        "guest.session.created",
+        "guest.event_stream.attached",
+        "guest.message.received",
+        "guest.typing",
+        "participant.disconnected",
+        "agent.joined",
+        "agent.message.sent",
     ]
 
 
@@ -186,7 +204,9 @@ async def test_message_history_paging(chat: Chat, emu_client: httpx.AsyncClient)
 async def test_a_guest_only_posts_as_itself(chat: Chat, emu_client: httpx.AsyncClient) -> None:
     await attach(emu_client, chat)
     agent = (await emu_client.post(f"/__emulator/conversations/{chat.id}/agent/join", json={})).json()
-    response = await chat.http.post(f"{GUEST}/{chat.id}/members/{agent['communication_id']}/messages", json={"body": "x"})
+    response = await chat.http.post(
+        f"{GUEST}/{chat.id}/members/{agent['communication_id']}/messages", json={"body": "x"}
+    )
     assert response.status_code == 403
 
 
@@ -223,7 +243,7 @@ async def test_the_agent_ending_the_chat_ends_the_guest_session(chat: Chat, emu_
     assert ended.json()["live"] is False
     entries = (await emu_client.get("/__emulator/ledger", params={"kind": "guest.session.ended"})).json()["entries"]
     assert [e["by"] for e in entries] == ["agent"]
-    members = (await chat.http.get(f"{GUEST}/{chat.id}/members", params={"excludeDisconnectedMembers": "true"}))
+    members = await chat.http.get(f"{GUEST}/{chat.id}/members", params={"excludeDisconnectedMembers": "true"})
     assert members.json()["entities"] == []
 
 
@@ -232,7 +252,9 @@ async def test_an_agent_cannot_join_before_the_chat_is_routed(chat: Chat, emu_cl
     assert response.status_code == 409
 
 
-async def test_the_platform_api_sees_the_guest_chat(chat: Chat, emu_client: httpx.AsyncClient, emu_api: httpx.AsyncClient) -> None:
+async def test_the_platform_api_sees_the_guest_chat(
+    chat: Chat, emu_client: httpx.AsyncClient, emu_api: httpx.AsyncClient
+) -> None:
     await attach(emu_client, chat)
     agent = (await emu_client.post(f"/__emulator/conversations/{chat.id}/agent/join", json={})).json()
     view = (await emu_api.get(f"/api/v2/conversations/chats/{chat.id}")).json()

@@ -103,8 +103,15 @@ async def test_live_conversations_are_per_deployment_and_contact(emu_api: httpx.
         ({"to": [{"id": CONTACT}]}, (400, "invalid.property")),
     ],
     ids=[
-        "no-contact", "no-text", "empty-text", "text-4000", "no-type", "bad-type", "unknown-deployment",
-        "contact-not-an-id", "invented-property",
+        "no-contact",
+        "no-text",
+        "empty-text",
+        "text-4000",
+        "no-type",
+        "bad-type",
+        "unknown-deployment",
+        "contact-not-an-id",
+        "invented-property",
     ],
 )
 async def test_agentless_webmessaging_validation(
@@ -153,7 +160,9 @@ async def test_a_form_body_is_an_unsupported_media_type(emu_api: httpx.AsyncClie
     ],
     ids=["ok", "not-e164", "no-to", "no-text", "too-long", "unknown-number"],
 )
-async def test_agentless_sms(emu_api: httpx.AsyncClient, overrides: dict[str, Any], expected: tuple[int, str] | None) -> None:
+async def test_agentless_sms(
+    emu_api: httpx.AsyncClient, overrides: dict[str, Any], expected: tuple[int, str] | None
+) -> None:
     sms = {"fromAddress": SMS_NUMBER, "toAddressMessengerType": "sms", "externalContactId": None}
     body = agentless_body(**(sms | overrides))
     response = await emu_api.post(AGENTLESS, json=body)
@@ -260,7 +269,9 @@ async def test_disconnecting_the_api_participant_leaves_the_customer(emu_api: ht
 async def test_disconnecting_the_customer_ends_the_conversation(emu_api: httpx.AsyncClient) -> None:
     cid = (await send(emu_api))["conversationId"]
     customer = (await participants(emu_api, cid))["customer"]["id"]
-    response = await emu_api.patch(f"/api/v2/conversations/{cid}/participants/{customer}", json={"state": "disconnected"})
+    response = await emu_api.patch(
+        f"/api/v2/conversations/{cid}/participants/{customer}", json={"state": "disconnected"}
+    )
     assert response.status_code == 202
     conversation = (await emu_api.get(f"/api/v2/conversations/{cid}")).json()
     assert conversation["endTime"]

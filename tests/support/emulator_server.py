@@ -74,9 +74,7 @@ class _Transport(httpx.ASGITransport):
         try:
             return await super().handle_async_request(request)
         except ConnectionDropped as exc:
-            raise httpx.RemoteProtocolError(
-                "Server disconnected without sending a response.", request=request
-            ) from exc
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request) from exc
 
 
 def asgi_client(app: Starlette, *, token: str | None = None, check: bool = True) -> httpx.AsyncClient:
@@ -188,9 +186,7 @@ def _wait_ready(server: EmulatorServer, output: Any, timeout_s: float) -> None:
         while time.monotonic() < deadline:
             if server.process.poll() is not None:
                 output.seek(0)
-                raise RuntimeError(
-                    f"emulator exited with {server.process.returncode}:\n{output.read().decode()}"
-                )
+                raise RuntimeError(f"emulator exited with {server.process.returncode}:\n{output.read().decode()}")
             try:
                 if client.get(f"{ADMIN}/fixtures").status_code == 200:
                     return
