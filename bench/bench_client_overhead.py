@@ -98,22 +98,16 @@ def bench(emulator: EmulatorServer, redis_url: str, calls: int, rounds: int) -> 
     client.close()
 
     b, c = statistics.median(bare_us), statistics.median(client_us)  # median of the rounds' medians
-    print(
-        f"{rounds} rounds x {calls} calls each side, GET /api/v2/conversations/{{id}}, emulator over loopback"
-    )
+    print(f"{rounds} rounds x {calls} calls each side, GET /api/v2/conversations/{{id}}, emulator over loopback")
     print(f"bare httpx      {b:8.0f} us/call   rounds {[round(x) for x in bare_us]}")
     print(f"GenesysClient   {c:8.0f} us/call   rounds {[round(x) for x in client_us]}")
     print(f"overhead        {c - b:8.0f} us/call")
-    print(
-        f"  timed alone:  rate-limit slot {slot_us:.0f} us (Redis round trip), typed parse {parse_us:.0f} us"
-    )
+    print(f"  timed alone:  rate-limit slot {slot_us:.0f} us (Redis round trip), typed parse {parse_us:.0f} us")
     print(f"ratio client/bare: {c / b:.2f}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=500, help="calls per side per round")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()

@@ -38,9 +38,7 @@ OFFERED = "bench:ratelimit:offered"
 KEYS = ClientKeys.for_client("http://bench", "bench-client")
 
 
-def worker(
-    redis_url: str, limit: int, per_thread_rate: float, threads: int, start: float, until: float
-) -> None:
+def worker(redis_url: str, limit: int, per_thread_rate: float, threads: int, start: float, until: float) -> None:
     limiter = RateLimiter(KEYS.rate, KEYS.pause, limit)
 
     def offer() -> None:
@@ -80,9 +78,7 @@ def would_be_429s(times: list[float], limit: int, window: float = 60.0) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--limit", type=int, default=600, help="requests per minute (Genesys: 300)")
     parser.add_argument("--processes", type=int, default=4)
@@ -120,13 +116,9 @@ def main() -> None:
 
     minutes = args.seconds / 60
     budget = args.limit * minutes
-    fixed = [
-        sum(1 for t in times if start + i * 60 <= t < start + (i + 1) * 60) for i in range(int(minutes) or 1)
-    ]
+    fixed = [sum(1 for t in times if start + i * 60 <= t < start + (i + 1) * 60) for i in range(int(minutes) or 1)]
     limiter = RateLimiter(KEYS.rate, KEYS.pause, args.limit)
-    print(
-        f"limit {args.limit}/min, {args.processes} processes x {args.threads} threads, {args.seconds:.0f} s"
-    )
+    print(f"limit {args.limit}/min, {args.processes} processes x {args.threads} threads, {args.seconds:.0f} s")
     demand = args.overload * budget
     print(f"offered      {demand:.0f} scheduled ({args.overload:.1f}x the budget); {offered} reached acquire")
     print(f"admitted     {len(times)} of a budget of {budget:.0f}")

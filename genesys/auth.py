@@ -48,9 +48,7 @@ def credentials_from(settings: Settings) -> ClientCredentials | None:
     """Configured credentials; with no Genesys configured, the emulator's seeded client (the
     documented default of ``make run``); otherwise None (only guest operations are possible)."""
     if settings.genesys_client_id and settings.genesys_client_secret is not None:
-        return ClientCredentials(
-            client_id=settings.genesys_client_id, client_secret=settings.genesys_client_secret
-        )
+        return ClientCredentials(client_id=settings.genesys_client_id, client_secret=settings.genesys_client_secret)
     if settings.uses_emulator:
         try:
             from emulator.fixtures import SEED

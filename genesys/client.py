@@ -90,9 +90,7 @@ class _Pipeline:
             response = yield from plan_send(build_request(op, self.endpoints.api_url, token.access_token))
         if response.status_code == 429:
             retry_after = rate_limit_info(response.headers).retry_after_s
-            yield from self.limiter.plan_pause(
-                retry_after if retry_after is not None else DEFAULT_429_PAUSE_S
-            )
+            yield from self.limiter.plan_pause(retry_after if retry_after is not None else DEFAULT_429_PAUSE_S)
         return response
 
 

@@ -26,6 +26,4 @@ class ClientKeys(BaseModel):
     def for_client(cls, login_url: str, client_id: str) -> ClientKeys:
         digest = hashlib.sha256(f"{login_url}\n{client_id}".encode()).hexdigest()[:20]
         base = f"{PREFIX}:{digest}"
-        return cls(
-            token=f"{base}:token", token_lock=f"{base}:token:lock", rate=f"{base}:rate", pause=f"{base}:pause"
-        )
+        return cls(token=f"{base}:token", token_lock=f"{base}:token:lock", rate=f"{base}:rate", pause=f"{base}:pause")

@@ -80,9 +80,7 @@ def send_agentless(
         messaging_template=messaging_template,
         use_existing_active_conversation=use_existing_active_conversation,
     )
-    return Operation(
-        "POST", f"{CONVERSATIONS}/messages/agentless", SendAgentlessOutboundMessageResponse, body=body
-    )
+    return Operation("POST", f"{CONVERSATIONS}/messages/agentless", SendAgentlessOutboundMessageResponse, body=body)
 
 
 def get_conversation(conversation_id: str) -> Operation[Conversation]:
@@ -190,9 +188,7 @@ def get_guest_chat_members(
     page_number: int | None = None,
     exclude_disconnected_members: bool | None = None,
 ) -> Operation[WebChatMemberInfoEntityList]:
-    params = _query(
-        pageSize=page_size, pageNumber=page_number, excludeDisconnectedMembers=exclude_disconnected_members
-    )
+    params = _query(pageSize=page_size, pageNumber=page_number, excludeDisconnectedMembers=exclude_disconnected_members)
     path = f"{GUEST_CHAT}/{_id(conversation_id)}/members"
     return Operation("GET", path, WebChatMemberInfoEntityList, auth=GuestJwt(jwt), params=params)
 

@@ -96,9 +96,7 @@ def plan_send(request: httpx.Request) -> Plan[httpx.Response]:
         raise GenesysTimeout(f"{type(exc).__name__} on {method} {path}", method=method, path=path) from exc
     except httpx.TransportError as exc:
         log.warning("genesys %s %s -> connection error (%s)", method, path, type(exc).__name__)
-        raise GenesysConnectionError(
-            f"{type(exc).__name__} on {method} {path}", method=method, path=path
-        ) from exc
+        raise GenesysConnectionError(f"{type(exc).__name__} on {method} {path}", method=method, path=path) from exc
     log.log(
         logging.DEBUG if response.is_success else logging.INFO,
         "genesys %s %s -> %s corr=%s %.0f ms",

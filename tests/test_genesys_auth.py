@@ -99,9 +99,7 @@ def test_token_request_body_is_grant_type_only() -> None:
     assert str(captured[0].url) == f"{LOGIN}/oauth/token"
 
 
-def test_token_endpoint_error_is_typed_and_releases_the_lock(
-    r: fakeredis.FakeRedis, fake: FakeGenesys
-) -> None:
+def test_token_endpoint_error_is_typed_and_releases_the_lock(r: fakeredis.FakeRedis, fake: FakeGenesys) -> None:
     fake.queue(
         "POST",
         "/oauth/token",
@@ -148,9 +146,7 @@ def test_different_clients_or_hosts_do_not_share() -> None:
 
 
 # --- Refresh before expiry -----------------------------------------------------------------------
-def test_refreshes_margin_before_expiry(
-    r: fakeredis.FakeRedis, fake: FakeGenesys, http: httpx.Client
-) -> None:
+def test_refreshes_margin_before_expiry(r: fakeredis.FakeRedis, fake: FakeGenesys, http: httpx.Client) -> None:
     clock = Clock()
     tokens = provider(clock)
     runner = SyncRunner(r, http)
@@ -319,9 +315,7 @@ def test_real_genesys_without_credentials_allows_guest_calls_only(fake: FakeGene
     assert c.get_guest_chat_member("conv-1", "member-1", jwt="guest.jwt").role == "CUSTOMER"
 
 
-def test_unreadable_cached_value_is_replaced(
-    r: fakeredis.FakeRedis, fake: FakeGenesys, http: httpx.Client
-) -> None:
+def test_unreadable_cached_value_is_replaced(r: fakeredis.FakeRedis, fake: FakeGenesys, http: httpx.Client) -> None:
     r.set(KEYS.token, json.dumps({"old": "format"}))
     plan: Plan[CachedToken] = provider().plan_token()
     assert SyncRunner(r, http).run(plan).access_token == "token-1"

@@ -299,10 +299,7 @@ def _contract_op(method: str, path: str) -> tuple[str, dict[str, Any]] | None:
     import re
 
     for template, operations in load()["paths"].items():
-        if (
-            re.match("^" + re.sub(r"\{[^}]+\}", "[^/]+", template) + "$", path)
-            and method.lower() in operations
-        ):
+        if re.match("^" + re.sub(r"\{[^}]+\}", "[^/]+", template) + "$", path) and method.lower() in operations:
             return template, operations[method.lower()]
     return None
 
@@ -345,9 +342,7 @@ def test_request_matches_the_contract(case: Case, client: GenesysClient, fake: F
 
 
 def test_webmessaging_agentless_body(client: GenesysClient, fake: FakeGenesys) -> None:
-    client.send_agentless(
-        from_address=DEPLOYMENT, messenger_type="webmessaging", external_contact_id="ec-1", text="hi"
-    )
+    client.send_agentless(from_address=DEPLOYMENT, messenger_type="webmessaging", external_contact_id="ec-1", text="hi")
     assert fake.api_requests[-1].body == {
         "fromAddress": DEPLOYMENT,
         "toAddressMessengerType": "webmessaging",
@@ -399,9 +394,7 @@ def test_400_error_body_becomes_a_genesys_error(client: GenesysClient, fake: Fak
         ),
     )
     with pytest.raises(GenesysError) as caught:
-        client.send_agentless(
-            from_address=DEPLOYMENT, messenger_type="webmessaging", external_contact_id="ec"
-        )
+        client.send_agentless(from_address=DEPLOYMENT, messenger_type="webmessaging", external_contact_id="ec")
     e = caught.value
     assert (e.status, e.code) == (400, "active.conversation")
     assert e.message == "An alerting or connected conversation is already in progress."
@@ -421,9 +414,7 @@ def test_409_conflict(client: GenesysClient, fake: FakeGenesys) -> None:
 
 
 def test_delete_with_client_credentials_is_not_a_user(client: GenesysClient, fake: FakeGenesys) -> None:
-    fake.queue(
-        "DELETE", "/api/v2/conversations/{id}", error(400, "not.a.user", "This request requires a user.")
-    )
+    fake.queue("DELETE", "/api/v2/conversations/{id}", error(400, "not.a.user", "This request requires a user."))
     with pytest.raises(GenesysError) as caught:
         client.delete_conversation("conv-1")
     assert caught.value.code == "not.a.user"
@@ -481,9 +472,7 @@ def test_parse_retry_after(value: str | None, seconds: float | None) -> None:
 
 def test_rate_limit_headers_of_any_response() -> None:
     info = rate_limit_info(
-        httpx.Headers(
-            {"inin-ratelimit-count": "3", "inin-ratelimit-allowed": "300", "inin-ratelimit-reset": "x"}
-        )
+        httpx.Headers({"inin-ratelimit-count": "3", "inin-ratelimit-allowed": "300", "inin-ratelimit-reset": "x"})
     )
     assert (info.count, info.allowed, info.reset_s, info.retry_after_s) == (3, 300, None, None)
 

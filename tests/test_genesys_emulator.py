@@ -65,9 +65,7 @@ def redis_fake() -> fakeredis.FakeAsyncRedis:
 
 
 @pytest.fixture
-async def genesys(
-    emulator_app: Starlette, redis_fake: fakeredis.FakeAsyncRedis
-) -> AsyncIterator[AsyncGenesysClient]:
+async def genesys(emulator_app: Starlette, redis_fake: fakeredis.FakeAsyncRedis) -> AsyncIterator[AsyncGenesysClient]:
     async with AsyncGenesysClient(SETTINGS, redis_fake, transport=ContractTransport(emulator_app)) as client:
         yield client
 
@@ -78,9 +76,7 @@ async def ledger(emu_client: httpx.AsyncClient, conversation_id: str | None = No
     return [entry["kind"] for entry in entries]
 
 
-async def send(
-    genesys: AsyncGenesysClient, *, existing: bool = False
-) -> m.SendAgentlessOutboundMessageResponse:
+async def send(genesys: AsyncGenesysClient, *, existing: bool = False) -> m.SendAgentlessOutboundMessageResponse:
     return await genesys.send_agentless(
         from_address=WEBMESSAGING,
         messenger_type="webmessaging",
@@ -148,9 +144,7 @@ async def test_participant_patch_disconnect_and_delete(genesys: AsyncGenesysClie
 
 
 # --- Scenario 4: cobrowse ------------------------------------------------------------------------
-async def test_cobrowse_start_read_and_end(
-    genesys: AsyncGenesysClient, emu_client: httpx.AsyncClient
-) -> None:
+async def test_cobrowse_start_read_and_end(genesys: AsyncGenesysClient, emu_client: httpx.AsyncClient) -> None:
     sent = await send(genesys)
     assert sent.conversation_id
     session = await genesys.start_cobrowse(sent.conversation_id)
@@ -165,9 +159,7 @@ async def test_cobrowse_start_read_and_end(
 # --- Scenario 2: third-party chat ----------------------------------------------------------------
 async def test_third_party_chat_is_routing_only(genesys: AsyncGenesysClient) -> None:
     chat = await genesys.create_third_party_chat(
-        m.CreateWebChatRequest(
-            queue_id=QUEUE.id, provider="Acme CRM", customer_name="Ada", attributes={"t": "1"}
-        )
+        m.CreateWebChatRequest(queue_id=QUEUE.id, provider="Acme CRM", customer_name="Ada", attributes={"t": "1"})
     )
     assert chat.id
     assert {p.room_id for p in chat.participants} == {"NONE"}
@@ -223,9 +215,7 @@ async def test_webmessaging_history_with_a_guest_jwt(
 
 
 # --- Tokens, faults and the rate limit -----------------------------------------------------------
-async def test_expired_token_is_refreshed_once(
-    genesys: AsyncGenesysClient, emu_client: httpx.AsyncClient
-) -> None:
+async def test_expired_token_is_refreshed_once(genesys: AsyncGenesysClient, emu_client: httpx.AsyncClient) -> None:
     sent = await send(genesys)
     assert sent.conversation_id
     # The emulator's clock jumps a day: its token expires, ours still looks fresh locally.

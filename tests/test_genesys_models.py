@@ -35,9 +35,7 @@ def test_every_json_name_is_in_the_contract_definition(cls: type[m.WireModel]) -
 
 @pytest.mark.parametrize("cls", REQUEST_MODELS, ids=lambda c: c.__name__)
 def test_request_models_require_what_the_contract_requires(cls: type[m.RequestModel]) -> None:
-    required = set(DEFINITIONS[cls.DEFINITION].get("required", [])) - REQUIRED_EXCEPTIONS.get(
-        cls.__name__, set()
-    )
+    required = set(DEFINITIONS[cls.DEFINITION].get("required", [])) - REQUIRED_EXCEPTIONS.get(cls.__name__, set())
     ours = {f.alias or n for n, f in cls.model_fields.items() if f.is_required() or f.default is not None}
     assert required <= ours
 
@@ -174,9 +172,7 @@ RESPONSE_SAMPLES: list[tuple[type[m.ResponseModel], dict[str, Any]]] = [
                             "state": "connected",
                             "type": "webmessaging",
                             "fromAddress": {"name": "Ada"},
-                            "messages": [
-                                {"messageId": "x", "messageURI": "https://x", "messageStatus": "sent"}
-                            ],
+                            "messages": [{"messageId": "x", "messageURI": "https://x", "messageStatus": "sent"}],
                         }
                     ],
                     "cobrowsesessions": [{"id": "cb-1", "state": "connected", "cobrowseSessionId": "s"}],

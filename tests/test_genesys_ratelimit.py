@@ -224,9 +224,7 @@ def test_guest_429_does_not_pause_the_oauth_client() -> None:
 def test_async_client_shares_limiter_and_token_with_sync_client() -> None:
     server = fakeredis.FakeServer()
     fake = FakeGenesys()
-    GenesysClient(SETTINGS, fakeredis.FakeRedis(server=server), transport=fake.transport()).get_conversation(
-        "c"
-    )
+    GenesysClient(SETTINGS, fakeredis.FakeRedis(server=server), transport=fake.transport()).get_conversation("c")
 
     async def main() -> str | None:
         async with AsyncGenesysClient(

@@ -21,9 +21,7 @@ MEMBER = {"id": "member-1", "displayName": "Ada", "role": "CUSTOMER", "state": "
 CONVERSATION = {
     "id": "conv-1",
     "startTime": NOW,
-    "participants": [
-        {"id": "part-1", "purpose": "customer", "messages": [{"id": "comm-1", "state": "connected"}]}
-    ],
+    "participants": [{"id": "part-1", "purpose": "customer", "messages": [{"id": "comm-1", "state": "connected"}]}],
 }
 WEBCHAT_MESSAGE = {
     "id": "wm-1",
@@ -95,8 +93,7 @@ DEFAULTS: dict[tuple[str, str], tuple[int, Any]] = {
     ),
 }
 _TEMPLATES = [
-    (method, template, re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", template) + "$"))
-    for method, template in DEFAULTS
+    (method, template, re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", template) + "$")) for method, template in DEFAULTS
 ]
 
 
@@ -172,9 +169,7 @@ class FakeGenesys:
         with self._lock:
             self.token_requests += 1
             token = f"token-{self.token_requests}"
-        return httpx.Response(
-            200, json={"access_token": token, "token_type": "bearer", "expires_in": self.expires_in}
-        )
+        return httpx.Response(200, json={"access_token": token, "token_type": "bearer", "expires_in": self.expires_in})
 
     @staticmethod
     def _template(method: str, path: str) -> str:
