@@ -9,6 +9,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
 from emulator import (
@@ -55,10 +56,17 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     """Routing misses: 404 for an unknown path, 405 for a known path with another method."""
     assert isinstance(exc, HTTPException)
     if exc.status_code == 405:
-        return error_response(request, ApiError(405, "method.not.allowed", headers=dict(exc.headers or {})))
-    return error_response(
-        request, ApiError(exc.status_code, "not.found" if exc.status_code == 404 else "bad.request")
-    )
+        # Starlette names only the first route's methods; a path can have several routes.
+        allowed = {
+            m
+            for r in request.app.routes
+            if isinstance(r, Route) and r.matches(request.scope)[0] is Match.PARTIAL
+            for m in r.methods or ()
+        }
+        return error_response(
+            request, ApiError(405, "method.not.allowed", headers={"Allow": ", ".join(sorted(allowed))})
+        )
+    return error_response(request, ApiError(exc.status_code, "not.found" if exc.status_code == 404 else "bad.request"))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -122,12 +122,8 @@ class GuestJwts:
         self._revoked: set[str] = set()
         self._lock = threading.Lock()
 
-    def issue(
-        self, issuer: JwtIssuer, data: GuestJwtData, now: float, expires_in_s: int
-    ) -> tuple[str, GuestClaims]:
-        claims = GuestClaims(
-            iss=issuer, iat=int(now), exp=int(now) + expires_in_s, jti=str(uuid.uuid4()), data=data
-        )
+    def issue(self, issuer: JwtIssuer, data: GuestJwtData, now: float, expires_in_s: int) -> tuple[str, GuestClaims]:
+        claims = GuestClaims(iss=issuer, iat=int(now), exp=int(now) + expires_in_s, jti=str(uuid.uuid4()), data=data)
         payload = _b64url(claims.model_dump_json(exclude_none=True).encode())
         signing_input = f"{_HEADER}.{payload}"
         return f"{signing_input}.{self._sign(signing_input)}", claims

@@ -54,8 +54,7 @@ MESSAGES: Mapping[str, str] = {
     "conversation.error.participant.no.active.conversations": "The participant has no active conversation.",
     "active.conversation": "An alerting or connected conversation is already in progress.",
     "invalid.webmessaging.text.body": "The request needs a textBody not empty and under 4000 characters.",
-    "invalid.whatsapp.address": "WhatsApp address must only contain numeric characters of destination "
-    "phone number.",
+    "invalid.whatsapp.address": "WhatsApp address must only contain numeric characters of destination phone number.",
     "invalid.phone.number": "The SMS phone number address is not a valid E.164 format.",
     "queue.address.required": "The queue does not have an outbound messaging address configured.",
     # chats (third-party and guest)
@@ -67,12 +66,9 @@ MESSAGES: Mapping[str, str] = {
     "chat.error.member.state": "The conversation member is in a state which does not permit this action.",
     "chat.error.notnull.createconversationrequest.queueid": "The queueId property may not be null.",
     "chat.error.notnull.createconversationrequest.provider": "The provider property may not be null.",
-    "chat.error.notnull.createconversationrequest.routingtarget": "The routingtarget property may not be "
-    "null.",
-    "chat.error.notnull.createconversationrequest.memberinfo.displayname": "The displayname property may not "
-    "be null.",
-    "chat.error.notnull.createconversationrequest.organizationid": "The organizationid property may not be "
-    "null.",
+    "chat.error.notnull.createconversationrequest.routingtarget": "The routingtarget property may not be null.",
+    "chat.error.notnull.createconversationrequest.memberinfo.displayname": "The displayname property may not be null.",
+    "chat.error.notnull.createconversationrequest.organizationid": "The organizationid property may not be null.",
     "chat.error.pattern.createconversationrequest.deploymentid": "The deploymentid property may not be null.",
     "chat.error.notnull.createconversationmessagerequest.body": "The request body may not be null.",
     # web messaging

@@ -80,11 +80,7 @@ class Fixtures(_Fixture):
 
     def integration(self, integration_id: str, messenger_type: str) -> MessagingIntegration | None:
         return next(
-            (
-                i
-                for i in self.messaging_integrations
-                if i.id == integration_id and i.messenger_type == messenger_type
-            ),
+            (i for i in self.messaging_integrations if i.id == integration_id and i.messenger_type == messenger_type),
             None,
         )
 
@@ -94,15 +90,9 @@ SEED = Fixtures(
     client_secret="Zq8vR2mW5tY1kP9sX3nB7cL0dF4hJ6gA2eU8iO5rT1w",
     organization_id="4a9e2c71-8b3d-4f06-a5e2-c17d90b3f6e8",
     deployments=(
-        Deployment(
-            id="e1b6f3a8-52c9-4d7e-8a10-b4c3d2e5f607", name="Parley Web Messaging", type="webmessaging"
-        ),
-        Deployment(
-            id="3d8a1c5e-96f2-4b0a-8e7d-52c4a9b1f3e0", name="Parley Web Messaging (EU)", type="webmessaging"
-        ),
-        Deployment(
-            id="9f2d7b4c-1a6e-4c38-b5d9-e08f3a2c6b71", name="Parley Guest Chat Widget", type="guestchat"
-        ),
+        Deployment(id="e1b6f3a8-52c9-4d7e-8a10-b4c3d2e5f607", name="Parley Web Messaging", type="webmessaging"),
+        Deployment(id="3d8a1c5e-96f2-4b0a-8e7d-52c4a9b1f3e0", name="Parley Web Messaging (EU)", type="webmessaging"),
+        Deployment(id="9f2d7b4c-1a6e-4c38-b5d9-e08f3a2c6b71", name="Parley Guest Chat Widget", type="guestchat"),
     ),
     queues=(
         Queue(id="5b7e1d9a-3c2f-4e81-9a6b-d4f08c2e7a13", name="Support", outbound_sms_address="+13175550100"),

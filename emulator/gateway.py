@@ -65,16 +65,15 @@ async def _inject(
     if fault.status is not None:
         await error_response(Request(scope), fault.error())(scope, receive, reply)
         return
+    if fault.drop is None:
+        await app(scope, receive, reply)  # latency only
+        return
     if fault.drop == "after":
-        # The call takes effect; only its answer is lost.
-        await app(scope, receive, _discard)
+        await app(scope, receive, _discard)  # the call takes effect; only its answer is lost
     elif fault.drop == "hang":
         limit_ms = fault.hang_ms if fault.hang_ms is not None else emulator.config.max_hang_ms
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(_until_disconnect(receive), timeout=limit_ms / 1000)
-    if fault.drop is None:
-        await app(scope, receive, reply)  # latency only
-        return
     await _drop(receive, send)
 
 

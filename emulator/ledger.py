@@ -64,10 +64,7 @@ class LedgerPage(BaseModel):
     def wire(self) -> dict[str, list[dict[str, object]]]:
         """Entries without their empty fields, but always with ``conversation_id`` (null when none)."""
         return {
-            "entries": [
-                {"conversation_id": None, **e.model_dump(mode="json", exclude_none=True)}
-                for e in self.entries
-            ]
+            "entries": [{"conversation_id": None, **e.model_dump(mode="json", exclude_none=True)} for e in self.entries]
         }
 
 

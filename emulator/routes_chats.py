@@ -95,9 +95,7 @@ ROUTES = [
     api_route("/api/v2/conversations/chats", post_chat, methods=["POST"], auth=Auth.CLIENT),
     api_route(_CHAT, get_chat, methods=["GET"], auth=Auth.CLIENT),
     api_route(_CHAT, patch_chat, methods=["PATCH"], auth=Auth.CLIENT),
-    api_route(
-        _CHAT + "/participants/{participantId}", patch_chat_participant, methods=["PATCH"], auth=Auth.CLIENT
-    ),
+    api_route(_CHAT + "/participants/{participantId}", patch_chat_participant, methods=["PATCH"], auth=Auth.CLIENT),
     api_route(
         _CHAT + "/communications/{communicationId}/messages",
         post_chat_message,

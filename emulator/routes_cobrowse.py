@@ -35,9 +35,7 @@ async def post_cobrowse(call: Call) -> Response:
 
 async def list_cobrowse(call: Call) -> Response:
     # The logged-in *user's* cobrowse conversations: a client-credentials token has no user.
-    return ok(
-        CobrowseConversationEntityListing(entities=[], page_size=25, page_number=1, total=0, page_count=0)
-    )
+    return ok(CobrowseConversationEntityListing(entities=[], page_size=25, page_number=1, total=0, page_count=0))
 
 
 def _with_cobrowse(call: Call) -> Conversation:
@@ -61,9 +59,7 @@ async def patch_cobrowse_participant(call: Call) -> Response:
 
 _SESSION = "/api/v2/conversations/cobrowsesessions/{conversationId}"
 ROUTES = [
-    api_route(
-        "/api/v2/conversations/{conversationId}/cobrowse", post_cobrowse, methods=["POST"], auth=Auth.CLIENT
-    ),
+    api_route("/api/v2/conversations/{conversationId}/cobrowse", post_cobrowse, methods=["POST"], auth=Auth.CLIENT),
     api_route("/api/v2/conversations/cobrowsesessions", list_cobrowse, methods=["GET"], auth=Auth.CLIENT),
     api_route(_SESSION, get_cobrowse, methods=["GET"], auth=Auth.CLIENT),
     api_route(_SESSION, patch_cobrowse, methods=["PATCH"], auth=Auth.CLIENT),

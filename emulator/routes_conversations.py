@@ -35,9 +35,7 @@ async def patch_conversation(call: Call, conv: Conversation, media: Media | None
     return ok(views.conversation(conv))
 
 
-async def patch_participant(
-    call: Call, conv: Conversation, media: Media | None, *, body_required: bool
-) -> Response:
+async def patch_participant(call: Call, conv: Conversation, media: Media | None, *, body_required: bool) -> Response:
     """PATCH a participant (``{"state": "disconnected"}``, wrap-up) → 202 with no body."""
     body = await parse_body(call.request, MediaParticipantRequest, required=body_required)
     participant = conv.participant(call.param("participantId"))
@@ -57,9 +55,7 @@ async def patch_participant(
     return accepted()
 
 
-def conversation_of(
-    call: Call, *, code: str = NOT_FOUND, kinds: tuple[Kind, ...] = tuple(Kind)
-) -> Conversation:
+def conversation_of(call: Call, *, code: str = NOT_FOUND, kinds: tuple[Kind, ...] = tuple(Kind)) -> Conversation:
     return call.emulator.state.require(call.param("conversationId"), code=code, kinds=kinds)
 
 
@@ -86,9 +82,7 @@ async def patch_conversation_participant(call: Call) -> Response:
 
 ROUTES = [
     api_route("/api/v2/conversations/{conversationId}", get_conversation, methods=["GET"], auth=Auth.CLIENT),
-    api_route(
-        "/api/v2/conversations/{conversationId}", delete_conversation, methods=["DELETE"], auth=Auth.CLIENT
-    ),
+    api_route("/api/v2/conversations/{conversationId}", delete_conversation, methods=["DELETE"], auth=Auth.CLIENT),
     api_route(
         "/api/v2/conversations/{conversationId}/disconnect",
         post_disconnect,

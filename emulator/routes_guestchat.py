@@ -45,8 +45,7 @@ CREATE_NOT_NULL = {
     "journeycontext.triggeringaction.id": _NN + "journeycontext.triggeringaction.actionid",
     "journeycontext.triggeringaction.actionmap": _NN + "journeycontext.triggeringaction.actionmapid",
     "journeycontext.triggeringaction.actionmap.id": _NN + "journeycontext.triggeringaction.actionmapid",
-    "journeycontext.triggeringaction.actionmap.version": _NN
-    + "journeycontext.triggeringaction.actionmapversion",
+    "journeycontext.triggeringaction.actionmap.version": _NN + "journeycontext.triggeringaction.actionmapversion",
 }
 MESSAGE_NOT_NULL = {"body": "chat.error.notnull.createconversationmessagerequest.body"}
 
@@ -125,9 +124,7 @@ async def get_members(call: Call) -> Response:
     page_size = query_int(call.request, "pageSize", 25, lo=1, hi=100)
     page_number = query_int(call.request, "pageNumber", 1, lo=1, hi=10_000)
     exclude_gone = query_bool(call.request, "excludeDisconnectedMembers", False)
-    members = [
-        views.member(p, leg) for p, leg in call.emulator.state.members(conv) if leg.live or not exclude_gone
-    ]
+    members = [views.member(p, leg) for p, leg in call.emulator.state.members(conv) if leg.live or not exclude_gone]
     start = (page_number - 1) * page_size
     return ok(
         WebChatMemberInfoEntityList(
@@ -180,9 +177,7 @@ def message_list(call: Call, conv: Conversation, *, self_uri: str) -> WebChatMes
     """A page of a chat's messages: ``after``/``before`` take message ids; ascending by default."""
     after = call.request.query_params.get("after")
     before = call.request.query_params.get("before")
-    descending = (
-        query_choice(call.request, "sortOrder", "ascending", ("ascending", "descending")) == "descending"
-    )
+    descending = query_choice(call.request, "sortOrder", "ascending", ("ascending", "descending")) == "descending"
     max_results = query_int(call.request, "maxResults", 100, lo=1, hi=100)
     ids = [m.id for m in conv.messages]
     lo = ids.index(after) + 1 if after in ids else 0

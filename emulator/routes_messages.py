@@ -37,9 +37,7 @@ NOT_FOUND = "conversation.error.conversation.not.found"
 
 
 def _invalid(field: str, value: str, allowed: str) -> ApiError:
-    return ApiError(
-        400, "invalid.value", message_params={"value": value[:100], "field": field, "allowed": allowed}
-    )
+    return ApiError(400, "invalid.value", message_params={"value": value[:100], "field": field, "allowed": allowed})
 
 
 def _required(field: str) -> ApiError:
@@ -139,9 +137,7 @@ async def post_queue_outbound(call: Call) -> Response:
     queue = fixtures.queue_by_id(body.queue_id)
     if queue is None:
         raise _invalid("queueId", body.queue_id, "a queue id of this organization")
-    to_address = _check_to_address(
-        body.to_address_messenger_type, body.to_address, sms_code="invalid.phone.number"
-    )
+    to_address = _check_to_address(body.to_address_messenger_type, body.to_address, sms_code="invalid.phone.number")
     if body.to_address_messenger_type != "sms" or queue.outbound_sms_address is None:
         raise ApiError(400, "queue.address.required")
     _check_contact(body.external_contact_id)
@@ -190,9 +186,7 @@ def _live_sender(call: Call) -> tuple[Conversation, Participant]:
         raise ApiError(404, "not.found")
     participant, comm = found
     if participant.purpose == "customer":
-        raise ApiError(
-            400, "bad.request", message="Messages are sent on an agent's communication, not the customer's."
-        )
+        raise ApiError(400, "bad.request", message="Messages are sent on an agent's communication, not the customer's.")
     if not comm.live or not conv.live:
         raise ApiError(400, "bad.request", message="The communication is disconnected.")
     return conv, participant

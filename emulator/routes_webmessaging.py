@@ -22,9 +22,7 @@ async def get_history(call: Call) -> Response:
         raise ApiError(404, "session.not.found")
     # History arrives with the guest socket (later); an empty page is Genesys' answer for a new session.
     return ok(
-        WebMessagingMessageEntityList(
-            entities=[], page_size=page_size, page_number=page_number, total=0, page_count=0
-        )
+        WebMessagingMessageEntityList(entities=[], page_size=page_size, page_number=page_number, total=0, page_count=0)
     )
 
 
@@ -37,7 +35,5 @@ async def revoke_token(call: Call) -> Response:
 
 ROUTES = [
     api_route("/api/v2/webmessaging/messages", get_history, methods=["GET"], auth=Auth.WEBMESSAGING),
-    api_route(
-        "/api/v2/webdeployments/token/revoke", revoke_token, methods=["DELETE"], auth=Auth.WEBMESSAGING
-    ),
+    api_route("/api/v2/webdeployments/token/revoke", revoke_token, methods=["DELETE"], auth=Auth.WEBMESSAGING),
 ]

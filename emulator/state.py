@@ -325,9 +325,7 @@ class EmulatorState:
             )
             return conv
 
-    def _new_messaging(
-        self, key: NaturalKey, to_address: str | None, external_contact_id: str | None
-    ) -> Conversation:
+    def _new_messaging(self, key: NaturalKey, to_address: str | None, external_contact_id: str | None) -> Conversation:
         messenger_type, from_address, _ = key
         conv = self._open(
             Conversation(
@@ -517,12 +515,7 @@ class EmulatorState:
         session = conv.live_cobrowse
         if session is None:
             return
-        legs = [
-            c
-            for p in conv.participants
-            for c in p.comms(Media.COBROWSE)
-            if c.cobrowse_session_id == session.id
-        ]
+        legs = [c for p in conv.participants for c in p.comms(Media.COBROWSE) if c.cobrowse_session_id == session.id]
         if not any(c.live for c in legs):
             session.ended = self.clock.now()
             self._record("cobrowse.ended", conv, cobrowse_session_id=session.id, by=by)
@@ -642,9 +635,7 @@ class EmulatorState:
             self._record("guest.typing", conv, member_id=guest.communications[0].id, by="guest")
             return self.clock.now()
 
-    def post_chat_message(
-        self, conv: Conversation, sender: Participant, text: str, body_type: str
-    ) -> StoredMessage:
+    def post_chat_message(self, conv: Conversation, sender: Participant, text: str, body_type: str) -> StoredMessage:
         """A chat line from a member: the guest (``guest.message.received``) or an agent."""
         with self.lock:
             self.require_chat_open(conv, sender)
@@ -730,9 +721,7 @@ class EmulatorState:
             if conv.kind is Kind.GUEST_CHAT:
                 return self.post_chat_message(conv, agent, text, "standard")
             if conv.kind is Kind.THIRD_PARTY_CHAT:
-                raise ApiError(
-                    409, "request.conflict", message="A third-party chat has no room to post into."
-                )
+                raise ApiError(409, "request.conflict", message="A third-party chat has no room to post into.")
             return self.add_message(conv, agent, text, kind="agent.message.sent", by="agent")
 
     def agent_disconnect(self, conv: Conversation, *, end_conversation: bool) -> None:

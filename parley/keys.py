@@ -42,3 +42,13 @@ def heartbeat_pattern(component: str) -> str:
 
 def probe(nonce: str) -> str:
     return f"{PREFIX}:probe:{nonce}"
+
+
+def third_party_chat(conversation_id: str) -> str:
+    """Marks a conversation Parley created as a routing-only third-party chat."""
+    return f"{PREFIX}:thirdparty:{conversation_id}"
+
+
+def sent_messages(conversation_id: str) -> str:
+    """message id -> command id of every message Parley sent into a conversation (recovery lookups)."""
+    return f"{PREFIX}:sent:{conversation_id}"

@@ -58,6 +58,8 @@ class CommandRecord(BaseModel):
     attempts: int = 0
     unknown_outcome: bool = False
     result: str | None = None
+    started_at: str | None = None
+    unknown_since: str | None = None
     finished_at: str | None = None
 
 

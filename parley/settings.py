@@ -75,6 +75,13 @@ class Settings(BaseSettings):
         default=15_000, ge=1000, description="Lease held (and renewed) while a command executes."
     )
     celery_concurrency: int = Field(default=4, ge=1)
+    natural_key_lease_ms: int = Field(
+        default=30_000, ge=1000,
+        description="Lease serializing commands on one customer or conversation; freed by a dead worker after it.",
+    )
+    end_verify_deadline_s: float = Field(
+        default=30.0, gt=0, description="conversation.end reads the state back until disconnected or this passes."
+    )
 
     # --- Events webhook ----------------------------------------------------------------------
     webhook_url: str | None = None

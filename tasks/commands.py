@@ -16,6 +16,7 @@ from parley import keys
 from parley.connections import connect
 from parley.settings import get_settings
 from schemas.commands import REST_COMMAND_TYPES
+import tasks.handlers  # noqa: F401 - registers the command handlers
 from tasks.app import app
 from tasks.runner import CommandRef, RetryLater, Runner
 

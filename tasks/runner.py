@@ -11,6 +11,7 @@ policy; the outcome is written to the record and the event stream in one Redis t
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,7 +36,8 @@ from schemas.events import (
     CommandSucceeded,
     GenesysErrorInfo,
 )
-from tasks.context import HANDLERS, ExecutionContext
+from parley.state_cache import LeaseTimeout
+from tasks.context import HANDLERS, ExecutionContext, Refused
 from tasks.lease import RenewedLease
 from tasks.retry_policy import Decision, Retry, RetryPolicy
 
@@ -107,18 +109,34 @@ class Runner:
 
     # -- steps -------------------------------------------------------------------------------
     def _execute(self, record: CommandRecord, command: Command, lease: RenewedLease) -> Outcome:
+        # An attempt left "running" died mid-call; one marked unknown_outcome failed after the request
+        # may have left. Either way Genesys may hold its effect: the handler must look before acting.
         recovering = record.state is State.running or record.unknown_outcome
+        unknown_since = record.unknown_since or (record.started_at if record.state is State.running else None)
         attempt = record.attempts + 1
-        self.records.set_fields(record.command_id, state=State.running.value, attempts=attempt)
+        started = utcnow().isoformat()
+        fields: dict[str, str | int] = {"state": State.running.value, "attempts": attempt, "started_at": started}
+        if recovering and unknown_since:
+            fields["unknown_since"] = unknown_since
+        self.records.set_fields(record.command_id, **fields)
+        record = record.model_copy(update={"started_at": started, "unknown_since": unknown_since if recovering else None})
         handler = HANDLERS.get(command.type)
         if handler is None:
             return self._fail(record, f"no handler for {command.type} in this worker", None)
         ctx = ExecutionContext(
-            settings=self.settings, redis=self.client, command_id=record.command_id,
-            attempt=attempt, recovering=recovering, genesys_factory=self.genesys_factory,  # type: ignore[arg-type]
+            settings=self.settings, redis=self.client, command_id=record.command_id, attempt=attempt,
+            recovering=recovering,
+            previous_attempt_started_at=datetime.fromisoformat(unknown_since) if recovering and unknown_since else None,
+            genesys_factory=self.genesys_factory,  # type: ignore[arg-type]
         )
         try:
             result = handler(ctx, command)
+        except LeaseTimeout:
+            # Another command on the same customer/conversation holds it: wait, without using an attempt.
+            self.records.set_fields(record.command_id, state=State.accepted.value, attempts=record.attempts)
+            raise RetryLater(1.0, "another command on the same customer or conversation is running", False) from None
+        except Refused as refused:
+            return self._fail(record.model_copy(update={"attempts": attempt}), refused.reason, None, refused.hint)
         except Exception as exc:  # every failure goes to the one retry policy
             return self._on_error(record, attempt, exc)
         return self._succeed(record, result)
@@ -133,8 +151,11 @@ class Runner:
             log.exception("command %s (%s) raised", record.command_id, record.type)
         if isinstance(decision, Retry):
             pipe = self.client.pipeline(transaction=True)
-            self.records.set_fields(record.command_id, pipe, state=State.accepted.value,
-                                    unknown_outcome=int(decision.outcome_unknown or record.unknown_outcome))
+            unknown = decision.outcome_unknown or record.unknown_outcome
+            fields: dict[str, str | int] = {"state": State.accepted.value, "unknown_outcome": int(unknown)}
+            if unknown and not record.unknown_since and record.started_at:
+                fields["unknown_since"] = record.started_at  # the effect, if any, happened after this
+            self.records.set_fields(record.command_id, pipe, **fields)
             self.events.append(CommandRetrying(**self._about(record), attempt=attempt, delay_s=decision.delay_s,
                                                reason=decision.reason, error=error), pipe)
             pipe.execute()
@@ -148,6 +169,7 @@ class Runner:
         self.records.set_fields(record.command_id, pipe, state=State.succeeded.value,
                                 result=result.model_dump_json(exclude_none=True),
                                 finished_at=utcnow().isoformat(), unknown_outcome=0)
+        pipe.hdel(keys.command(record.command_id), "unknown_since")
         self.events.append(CommandSucceeded(**self._about(record), result=result), pipe)
         pipe.execute()
         return Outcome(State.succeeded, result)

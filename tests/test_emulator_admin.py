@@ -119,6 +119,8 @@ async def test_invented_routes_do_not_exist(emu_api: httpx.AsyncClient, method: 
     response = await emu_api.request(method, path, json={"action": "close"})
     assert response.status_code == status
     assert response.json()["status"] == status
+    if status == 405:
+        assert response.headers["Allow"] == "DELETE, GET, HEAD"
 
 
 async def test_every_answer_has_a_correlation_id(emu_client: httpx.AsyncClient, emu_api: httpx.AsyncClient) -> None:

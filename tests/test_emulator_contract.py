@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 import httpx
+import jsonschema
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -86,9 +87,8 @@ ERROR = {"message": "m", "code": "not.found", "status": 404, "contextId": "c-1",
     ids=["bad-body", "undocumented-status", "context-id-mismatch", "not-an-error-body", "success-off-contract"],
 )
 async def test_the_contract_check_catches_violations(response: httpx.Response) -> None:
-    with pytest.raises((AssertionError, Exception)) as caught:
+    with pytest.raises((AssertionError, jsonschema.ValidationError)):
         await check_contract(response)
-    assert caught.type is not None
 
 
 @pytest.mark.anyio

@@ -1,0 +1,75 @@
+"""conversation.end: disconnect, then verify it reads disconnected (seed 002).
+
+A PATCH answering 200 is not proof (the thread's "PATCH said 200 but nothing changed"), so Parley
+reads the conversation back until it or the customer reads disconnected, or a deadline passes.
+Already ended is success. DELETE is never used: it needs a user token (400 ``not.a.user``).
+"""
+
+from __future__ import annotations
+
+import time
+
+from genesys.errors import GenesysError
+from genesys.models import Conversation, MediaParticipantRequest, WrapupInput
+from schemas.commands import ConversationEnd
+from schemas.events import CommandResult
+from tasks.context import ExecutionContext, Refused, handles
+from tasks.handlers.reading import is_ended, live_participants, participant_states
+
+VERIFY_DELAYS_S = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
+
+
+@handles("conversation.end")
+def end_conversation(ctx: ExecutionContext, command: ConversationEnd) -> CommandResult:
+    cid = command.conversation_id
+    conv = ctx.genesys.get_conversation(cid)
+    if is_ended(conv):
+        ctx.state.contradicted(cid)
+        return _result(conv, already_ended=True)
+    if command.wrapup is not None:
+        _wrap_up_agents(ctx, conv, command)
+    try:
+        ctx.genesys.patch_message_conversation(cid)
+    except GenesysError as exc:
+        if exc.status not in (400, 404):
+            raise
+        # Not a message conversation (or refused as one): disconnect each live participant instead.
+        for participant in live_participants(conv):
+            ctx.genesys.patch_conversation_participant(cid, participant.id)
+    final = _verify(ctx, cid)
+    ctx.state.contradicted(cid)
+    return _result(final, already_ended=False)
+
+
+def _wrap_up_agents(ctx: ExecutionContext, conv: Conversation, command: ConversationEnd) -> None:
+    assert command.wrapup is not None
+    wrapup = WrapupInput(code=command.wrapup.code, notes=command.wrapup.notes)
+    for participant in live_participants(conv):
+        if participant.purpose == "agent":
+            ctx.genesys.patch_conversation_participant(
+                conv.id, participant.id, MediaParticipantRequest(state="disconnected", wrapup=wrapup))
+
+
+def _verify(ctx: ExecutionContext, cid: str) -> Conversation:
+    deadline = time.monotonic() + ctx.settings.end_verify_deadline_s
+    delays = iter(VERIFY_DELAYS_S)
+    while True:
+        conv = ctx.genesys.get_conversation(cid)
+        if is_ended(conv):
+            return conv
+        delay = next(delays, VERIFY_DELAYS_S[-1])
+        if time.monotonic() + delay > deadline:
+            states = ", ".join(f"{k}={v}" for k, v in participant_states(conv).items())
+            raise Refused(
+                f"disconnect was accepted but the conversation still reads live after "
+                f"{ctx.settings.end_verify_deadline_s:.0f}s ({states})",
+                "Genesys accepted the disconnect but did not apply it. Check that the OAuth client's role has "
+                "conversation:communication:disconnect, then send conversation.end again (a new idempotency key); "
+                "as a last resort POST /api/v2/conversations/{id}/disconnect tears it down with a system wrap-up.",
+            )
+        time.sleep(delay)  # waiting on Genesys' state: there is no event to await over REST
+
+
+def _result(conv: Conversation, *, already_ended: bool) -> CommandResult:
+    return CommandResult(conversation_id=conv.id, final_state="disconnected", already_ended=already_ended,
+                         participant_states=participant_states(conv))

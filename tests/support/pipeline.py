@@ -1,0 +1,113 @@
+"""The whole product for integration tests: emulator, redis-server, `parley ingest`, Celery workers.
+
+Started once per test module (processes are slow to start); tests stay independent by using fresh
+customers and idempotency keys rather than flushing Redis, which would also remove kombu's bindings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+from parley.producer import Producer
+from parley.redis_server import RedisServer
+from parley.settings import Settings
+from tests.support.emulator_server import EmulatorServer, running_emulator
+from tests.support.events import await_events
+from tests.support.processes import parley_env, start_celery, start_ingest, stop
+
+TERMINAL = {"command.succeeded", "command.failed", "command.expired"}
+
+
+@dataclass
+class Pipeline:
+    redis_server: RedisServer
+    emulator: EmulatorServer
+    env: dict[str, str]
+    client: redis.Redis
+    http: httpx.Client
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def fixtures(self) -> dict[str, Any]:
+        return self.http.get("/__emulator/fixtures").json()
+
+    def submit(self, command: dict[str, Any]) -> str:
+        return Producer(self.client, Settings(redis_url=self.redis_server.url)).submit(command)
+
+    def outcome(self, key: str, timeout_s: float = 60.0) -> dict[str, Any]:
+        """Wait for the terminal event of the command with idempotency key ``key``."""
+        events = await_events(self.client, lambda ev: any(
+            e.get("idempotency_key") == key and e["type"] in TERMINAL for e in ev), timeout_s)
+        return next(e for e in events if e.get("idempotency_key") == key and e["type"] in TERMINAL)
+
+    def run(self, command: dict[str, Any], timeout_s: float = 60.0) -> dict[str, Any]:
+        self.submit(command)
+        return self.outcome(command["idempotency_key"], timeout_s)
+
+    def events_for(self, key: str) -> list[dict[str, Any]]:
+        return [json.loads(f["event"]) for _id, f in self.client.xrange("parley:events")
+                if json.loads(f["event"]).get("idempotency_key") == key]
+
+    def ledger(self, kind: str, conversation_id: str | None = None) -> list[dict[str, Any]]:
+        params: dict[str, str] = {"kind": kind}
+        if conversation_id:
+            params["conversation_id"] = conversation_id
+        return self.http.get("/__emulator/ledger", params=params).json()["entries"]
+
+    def fault(self, **spec: Any) -> None:
+        self.http.post("/__emulator/faults", json=spec).raise_for_status()
+
+    def clear_faults(self) -> None:
+        self.http.delete("/__emulator/faults").raise_for_status()
+
+    def start(self, name: str, process: subprocess.Popen[bytes]) -> None:
+        self.processes[name] = process
+
+    def stop_all(self) -> None:
+        for p in self.processes.values():
+            stop(p, kill=True)
+
+
+def key(prefix: str = "k") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+@contextmanager
+def running_pipeline(tmp: Path, *, celery_concurrency: int = 2, **env_overrides: str) -> Iterator[Pipeline]:
+    with ExitStack() as stack:
+        server = stack.enter_context(RedisServer(tmp / "redis"))
+        emulator = stack.enter_context(running_emulator())
+        fixtures = httpx.get(f"{emulator.base_url}/__emulator/fixtures").json()
+        env = parley_env(server.url, **{
+            "PARLEY_GENESYS_API_URL": emulator.base_url,
+            "PARLEY_GENESYS_CLIENT_ID": fixtures["client_id"],
+            "PARLEY_GENESYS_CLIENT_SECRET": fixtures["client_secret"],
+            "PARLEY_RETRY_BASE_S": "0.2",
+            "PARLEY_RETRY_CAP_S": "1",
+            "PARLEY_NATURAL_KEY_LEASE_MS": "3000",
+            "PARLEY_END_VERIFY_DEADLINE_S": "5",
+            **env_overrides,
+        })
+        env.pop("PARLEY_GENESYS_REGION", None)
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        http = stack.enter_context(httpx.Client(base_url=emulator.base_url))
+        pipeline = Pipeline(server, emulator, env, client, http)
+        stack.callback(pipeline.stop_all)
+        pipeline.start("ingest", start_ingest(env))
+        pipeline.start("celery", start_celery(env, app="tasks.app", concurrency=celery_concurrency))
+        yield pipeline
+
+
+def environ_without_parley() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
