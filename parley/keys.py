@@ -11,6 +11,9 @@ PREFIX = "parley"
 GUEST_COMMANDS_STREAM = f"{PREFIX}:guest:commands"
 """Commands for guest sessions, consumed by the guest worker that owns the session."""
 
+INFLIGHT_ZSET = f"{PREFIX}:inflight"
+"""Commands not yet finished: command id -> time of their last progress (the sweeper's index)."""
+
 COMPONENTS_HASH = f"{PREFIX}:components"
 """Components `parley run` started: name -> JSON description; `parley status` checks each."""
 

@@ -16,6 +16,7 @@ Two keys per command, both kept for ``idempotency_retention_s``:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -70,16 +71,17 @@ class Claim:
     record: CommandRecord
 
 
-# KEYS: idem key, command key, events stream. ARGV: command id, retention s, events maxlen,
-# accepted event JSON, then the record fields as name/value pairs.
+# KEYS: idem key, command key, events stream, in-flight index. ARGV: command id, retention s,
+# events maxlen, accepted event JSON, now (epoch s), then the record fields as name/value pairs.
 _CLAIM = """
 local existing = redis.call('GET', KEYS[1])
 if existing then return {0, existing} end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 local fields = {}
-for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[2], unpack(fields))
 redis.call('EXPIRE', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'event', ARGV[4])
 return {1, ARGV[1]}
 """
@@ -115,9 +117,9 @@ class Records:
         flat = [x for pair in fields.items() for x in pair]
         new, holder = self._claim(
             keys=[keys.idempotency(command.org, command.type, command.idempotency_key),
-                  keys.command(command_id), self._settings.events_stream],
+                  keys.command(command_id), self._settings.events_stream, keys.INFLIGHT_ZSET],
             args=[command_id, self._settings.idempotency_retention_s, self._settings.events_maxlen,
-                  accepted.model_dump_json(exclude_none=True), *flat],
+                  accepted.model_dump_json(exclude_none=True), time.time(), *flat],
         )
         holder = holder.decode() if isinstance(holder, bytes) else holder
         record = self.get(holder)
@@ -133,8 +135,24 @@ class Records:
         return CommandRecord.model_validate({k: v for k, v in data.items()})
 
     def set_fields(self, command_id: str, pipe: redis.client.Pipeline | None = None, **fields: str | int) -> None:
+        """Update the record; a state change also moves the command in (or out of) the in-flight index."""
         target = pipe if pipe is not None else self._client
         target.hset(keys.command(command_id), mapping={k: str(v) for k, v in fields.items()})
+        if "state" in fields:
+            if State(str(fields["state"])).terminal:
+                target.zrem(keys.INFLIGHT_ZSET, command_id)
+            else:
+                target.zadd(keys.INFLIGHT_ZSET, {command_id: time.time()})
+
+    def stalled(self, idle_s: float, limit: int = 100) -> list[str]:
+        """Unfinished commands with no progress for ``idle_s`` seconds."""
+        return list(self._client.zrangebyscore(keys.INFLIGHT_ZSET, 0, time.time() - idle_s, start=0, num=limit))
+
+    def touch(self, command_id: str) -> None:
+        self._client.zadd(keys.INFLIGHT_ZSET, {command_id: time.time()}, xx=True)
+
+    def forget(self, command_id: str) -> None:
+        self._client.zrem(keys.INFLIGHT_ZSET, command_id)
 
     def count_delivery(self, command_id: str) -> int:
         return int(self._client.hincrby(keys.command(command_id), "deliveries", 1))

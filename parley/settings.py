@@ -75,6 +75,10 @@ class Settings(BaseSettings):
         default=15_000, ge=1000, description="Lease held (and renewed) while a command executes."
     )
     celery_concurrency: int = Field(default=4, ge=1)
+    stall_redispatch_s: int | None = Field(
+        default=None, ge=5,
+        description="Re-dispatch a command with no progress for this long (default: visibility timeout + 60 s).",
+    )
     natural_key_lease_ms: int = Field(
         default=30_000, ge=1000,
         description="Lease serializing commands on one customer or conversation; freed by a dead worker after it.",
@@ -95,6 +99,11 @@ class Settings(BaseSettings):
                 f"PARLEY_VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s}) must exceed the task time limit and "
                 f"the longest retry delay ({longest}); otherwise Redis redelivers tasks that are still running"
             )
+
+    @property
+    def stall_after_s(self) -> int:
+        """No progress for this long means the command's Celery message was lost: send it again."""
+        return self.stall_redispatch_s or self.visibility_timeout_s + 60
 
     @property
     def uses_emulator(self) -> bool:

@@ -37,6 +37,10 @@ def make_config(settings: Settings) -> dict[str, object]:
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
+        # Publishing (dispatch, retries) rides out a Redis restart instead of failing after 3 tries.
+        "task_publish_retry": True,
+        "task_publish_retry_policy": {"max_retries": 60, "interval_start": 0.1, "interval_step": 0.5,
+                                      "interval_max": 2.0},
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         "task_default_queue": keys.CELERY_QUEUE,

@@ -10,17 +10,20 @@ import logging
 from functools import cache
 from typing import Any
 
+import redis
 from celery import Task
 
+import tasks.handlers  # noqa: F401 - registers the command handlers
 from parley import keys
 from parley.connections import connect
 from parley.settings import get_settings
 from schemas.commands import REST_COMMAND_TYPES
-import tasks.handlers  # noqa: F401 - registers the command handlers
 from tasks.app import app
 from tasks.runner import CommandRef, RetryLater, Runner
 
 log = logging.getLogger("parley.tasks")
+
+REDIS_RETRY_S = 2.0
 
 
 @cache
@@ -44,6 +47,12 @@ def _execute(task: Task, **ref: Any) -> str:
         outcome = runner().run(CommandRef.model_validate(ref), retries=task.request.retries)
     except RetryLater as later:
         raise task.retry(countdown=min(later.delay_s, settings.retry_max_delay_s), max_retries=None) from None
+    except redis.RedisError as exc:
+        # Redis is away (restart, failover): the command's state is safe in it; try again when it is back.
+        # Publishing the retry waits for Redis too (task_publish_retry_policy); were it to fail, the
+        # sweeper re-dispatches the stalled command.
+        log.warning("Redis unavailable while running %s: %s; retrying", ref.get("command_id"), type(exc).__name__)
+        raise task.retry(countdown=REDIS_RETRY_S, max_retries=None) from None
     return outcome.state.value
 
 

@@ -11,9 +11,9 @@ policy; the outcome is written to the record and the event stream in one Redis t
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 import redis
 from pydantic import BaseModel, ConfigDict
@@ -25,6 +25,7 @@ from parley.events import EventLog
 from parley.hints import hint_for
 from parley.records import CommandRecord, Records, State
 from parley.settings import Settings
+from parley.state_cache import LeaseTimeout
 from schemas.commands import COMMAND_ADAPTER, Command
 from schemas.common import utcnow
 from schemas.dead import DeadLetter
@@ -36,7 +37,6 @@ from schemas.events import (
     CommandSucceeded,
     GenesysErrorInfo,
 )
-from parley.state_cache import LeaseTimeout
 from tasks.context import HANDLERS, ExecutionContext, Refused
 from tasks.lease import RenewedLease
 from tasks.retry_policy import Decision, Retry, RetryPolicy
@@ -119,7 +119,8 @@ class Runner:
         if recovering and unknown_since:
             fields["unknown_since"] = unknown_since
         self.records.set_fields(record.command_id, **fields)
-        record = record.model_copy(update={"started_at": started, "unknown_since": unknown_since if recovering else None})
+        record = record.model_copy(
+            update={"started_at": started, "unknown_since": unknown_since if recovering else None})
         handler = HANDLERS.get(command.type)
         if handler is None:
             return self._fail(record, f"no handler for {command.type} in this worker", None)
@@ -137,6 +138,8 @@ class Runner:
             raise RetryLater(1.0, "another command on the same customer or conversation is running", False) from None
         except Refused as refused:
             return self._fail(record.model_copy(update={"attempts": attempt}), refused.reason, None, refused.hint)
+        except redis.RedisError:
+            raise  # Redis is away, not Genesys: the task layer retries when it is back (the record says running)
         except Exception as exc:  # every failure goes to the one retry policy
             return self._on_error(record, attempt, exc)
         return self._succeed(record, result)

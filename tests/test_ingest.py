@@ -188,3 +188,24 @@ def test_a_bug_in_processing_does_not_stop_the_worker(redis_client, settings, ce
     restarted = make_worker(redis_client, settings, celery_app)
     restarted._process_all(restarted.own_pending())
     assert len(celery_messages(redis_client)) == 2
+
+
+def test_sweeper_redispatches_a_command_whose_celery_message_was_lost(redis_client, settings, celery_app) -> None:
+    worker = make_worker(redis_client, settings, celery_app)
+    Producer(redis_client, settings).submit(VALID["cobrowse.start"])
+    drain(worker)
+    [message] = celery_messages(redis_client)
+    redis_client.delete(keys.CELERY_QUEUE)  # the broker lost it
+    command_id = message["headers"]["id"]
+    assert worker.sweeper.sweep() == 0, "not stalled yet"
+    redis_client.zadd(keys.INFLIGHT_ZSET, {command_id: 1.0})  # no progress since long ago
+    assert worker.sweeper.sweep() == 1
+    [again] = celery_messages(redis_client)
+    assert again["headers"]["id"] == command_id and again["headers"]["task"] == "parley.cobrowse.start"
+    # A command running under its lease, or already finished, is left alone.
+    redis_client.delete(keys.CELERY_QUEUE)
+    redis_client.zadd(keys.INFLIGHT_ZSET, {command_id: 1.0})
+    redis_client.set(keys.execution_lease(command_id), "x")
+    assert worker.sweeper.sweep() == 0
+    Records(redis_client, settings).set_fields(command_id, state="succeeded")
+    assert redis_client.zscore(keys.INFLIGHT_ZSET, command_id) is None

@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,10 +33,13 @@ from schemas.commands import GUEST_COMMAND_TYPES, Command
 from schemas.dead import DeadLetter
 from schemas.events import CommandDuplicate, CommandRejected
 from schemas.validation import Rejection, parse_command
+from workers.sweeper import Sweeper
 
 log = logging.getLogger("parley.ingest")
 
 COMMAND_FIELD = "command"
+MAINTENANCE_EVERY_S = 5.0
+"""How often to reclaim a dead consumer's entries and re-dispatch stalled commands."""
 HEARTBEAT_TTL_S = 15
 
 
@@ -77,6 +81,7 @@ class IngestWorker:
         self.events = EventLog(client, settings)
         self.dead = DeadLetters(client, settings)
         self.dispatcher = Dispatcher(client, celery_app)
+        self.sweeper = Sweeper(client, settings, celery_app)
         self.stop_event = threading.Event()
         self.stream = settings.commands_stream
         self.group = settings.consumer_group
@@ -215,16 +220,21 @@ class IngestWorker:
         if on_ready:
             on_ready()
         log.info("ingesting %s as %s/%s", self.stream, self.group, self.consumer)
-        rounds = 0
+        last_maintenance = time.monotonic()
         while not self.stop_event.is_set():
             try:
                 self.run_once()
-                rounds += 1
-                if rounds % 10 == 0:
+                if time.monotonic() - last_maintenance >= MAINTENANCE_EVERY_S:
+                    last_maintenance = time.monotonic()
                     self._process_all(self.reclaim())
-            except redis.ConnectionError:
+                    self.sweeper.sweep()
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
                 log.warning("Redis unavailable; retrying")
                 self.stop_event.wait(1.0)
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                self.ensure_group()  # the stream or group was deleted: start over from what is there
 
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from genesys.errors import GenesysError
-from genesys.models import MessageConversation
+from genesys.models import MessageConversation, SendAgentlessOutboundMessageResponse
 from parley import keys
 from parley.state_cache import CustomerKey, LiveConversation
 from schemas.commands import MessageSend
@@ -96,7 +96,7 @@ def send_message(ctx: ExecutionContext, command: MessageSend) -> CommandResult:
                              reused=use_existing and (live is None or response.conversation_id == live.conversation_id))
 
 
-def _send(ctx: ExecutionContext, command: MessageSend, use_existing: bool):  # noqa: ANN202
+def _send(ctx: ExecutionContext, command: MessageSend, use_existing: bool):
     return ctx.genesys.send_agentless(
         from_address=command.from_address, messenger_type=command.channel.value, text=command.text,
         to_address=command.to_address, external_contact_id=command.external_contact_id,

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 
+import tasks.commands  # noqa: F401 - registers Parley's handlers first, so ours replace them below
 from schemas.commands import REST_COMMAND_TYPES, Command
 from schemas.events import CommandResult
-import tasks.commands  # noqa: F401 - registers Parley's handlers first, so ours replace them below
 from tasks.app import app  # noqa: F401 - the worker loads this module's `app`
 from tasks.context import HANDLERS, ExecutionContext
 

@@ -97,6 +97,7 @@ def running_pipeline(tmp: Path, *, celery_concurrency: int = 2, **env_overrides:
             "PARLEY_RETRY_CAP_S": "1",
             "PARLEY_NATURAL_KEY_LEASE_MS": "3000",
             "PARLEY_END_VERIFY_DEADLINE_S": "5",
+            "PARLEY_STALL_REDISPATCH_S": "20",
             **env_overrides,
         })
         env.pop("PARLEY_GENESYS_REGION", None)

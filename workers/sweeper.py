@@ -1,0 +1,52 @@
+"""Re-dispatch commands whose Celery message was lost.
+
+Celery on Redis can lose a message (a task acked after failing while Redis was away, celery#7950 at
+shutdown, a broker restart without persistence). Every unfinished command sits in an in-flight
+index scored by its last progress; one idle longer than the visibility timeout plus a margin can no
+longer be waiting in the broker, so its task is published again. A duplicate is harmless: the
+runner skips a command that finished or is running under its lease.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from celery import Celery
+
+from parley import keys
+from parley.records import Records
+from parley.settings import Settings
+from schemas.commands import GUEST_COMMAND_TYPES
+
+log = logging.getLogger("parley.sweeper")
+
+
+class Sweeper:
+    def __init__(self, client: redis.Redis, settings: Settings, celery_app: Celery) -> None:
+        self._client = client
+        self._settings = settings
+        self._celery = celery_app
+        self.records = Records(client, settings)
+
+    def sweep(self) -> int:
+        """Re-dispatch stalled commands; returns how many were sent again."""
+        from tasks.commands import task_name  # deferred: importing tasks pulls in the Celery config
+
+        sent = 0
+        for command_id in self.records.stalled(self._settings.stall_after_s):
+            record = self.records.get(command_id)
+            if record is None or record.state.terminal or record.type in GUEST_COMMAND_TYPES:
+                self.records.forget(command_id)  # expired, finished, or owned by the guest worker
+                continue
+            if self._client.exists(keys.execution_lease(command_id)):
+                self.records.touch(command_id)  # running right now
+                continue
+            log.warning("command %s (%s) made no progress for %ss; dispatching it again",
+                        command_id, record.type, self._settings.stall_after_s)
+            ref = {"command_id": command_id, "type": record.type, "org": record.org,
+                   "idempotency_key": record.idempotency_key, "targets": {}}
+            self._celery.send_task(task_name(record.type), kwargs=ref, task_id=command_id, queue=keys.CELERY_QUEUE)
+            self.records.touch(command_id)
+            sent += 1
+        return sent
