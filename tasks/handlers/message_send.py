@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from genesys.errors import GenesysError
-from genesys.models import MessageConversation, SendAgentlessOutboundMessageResponse
+from genesys.models import MessageConversation
 from parley import keys
 from parley.state_cache import CustomerKey, LiveConversation
 from schemas.commands import MessageSend
