@@ -20,21 +20,18 @@ from pydantic import BaseModel, ConfigDict
 
 from genesys.errors import GenesysError
 from parley import keys
-from parley.deadletters import DeadLetters
 from parley.events import EventLog
 from parley.hints import hint_for
+from parley.outcomes import Outcomes, about
 from parley.records import CommandRecord, Records, State
 from parley.settings import Settings
 from parley.state_cache import LeaseTimeout
 from schemas.commands import COMMAND_ADAPTER, Command
 from schemas.common import utcnow
-from schemas.dead import DeadLetter
 from schemas.events import (
-    CommandExpired,
     CommandFailed,
     CommandResult,
     CommandRetrying,
-    CommandSucceeded,
     GenesysErrorInfo,
 )
 from tasks.context import HANDLERS, ExecutionContext, Refused
@@ -78,7 +75,7 @@ class Runner:
         self.settings = settings
         self.records = Records(client, settings)
         self.events = EventLog(client, settings)
-        self.dead = DeadLetters(client, settings)
+        self.outcomes = Outcomes(client, settings)
         self.genesys_factory = genesys_factory
         self.policy = policy_from(settings)
 
@@ -159,7 +156,7 @@ class Runner:
             if unknown and not record.unknown_since and record.started_at:
                 fields["unknown_since"] = record.started_at  # the effect, if any, happened after this
             self.records.set_fields(record.command_id, pipe, **fields)
-            self.events.append(CommandRetrying(**self._about(record), attempt=attempt, delay_s=decision.delay_s,
+            self.events.append(CommandRetrying(**about(record), attempt=attempt, delay_s=decision.delay_s,
                                                reason=decision.reason, error=error), pipe)
             pipe.execute()
             raise RetryLater(decision.delay_s, decision.reason)
@@ -168,36 +165,17 @@ class Runner:
         return self._fail(record, decision.reason, error, hint)
 
     def _succeed(self, record: CommandRecord, result: CommandResult) -> Outcome:
-        pipe = self.client.pipeline(transaction=True)
-        self.records.set_fields(record.command_id, pipe, state=State.succeeded.value,
-                                result=result.model_dump_json(exclude_none=True),
-                                finished_at=utcnow().isoformat(), unknown_outcome=0)
-        pipe.hdel(keys.command(record.command_id), "unknown_since")
-        self.events.append(CommandSucceeded(**self._about(record), result=result), pipe)
-        pipe.execute()
+        self.outcomes.succeed(record, result)
         return Outcome(State.succeeded, result)
 
     def _fail(self, record: CommandRecord, reason: str, error: GenesysErrorInfo | None,
               hint: str | None = None) -> Outcome:
-        pipe = self.client.pipeline(transaction=True)
-        self.records.set_fields(record.command_id, pipe, state=State.failed.value,
-                                finished_at=utcnow().isoformat())
-        self.events.append(CommandFailed(**self._about(record), reason=reason, attempts=record.attempts,
-                                         error=error, hint=hint), pipe)
-        self.dead.add(DeadLetter(stage="execute", reason=reason, original=record.body,
-                                 source_entry_id=record.source_entry_id, command_id=record.command_id,
-                                 command_type=record.type, idempotency_key=record.idempotency_key,
-                                 deliveries=record.deliveries, error=error), pipe)
-        pipe.execute()
+        self.outcomes.fail(record, reason, error, hint)
         return Outcome(State.failed)
 
     def _expire(self, record: CommandRecord, command: Command) -> Outcome:
         assert command.expires_at is not None
-        pipe = self.client.pipeline(transaction=True)
-        self.records.set_fields(record.command_id, pipe, state=State.expired.value,
-                                finished_at=utcnow().isoformat())
-        self.events.append(CommandExpired(**self._about(record), expires_at=command.expires_at), pipe)
-        pipe.execute()
+        self.outcomes.expire(record, command.expires_at)
         return Outcome(State.expired)
 
     def _lost_record(self, ref: CommandRef) -> Outcome:
@@ -207,13 +185,6 @@ class Runner:
             reason="the command's record is gone (older than the idempotency retention); not executed",
         ))
         return Outcome(State.failed)
-
-    @staticmethod
-    def _about(record: CommandRecord) -> dict[str, str | None]:
-        return {
-            "idempotency_key": record.idempotency_key, "correlation_id": record.correlation_id,
-            "command_type": record.type, "command_id": record.command_id, "org": record.org,
-        }
 
 
 def policy_from(settings: Settings) -> RetryPolicy:
