@@ -71,7 +71,8 @@ class Supervisor:
 
     def start(self) -> None:
         if not self.settings.redis_url:
-            self.redis = RedisServer(Path(self.settings.data_dir) / "redis", port=6390).start()
+            self.redis = RedisServer(Path(self.settings.data_dir) / "redis",
+                                     port=self.settings.embedded_redis_port).start()
             print(f"embedded Redis (AOF) at {self.redis.url}, data in {self.redis.data_dir}")
         env = self._env()
         client = connect(Settings(redis_url=env["PARLEY_REDIS_URL"]))

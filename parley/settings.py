@@ -22,6 +22,7 @@ class Settings(BaseSettings):
         default=None, description="The Redis to use; unset: `parley run` starts an embedded one."
     )
     data_dir: str = Field(default=".parley", description="Where the embedded Redis keeps its AOF.")
+    embedded_redis_port: int = Field(default=6390, description="Port of the embedded Redis `parley run` starts.")
 
     # --- Genesys Cloud -----------------------------------------------------------------------
     genesys_region: str | None = Field(
@@ -67,6 +68,9 @@ class Settings(BaseSettings):
     )
     visibility_timeout_s: int = Field(
         default=900, ge=10, description="Redis broker visibility timeout; must exceed runtime and countdowns."
+    )
+    unacked_restore_interval_s: int = Field(
+        default=10, ge=1, description="How often workers requeue tasks of a dead worker whose visibility timeout passed.",
     )
     max_crash_redeliveries: int = Field(
         default=3, ge=0, description="Executions a task may lose to dying workers before it is dead-lettered."

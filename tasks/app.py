@@ -17,7 +17,13 @@ from parley.settings import Settings, get_settings
 
 def make_config(settings: Settings) -> dict[str, object]:
     settings.check()
-    transport = {"visibility_timeout": settings.visibility_timeout_s}
+    transport = {
+        "visibility_timeout": settings.visibility_timeout_s,
+        # kombu 5.7 scans for expired unacked tasks every interval x throttle seconds (100 s by default);
+        # a throttle of 1 makes a dead worker's tasks come back one interval after the timeout.
+        "unacked_restore_interval": settings.unacked_restore_interval_s,
+        "unacked_restore_throttle": 1,
+    }
     return {
         "broker_url": settings.redis_url,
         "result_backend": None,

@@ -23,6 +23,7 @@ def parley_env(redis_url: str, **overrides: str) -> dict[str, str]:
         "PARLEY_TASK_TIME_LIMIT_S": "20",
         "PARLEY_RETRY_MAX_DELAY_S": "10",
         "PARLEY_EXECUTION_LEASE_MS": "3000",
+        "PARLEY_UNACKED_RESTORE_INTERVAL_S": "2",
         "PYTHONPATH": str(ROOT),
     })
     env.update(overrides)

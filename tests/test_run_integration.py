@@ -1,0 +1,68 @@
+"""`parley run` as a user runs it: everything starts, `parley status` goes green, a command works,
+Ctrl-C (SIGTERM) stops it all."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from parley.redis_server import free_port
+from tests.support.events import await_events
+from tests.support.processes import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def test_parley_run_starts_everything_and_status_goes_green(tmp_path: Path) -> None:
+    redis_port, emulator_port, flower_port = free_port(), free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
+    env.update({"PARLEY_DATA_DIR": str(tmp_path), "PARLEY_EMBEDDED_REDIS_PORT": str(redis_port),
+                "PARLEY_EMULATOR_PORT": str(emulator_port), "PARLEY_FLOWER_PORT": str(flower_port),
+                "PARLEY_CELERY_CONCURRENCY": "1", "PYTHONPATH": str(ROOT)})
+    run = subprocess.Popen([sys.executable, "-m", "parley.cli", "run"], env=env, cwd=ROOT,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        banner = []
+        for line in run.stdout:  # the banner is printed once everything was started
+            banner.append(line)
+            if "parley status" in line:
+                break
+        text = "".join(banner)
+        assert "Parley is running" in text and f"127.0.0.1:{emulator_port}" in text
+        client_env = dict(env, PARLEY_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0")
+        deadline = time.monotonic() + 90
+        status = None
+        while time.monotonic() < deadline:
+            status = subprocess.run([sys.executable, "-m", "parley.cli", "status", "--timeout", "5"], env=client_env,
+                                    cwd=ROOT, capture_output=True, text=True)
+            if status.returncode == 0:
+                break
+        assert status is not None and status.returncode == 0, status.stdout + status.stderr
+        for component in ("ingest", "celery", "emulator", "flower"):
+            assert any(line.startswith("up") and component in line for line in status.stdout.splitlines()), status.stdout
+        command = {"type": "message.send", "idempotency_key": "run-1", "channel": "webmessaging",
+                   "from_address": "e1b6f3a8-52c9-4d7e-8a10-b4c3d2e5f607",
+                   "external_contact_id": "2e6b9d14-7f3a-4c85-a1e0-5d8c3b7f9a26", "text": "hello from make run"}
+        submitted = subprocess.run([sys.executable, "-m", "parley.cli", "submit", "-"], input=json.dumps(command),
+                                   env=client_env, cwd=ROOT, capture_output=True, text=True)
+        assert submitted.returncode == 0, submitted.stderr
+        client = redis.Redis(port=redis_port, decode_responses=True)
+        events = await_events(client, lambda ev: any(e["type"] == "command.succeeded" for e in ev), timeout_s=60)
+        assert [e for e in events if e["type"] == "command.succeeded"][0]["result"]["conversation_id"]
+        client.close()
+    finally:
+        run.send_signal(signal.SIGTERM)
+        try:
+            run.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            run.kill()
+            raise
+    assert run.returncode == 0
