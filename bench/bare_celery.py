@@ -11,7 +11,7 @@ import httpx
 import redis
 from celery import Celery
 
-app = Celery("bare", broker=os.environ["PARLEY_REDIS_URL"])
+app = Celery("bare", broker=os.environ.get("PARLEY_REDIS_URL"))
 app.conf.update(task_ignore_result=True, worker_prefetch_multiplier=1, task_acks_late=True,
                 worker_hijack_root_logger=False)
 DONE = "bench:bare:done"

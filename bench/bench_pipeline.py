@@ -92,6 +92,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--latency-samples", type=int, default=200)
+    parser.add_argument("--genesys-latency-ms", type=int, default=0,
+                        help="Emulator latency on the agentless call (real Genesys answers in ~100 ms+).")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp)) as server, \
             running_emulator({"PARLEY_EMULATOR_RATE_LIMIT_ENABLED": "false"}) as emulator:
@@ -106,6 +108,9 @@ def main() -> None:
 
         os.environ.update({k: env[k] for k in ("PARLEY_REDIS_URL", "PARLEY_GENESYS_API_URL",
                                                "PARLEY_GENESYS_CLIENT_ID", "PARLEY_GENESYS_CLIENT_SECRET")})
+        from bench import bare_celery
+
+        bare_celery.app.conf.broker_url = server.url
         client = redis.Redis.from_url(server.url, decode_responses=True)
         ingest = start_ingest(env)
         parley_worker = start_celery(env, app="tasks.app", concurrency=args.concurrency)
@@ -113,6 +118,10 @@ def main() -> None:
             [sys.executable, "-m", "celery", "-A", "bench.bare_celery", "worker", "-Q", "bench.bare",
              "-c", str(args.concurrency), "--loglevel", "WARNING", "-n", "bare@%h"],
             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if args.genesys_latency_ms:
+            httpx.post(f"{emulator.base_url}/__emulator/faults", json={
+                "method": "POST", "path": "/api/v2/conversations/messages/agentless",
+                "latency_ms": args.genesys_latency_ms}).raise_for_status()
         with running(ingest, parley_worker, bare_worker):
             bare_round(client, 50)  # warm up: imports, tokens, pools
             parley_round(client, 50)
@@ -126,7 +135,7 @@ def main() -> None:
                 parley_lat += parley_round(client, 1)[1]
     b, p = statistics.median(bare_tp), statistics.median(parley_tp)
     print(f"commands per round: {args.commands}, rounds: {args.rounds}, celery concurrency: {args.concurrency}, "
-          f"latency samples (one at a time): {args.latency_samples}")
+          f"latency samples (one at a time): {args.latency_samples}, emulator latency: {args.genesys_latency_ms} ms")
     print(f"bare Celery task + 1 POST: {b:7.1f}/s  rounds {[round(x, 1) for x in bare_tp]}")
     print(f"parley message.send:       {p:7.1f}/s  rounds {[round(x, 1) for x in parley_tp]}")
     print(f"throughput ratio parley/bare: {p / b:.3f}")

@@ -183,6 +183,13 @@ async def agent_message(request: Request) -> Response:
     return _json(MessageSent(conversation_id=conv.id, message_id=message.id))
 
 
+async def agent_typing(request: Request) -> Response:
+    """The agent types: a typing indicator on the guest's socket (``agent.typing``)."""
+    conv = _conversation(request)
+    emulator_of(request).state.agent_typing(conv)
+    return _json(_status(conv))
+
+
 async def agent_disconnect(request: Request) -> Response:
     body = await parse_body(request, AgentDisconnect, required=False)
     conv = _conversation(request)
@@ -236,6 +243,7 @@ ROUTES = [
     Route("/__emulator/faults/{faultId}", delete_fault, methods=["DELETE"]),
     Route(_CONV + "/agent/join", agent_join, methods=["POST"]),
     Route(_CONV + "/agent/messages", agent_message, methods=["POST"]),
+    Route(_CONV + "/agent/typing", agent_typing, methods=["POST"]),
     Route(_CONV + "/agent/disconnect", agent_disconnect, methods=["POST"]),
     Route(_CONV + "/customer/disconnect", customer_disconnect, methods=["POST"]),
     Route(_CONV + "/guest/attach", guest_attach, methods=["POST"]),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
+from collections.abc import AsyncIterator
 
 import uvicorn
 from starlette.applications import Starlette
@@ -22,6 +25,9 @@ from emulator import (
     routes_messages,
     routes_oauth,
     routes_webmessaging,
+    ws_admin,
+    ws_guestchat,
+    ws_webmessaging,
 )
 from emulator.config import EmulatorConfig
 from emulator.errors import ApiError, error_response
@@ -43,8 +49,22 @@ class EmulatorApp(Starlette):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             await gateway.handle(self.emulator, scope, receive, send, super().__call__)
+        elif scope["type"] == "websocket":
+            await gateway.handle_websocket(self.emulator, scope, receive, send, super().__call__)
         else:
             await super().__call__(scope, receive, send)
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    """The simulated agent lives in the server's event loop, for as long as the server runs."""
+    emulator: Emulator = app.state.emulator
+    emulator.agent.start()
+    try:
+        yield
+    finally:
+        emulator.links.close_all(1001, "Emulator shutting down")
+        await emulator.agent.stop()
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -85,19 +105,37 @@ def create_app(config: EmulatorConfig | None = None) -> Starlette:
             *routes_cobrowse.ROUTES,
             *routes_guestchat.ROUTES,
             *routes_webmessaging.ROUTES,
+            *ws_admin.ROUTES,
+            *ws_webmessaging.ROUTES,
+            *ws_guestchat.ROUTES,
             # Last: /api/v2/conversations/{conversationId} would swallow /conversations/chats etc.
             *routes_conversations.ROUTES,
         ],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},
+        lifespan=_lifespan,
     )
     app.state.emulator = Emulator(config or EmulatorConfig())
     return app
 
 
+class RedactTokenPaths(logging.Filter):
+    """uvicorn logs each websocket upgrade with its path ('"WebSocket /v1/token/<jwt>" [accepted]'):
+    the Guest Chat event stream carries the guest JWT there, so it is masked before any handler."""
+
+    _TOKEN = re.compile(r"(/v1/token/)[^\s?\"]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._TOKEN.sub(r"\1<redacted>", a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = self._TOKEN.sub(r"\1<redacted>", record.msg)
+        return True
+
+
 def serve(host: str | None = None, port: int | None = None, config: EmulatorConfig | None = None) -> None:
     """Run the emulator with uvicorn (default host/port: PARLEY_EMULATOR_HOST / PARLEY_EMULATOR_PORT)."""
     settings = get_settings()
-    uvicorn.run(
+    server_config = uvicorn.Config(
         create_app(config),
         host=host or settings.emulator_host,
         port=port or settings.emulator_port,
@@ -105,3 +143,6 @@ def serve(host: str | None = None, port: int | None = None, config: EmulatorConf
         access_log=False,
         log_level="info",
     )
+    # uvicorn.Config has configured logging by now; the filter goes on top of it.
+    logging.getLogger("uvicorn.error").addFilter(RedactTokenPaths())
+    uvicorn.Server(server_config).run()

@@ -33,6 +33,39 @@ class EmulatorConfig(BaseSettings):
     )
     cobrowse_offer_s: int = Field(default=600, ge=1, description="dateOfferEnds = start + this.")
 
+    # Guest websockets (runtime-tunable too).
+    heartbeat_interval_s: float = Field(
+        default=30.0, gt=0, description="Guest Chat event stream: a channel.metadata heartbeat this often."
+    )
+    webmessaging_session_duration_s: int = Field(
+        default=259200, ge=1, description="Web Messaging session lifetime after its last message (Genesys: 72 h)."
+    )
+    webmessaging_disconnect_read_only: bool = Field(
+        default=True,
+        description="Conversation Disconnect type: True = ReadOnly (the session refuses new messages after the "
+        "agent ends the conversation), False = Send (the next guest message starts a new conversation).",
+    )
+    webmessaging_require_origin: bool = Field(
+        default=False, description="Refuse (403) a guest socket without Origin on a domain-restricted deployment."
+    )
+    webmessaging_limits_enabled: bool = Field(
+        default=True, description="False lifts the guest socket limits (5 msg/s, 60 requests/min, 2 echoes/min)."
+    )
+
+    # Simulated agent (runtime-tunable too).
+    auto_agent: bool = Field(default=True, description="An agent joins and answers every routed guest session.")
+    agent_join_delay_s: float = Field(default=0.2, ge=0, description="Routed -> the agent joins after this long.")
+    agent_reply_delay_s: float = Field(
+        default=0.1, ge=0, description="The agent types this long before answering each guest message."
+    )
+    agent_greeting: str = Field(
+        default="Hello, my name is {agent}. How can I help you?", description="First words; {agent} = its name."
+    )
+    agent_bye_phrase: str = Field(
+        default="bye", min_length=1, description="A guest message that is this (any case, punctuation around) ends it."
+    )
+    agent_farewell: str = Field(default="Goodbye!", min_length=1, description="The agent's last words.")
+
     # --- fixed at start ------------------------------------------------------------------------
     fault_seed: int = Field(default=0, description="Seed of the RNG behind probabilistic faults.")
     max_hang_ms: int = Field(

@@ -21,6 +21,11 @@ class Deployment(_Fixture):
     # webmessaging: Messenger deployment (agentless fromAddress, Web Messaging guest socket);
     # guestchat: legacy widget deployment used by the Guest Chat API.
     type: Literal["webmessaging", "guestchat"]
+    # Web Messaging: the "allowed domains" the guest socket's Origin header is checked against (a
+    # host matches a domain or any subdomain of it; ports are ignored). Empty: any origin.
+    allowed_domains: tuple[str, ...] = ()
+    # Web Messaging: the queue the deployment's inbound message flow routes guest conversations to.
+    queue_id: str | None = None
 
 
 class Queue(_Fixture):
@@ -90,8 +95,20 @@ SEED = Fixtures(
     client_secret="Zq8vR2mW5tY1kP9sX3nB7cL0dF4hJ6gA2eU8iO5rT1w",
     organization_id="4a9e2c71-8b3d-4f06-a5e2-c17d90b3f6e8",
     deployments=(
-        Deployment(id="e1b6f3a8-52c9-4d7e-8a10-b4c3d2e5f607", name="Parley Web Messaging", type="webmessaging"),
-        Deployment(id="3d8a1c5e-96f2-4b0a-8e7d-52c4a9b1f3e0", name="Parley Web Messaging (EU)", type="webmessaging"),
+        Deployment(
+            id="e1b6f3a8-52c9-4d7e-8a10-b4c3d2e5f607",
+            name="Parley Web Messaging",
+            type="webmessaging",
+            allowed_domains=("localhost", "127.0.0.1", "parley.example.com"),
+            queue_id="5b7e1d9a-3c2f-4e81-9a6b-d4f08c2e7a13",
+        ),
+        Deployment(
+            id="3d8a1c5e-96f2-4b0a-8e7d-52c4a9b1f3e0",
+            name="Parley Web Messaging (EU)",
+            type="webmessaging",
+            allowed_domains=("parley.example.eu",),
+            queue_id="c2a94f6e-7b15-4d3c-8e29-1f6a0b5d8c47",
+        ),
         Deployment(id="9f2d7b4c-1a6e-4c38-b5d9-e08f3a2c6b71", name="Parley Guest Chat Widget", type="guestchat"),
     ),
     queues=(

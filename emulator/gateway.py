@@ -1,5 +1,5 @@
 """What Genesys' API gateway does around every call, below the routes: the correlation id, the
-rate-limit headers, and the injected faults.
+rate-limit headers, and the injected faults (also on websocket upgrades, see :func:`handle_websocket`).
 
 It wraps the raw ASGI ``send`` of the server, which is what lets a fault drop the connection: under
 uvicorn the server's send is a method of its request cycle, whose transport can be aborted so the
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -22,6 +23,7 @@ from emulator.errors import CORRELATION_HEADER, error_response
 from emulator.faults import ConnectionDropped, FaultSpec
 from emulator.ratelimit import RateLimitStatus
 from emulator.runtime import Emulator
+from emulator.ws_links import RAW_SEND_KEY
 
 ADMIN_PREFIX = "/__emulator"
 _CORRELATION = CORRELATION_HEADER.lower().encode()
@@ -95,3 +97,40 @@ async def _drop(receive: Receive, send: Send) -> None:
         transport.abort()
     # Wait for the server to notice, so it does not answer 500 for a response never started.
     await _until_disconnect(receive)
+
+
+async def handle_websocket(emulator: Emulator, scope: Scope, receive: Receive, send: Send, app: Next) -> None:
+    """A guest socket's upgrade. A fault matching ``GET <path>`` applies to it: ``latency_ms`` delays
+    the handshake; a ``status`` refuses the upgrade with that HTTP status and an ErrorBody; any
+    ``drop`` closes the connection without a handshake answer (``hang`` after holding it)."""
+    scope[RAW_SEND_KEY] = send  # what an abrupt drop of an accepted socket aborts
+    path: str = scope["path"]
+    fault = None if path.startswith(ADMIN_PREFIX) else emulator.faults.take("GET", path)
+    if fault is not None and fault.latency_ms:
+        await asyncio.sleep(fault.latency_ms / 1000)
+    if fault is None or (fault.status is None and fault.drop is None):
+        await app(scope, receive, send)
+        return
+    if fault.status is not None:
+        error = fault.error()
+        correlation_id = str(uuid.uuid4())
+        body = json.dumps(error.body(correlation_id).to_wire()).encode()
+        headers = [(b"content-type", b"application/json"), (_CORRELATION, correlation_id.encode())]
+        headers += [(k.encode(), v.encode()) for k, v in error.headers.items()]
+        await send({"type": "websocket.http.response.start", "status": error.status, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": body})
+        return
+    if fault.drop == "hang":
+        limit_ms = fault.hang_ms if fault.hang_ms is not None else emulator.config.max_hang_ms
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(_until_ws_disconnect(receive), timeout=limit_ms / 1000)
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    if transport is None:
+        raise ConnectionDropped("connection dropped by an injected fault")
+    transport.abort()
+    await _until_ws_disconnect(receive)
+
+
+async def _until_ws_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "websocket.disconnect":
+        pass

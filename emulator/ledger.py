@@ -25,10 +25,12 @@ LedgerKind = Literal[
     "chat.created",
     "guest.session.created",
     "guest.event_stream.attached",
+    "guest.event_stream.detached",
     "guest.message.received",
     "guest.typing",
     "agent.joined",
     "agent.message.sent",
+    "agent.typing",
     "guest.session.ended",
     "token.issued",
     "token.revoked",
@@ -47,6 +49,7 @@ class LedgerEntry(BaseModel):
     message_id: str | None = None
     member_id: str | None = None
     cobrowse_session_id: str | None = None
+    session_id: str | None = None  # a Web Messaging guest session (never its token)
     queue_id: str | None = None
     external_contact_id: str | None = None
     user_id: str | None = None

@@ -1,7 +1,9 @@
 """Web Messaging guest REST: history and JWT revocation (the guest protocol itself is a websocket).
 
-Both take the Web Messaging guest JWT (``getJwt`` on the guest socket; for now minted by
-``POST /__emulator/webmessaging/sessions``).
+Both take the Web Messaging guest JWT (``getJwt`` on the guest socket, or
+``POST /__emulator/webmessaging/sessions``). History is the JWT's session: its messages both ways and
+its presence events, across its conversations, newest first, ``pageSize``/``pageNumber`` paged; each
+entity is the StructuredMessage the socket carried (same ``id`` and ``channel.messageId``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from starlette.responses import Response
 from emulator.api import Auth, Call, api_route, no_content, ok
 from emulator.bodies import query_int
 from emulator.errors import ApiError
+from emulator.ws_webmessaging_frames import history_entity
 from genesys.models import WebMessagingMessageEntityList
 
 
@@ -18,11 +21,20 @@ async def get_history(call: Call) -> Response:
     page_size = query_int(call.request, "pageSize", 25, lo=1, hi=100)
     page_number = query_int(call.request, "pageNumber", 1, lo=1, hi=10_000)
     subject = call.guest_claims.data.sub
-    if subject is None or call.emulator.state.webmessaging_session(subject) is None:
+    state = call.emulator.state
+    session = state.webmessaging_session(subject) if subject else None
+    if session is None:
         raise ApiError(404, "session.not.found")
-    # History arrives with the guest socket (later); an empty page is Genesys' answer for a new session.
+    items = state.webmessaging_history(session)
+    start = (page_number - 1) * page_size
     return ok(
-        WebMessagingMessageEntityList(entities=[], page_size=page_size, page_number=page_number, total=0, page_count=0)
+        WebMessagingMessageEntityList(
+            entities=[history_entity(item) for item in items[start : start + page_size]],
+            page_size=page_size,
+            page_number=page_number,
+            total=len(items),
+            page_count=(len(items) + page_size - 1) // page_size,
+        )
     )
 
 

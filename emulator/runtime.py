@@ -1,9 +1,11 @@
-"""One running emulator: its configuration, clock, org state, ledger, faults, limits and tokens."""
+"""One running emulator: its configuration, clock, org state, ledger, faults, limits and tokens, and
+its guest-socket side (live sockets, Web Messaging sessions, Guest Chat streams, simulated agent)."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+from emulator.agent import SimulatedAgent
 from emulator.auth import GuestJwts, TokenStore
 from emulator.clock import Clock
 from emulator.config import EmulatorConfig
@@ -12,6 +14,9 @@ from emulator.fixtures import SEED, Fixtures
 from emulator.ledger import Ledger
 from emulator.ratelimit import RateLimiter
 from emulator.state import EmulatorState
+from emulator.ws_guestchat import GuestChatStreams
+from emulator.ws_links import LinkRegistry
+from emulator.ws_webmessaging_sessions import WebMessagingSessions
 
 
 class ConfigPatch(BaseModel):
@@ -25,6 +30,17 @@ class ConfigPatch(BaseModel):
     guest_jwt_expires_in_s: int | None = None
     webmessaging_jwt_expires_in_s: int | None = None
     cobrowse_offer_s: int | None = None
+    heartbeat_interval_s: float | None = None
+    webmessaging_session_duration_s: int | None = None
+    webmessaging_disconnect_read_only: bool | None = None
+    webmessaging_require_origin: bool | None = None
+    webmessaging_limits_enabled: bool | None = None
+    auto_agent: bool | None = None
+    agent_join_delay_s: float | None = None
+    agent_reply_delay_s: float | None = None
+    agent_greeting: str | None = None
+    agent_bye_phrase: str | None = None
+    agent_farewell: str | None = None
 
 
 class Emulator:
@@ -40,6 +56,11 @@ class Emulator:
         self.tokens = TokenStore()
         self.jwts = GuestJwts()
         self.state = EmulatorState(self.clock, self.ledger, self.fixtures)
+        # Guest sockets: listeners of the ledger, so they survive a reset (the ledger object does).
+        self.links = LinkRegistry()
+        self.guest_sessions = WebMessagingSessions(self)
+        self.guest_streams = GuestChatStreams(self)
+        self.agent = SimulatedAgent(self)
 
     def tune(self, patch: ConfigPatch) -> EmulatorConfig:
         """Apply runtime-tunable settings; validated like the environment would be."""
@@ -49,7 +70,10 @@ class Emulator:
 
     def reset(self) -> None:
         """Back to a freshly seeded org: no conversations, ledger, faults or rate windows; clock and
-        configuration as at start."""
+        configuration as at start. Open guest sockets are closed (1012: their sessions are gone)."""
+        self.links.close_all(1012, "Emulator reset")
+        self.agent.reset()
+        self.guest_sessions.reset()
         self.config = self._initial_config.model_copy()
         self.clock.reset()
         self.ledger.clear()

@@ -8,10 +8,11 @@ response shapes live in the route and view modules.
 Concurrency: every public method takes one re-entrant lock, so each operation is atomic for threads;
 in the event loop they run without awaiting, so they are atomic for tasks too.
 
-Later (websocket task): a Guest Chat conversation is not routed until its event stream attaches
-(:meth:`EmulatorState.attach_event_stream`), and the ledger's listeners let a socket layer push
-member/message events; :class:`WebMessagingSession` is the per-token session a Web Messaging guest
-socket will configure.
+Guest sockets: a Guest Chat conversation is not routed until its event stream attaches
+(:meth:`EmulatorState.attach_event_stream`); :class:`WebMessagingSession` is the per-token session a
+Web Messaging guest socket configures, whose guest messages start and continue a messaging
+conversation routed to the deployment's queue. The socket layer (``emulator/ws_*.py``) learns what
+happened from the ledger's listeners, never from here.
 """
 
 from __future__ import annotations
@@ -167,6 +168,8 @@ class Conversation:
     natural_key: NaturalKey | None = None
     messenger_type: str | None = None
     guest_chat: GuestChat | None = None
+    # A Web Messaging guest's conversation: its session (every ledger entry about it names the session).
+    webmessaging_session_id: str | None = None
 
     @property
     def live(self) -> bool:
@@ -194,13 +197,46 @@ class Conversation:
 
 
 @dataclass
+class SessionEvent:
+    """A presence event of a Web Messaging session (history shows it next to the messages)."""
+
+    presence: str  # Join (the guest's autoStart) | Disconnect (the agent or flow ended the conversation)
+    direction: str  # Inbound (from the guest) | Outbound (to the guest)
+    at: datetime
+    id: str = field(default_factory=new_id)
+    read_only: bool = False
+
+
+@dataclass
 class WebMessagingSession:
-    """A Web Messaging guest session (keyed by the guest's session token)."""
+    """A Web Messaging guest session, keyed by the guest's session token (a client-made UUID).
+
+    A session outlives its conversations: after one ends without read-only, the guest's next message
+    starts another; its history spans them all. ``token`` is None for a session opened by the admin
+    helper (JWT only, no socket).
+    """
 
     deployment_id: str
     created: datetime
     id: str = field(default_factory=new_id)
-    conversation_id: str | None = None
+    conversation_id: str | None = None  # the latest conversation
+    token: str | None = field(default=None, repr=False)
+    # The guest's identity in the org: agentless sends to it reach the live conversation.
+    external_contact_id: str = field(default_factory=new_id)
+    conversation_ids: list[str] = field(default_factory=list)
+    events: list[SessionEvent] = field(default_factory=list)
+    expires_at: float | None = None  # epoch seconds; the lifetime runs from the last message
+    read_only: bool = False
+    expired: bool = False
+    cleared: bool = False  # Presence Clear: gone for good; the token may start a new session
+
+    @property
+    def live(self) -> bool:
+        return not (self.expired or self.cleared)
+
+
+# One line of a Web Messaging session's history: a stored message of one of its conversations, or an event.
+HistoryItem = tuple[Conversation, StoredMessage] | SessionEvent
 
 
 class EmulatorState:
@@ -212,6 +248,7 @@ class EmulatorState:
         self._conversations: dict[str, Conversation] = {}
         self._live_by_key: dict[NaturalKey, str] = {}
         self._webmessaging: dict[str, WebMessagingSession] = {}
+        self._webmessaging_by_token: dict[str, WebMessagingSession] = {}
 
     # --- lookups ----------------------------------------------------------------------------------
     def get(self, conversation_id: str) -> Conversation | None:
@@ -238,6 +275,8 @@ class EmulatorState:
 
     # --- helpers ----------------------------------------------------------------------------------
     def _record(self, kind: LedgerKind, conv: Conversation | None, **fields: str | int | None) -> None:
+        if conv is not None and conv.webmessaging_session_id:
+            fields.setdefault("session_id", conv.webmessaging_session_id)
         self.ledger.record(self.clock.now(), kind, conversation_id=conv.id if conv else None, **fields)
 
     def _open(self, conv: Conversation) -> Conversation:
@@ -325,7 +364,16 @@ class EmulatorState:
             )
             return conv
 
-    def _new_messaging(self, key: NaturalKey, to_address: str | None, external_contact_id: str | None) -> Conversation:
+    def _new_messaging(
+        self,
+        key: NaturalKey,
+        to_address: str | None,
+        external_contact_id: str | None,
+        *,
+        direction: str = "outbound",
+        by: str = "client",
+        session_id: str | None = None,
+    ) -> Conversation:
         messenger_type, from_address, _ = key
         conv = self._open(
             Conversation(
@@ -333,6 +381,7 @@ class EmulatorState:
                 start_time=self.clock.now(),
                 natural_key=key,
                 messenger_type=messenger_type,
+                webmessaging_session_id=session_id,
             )
         )
         contact = next((c for c in self.fixtures.external_contacts if c.id == external_contact_id), None)
@@ -347,7 +396,7 @@ class EmulatorState:
                     Communication(
                         media=Media.MESSAGE,
                         state="connected",
-                        direction="outbound",
+                        direction=direction,
                         messenger_type=messenger_type,
                         from_address=from_address,
                         to_address=to_address,
@@ -362,7 +411,7 @@ class EmulatorState:
             participant_id=customer.id,
             messenger_type=messenger_type,
             external_contact_id=external_contact_id,
-            by="client",
+            by=by,
         )
         return conv
 
@@ -616,6 +665,14 @@ class EmulatorState:
             )
             self._record("guest.event_stream.attached", conv, member_id=chat.guest_member_id, by="guest")
 
+    def detach_event_stream(self, conv: Conversation) -> None:
+        """The guest's websocket closed. While the guest is in the chat this is a drop, not a leave:
+        the chat goes on and the guest may reattach while its JWT is valid."""
+        with self.lock:
+            chat = conv.guest_chat
+            if chat is not None and conv.live and self.guest_member(conv).live:
+                self._record("guest.event_stream.detached", conv, member_id=chat.guest_member_id, by="guest")
+
     def require_chat_open(self, conv: Conversation, sender: Participant) -> None:
         """Genesys refuses chat lines and typing while the chat is not active (not routed yet, or
         ended) and from a member who has left."""
@@ -724,6 +781,20 @@ class EmulatorState:
                 raise ApiError(409, "request.conflict", message="A third-party chat has no room to post into.")
             return self.add_message(conv, agent, text, kind="agent.message.sent", by="agent")
 
+    def agent_typing(self, conv: Conversation) -> None:
+        """The connected agent types (``agent.typing``); the guest sockets show an indicator."""
+        with self.lock:
+            agent = self.live_agent(conv)
+            if conv.kind is Kind.GUEST_CHAT:
+                self.require_chat_open(conv, agent)
+            elif conv.kind is Kind.THIRD_PARTY_CHAT:
+                raise ApiError(409, "request.conflict", message="A third-party chat has no room to type into.")
+            leg = next(c for c in agent.communications if c.live and c.media != Media.COBROWSE)
+            member_id = leg.id if conv.guest_chat else None
+            self._record(
+                "agent.typing", conv, participant_id=agent.id, communication_id=leg.id, member_id=member_id, by="agent"
+            )
+
     def agent_disconnect(self, conv: Conversation, *, end_conversation: bool) -> None:
         """The agent leaves; with ``end_conversation`` everyone else is disconnected too (as ``peer``)."""
         with self.lock:
@@ -751,3 +822,171 @@ class EmulatorState:
     def webmessaging_session(self, session_id: str) -> WebMessagingSession | None:
         with self.lock:
             return self._webmessaging.get(session_id)
+
+    def webmessaging_sessions(self) -> list[WebMessagingSession]:
+        with self.lock:
+            return list(self._webmessaging.values())
+
+    def webmessaging_session_by_token(self, token: str) -> WebMessagingSession | None:
+        with self.lock:
+            return self._webmessaging_by_token.get(token)
+
+    def session_of(self, conv: Conversation) -> WebMessagingSession | None:
+        """The Web Messaging guest session a conversation belongs to, if any."""
+        with self.lock:
+            return self._webmessaging.get(conv.webmessaging_session_id) if conv.webmessaging_session_id else None
+
+    def configure_webmessaging_session(
+        self, token: str, deployment_id: str, *, start_new: bool, duration_s: int
+    ) -> tuple[WebMessagingSession, bool]:
+        """configureSession: the token's session, or a new one; returns it and whether it is new.
+
+        ``start_new`` only matters on a read-only session: the same token starts over (Genesys'
+        transport sends closeSession, then configureSession with startNew, after a read-only end).
+        """
+        with self.lock:
+            session = self._webmessaging_by_token.get(token)
+            if session is not None and session.read_only and start_new and session.live:
+                session.read_only = False
+                session.conversation_id = None
+                self._touch(session, duration_s)
+                return session, True
+            if session is not None:
+                return session, False
+            session = WebMessagingSession(deployment_id=deployment_id, created=self.clock.now(), token=token)
+            self._touch(session, duration_s)
+            self._webmessaging[session.id] = session
+            self._webmessaging_by_token[token] = session
+            self._record("guest.session.created", None, session_id=session.id, by="guest")
+            return session, True
+
+    def webmessaging_expired(self, session: WebMessagingSession) -> bool:
+        return session.expired or (session.expires_at is not None and self.clock.time() >= session.expires_at)
+
+    def _touch(self, session: WebMessagingSession, duration_s: int) -> None:
+        session.expires_at = self.clock.time() + duration_s
+
+    def _webmessaging_conversation(self, session: WebMessagingSession, queue: Queue) -> Conversation:
+        """The session's live conversation, or a new one routed to ``queue`` (the deployment's flow)."""
+        conv = self._conversations.get(session.conversation_id) if session.conversation_id else None
+        if conv is not None and conv.live:
+            return conv
+        key: NaturalKey = ("webmessaging", session.deployment_id, session.external_contact_id)
+        conv = self.live_for(key)  # a proactive (agentless) conversation to this guest: the reply joins it
+        if conv is not None:
+            conv.webmessaging_session_id = session.id
+        else:
+            conv = self._new_messaging(
+                key, None, session.external_contact_id, direction="inbound", by="guest", session_id=session.id
+            )
+            self._add(
+                conv,
+                Participant(
+                    purpose="acd",
+                    queue_id=queue.id,
+                    queue_name=queue.name,
+                    communications=[
+                        Communication(
+                            media=Media.MESSAGE,
+                            state="connected",
+                            direction="inbound",
+                            messenger_type="webmessaging",
+                        )
+                    ],
+                ),
+            )
+        session.conversation_id = conv.id
+        session.conversation_ids.append(conv.id)
+        return conv
+
+    def webmessaging_guest_message(
+        self,
+        session: WebMessagingSession,
+        text: str,
+        *,
+        queue: Queue,
+        duration_s: int,
+        attributes: dict[str, str] | None = None,
+    ) -> tuple[Conversation, StoredMessage]:
+        """A guest's text: into the live conversation, or one it starts (the caller checked read-only).
+        ``attributes`` (the message's custom attributes) become the customer participant's."""
+        with self.lock:
+            conv = self._webmessaging_conversation(session, queue)
+            customer = next(conv.with_purpose("customer"))
+            customer.attributes.update(attributes or {})
+            self._touch(session, duration_s)
+            message = self.add_message(
+                conv, customer, text, kind="guest.message.received", by="guest", direction="inbound"
+            )
+            return conv, message
+
+    def webmessaging_join(
+        self,
+        session: WebMessagingSession,
+        *,
+        queue: Queue,
+        duration_s: int,
+        attributes: dict[str, str] | None = None,
+    ) -> tuple[Conversation, SessionEvent]:
+        """Presence Join (autoStart): the conversation starts before the guest writes anything."""
+        with self.lock:
+            conv = self._webmessaging_conversation(session, queue)
+            next(conv.with_purpose("customer")).attributes.update(attributes or {})
+            event = SessionEvent(presence="Join", direction="Inbound", at=self.clock.now())
+            session.events.append(event)
+            self._touch(session, duration_s)
+            return conv, event
+
+    def webmessaging_typing(self, session: WebMessagingSession) -> None:
+        with self.lock:
+            conv = self._conversations.get(session.conversation_id) if session.conversation_id else None
+            customer = next(conv.with_purpose("customer"), None) if conv and conv.live else None
+            if conv is not None and customer is not None:
+                self._record("guest.typing", conv, participant_id=customer.id, by="guest")
+
+    def clear_webmessaging_session(self, session: WebMessagingSession) -> None:
+        """Presence Clear: the conversation ends and the session is gone (its token starts afresh)."""
+        with self.lock:
+            if not session.live:
+                return
+            session.cleared = True
+            if session.token is not None and self._webmessaging_by_token.get(session.token) is session:
+                del self._webmessaging_by_token[session.token]
+            conv = self._conversations.get(session.conversation_id) if session.conversation_id else None
+            if conv is not None and conv.live:
+                self.customer_disconnect(conv)
+            self._record("guest.session.ended", None, session_id=session.id, by="guest")
+
+    def end_webmessaging_conversation(self, session: WebMessagingSession, *, read_only: bool) -> SessionEvent:
+        """The agent or flow ended the session's conversation: an Outbound Presence Disconnect, after
+        which a read-only session refuses the guest's messages."""
+        with self.lock:
+            session.read_only = session.read_only or read_only
+            event = SessionEvent(presence="Disconnect", direction="Outbound", at=self.clock.now(), read_only=read_only)
+            session.events.append(event)
+            return event
+
+    def expire_webmessaging_session(self, session: WebMessagingSession) -> bool:
+        """The session's lifetime ran out (or an admin said so); True the first time."""
+        with self.lock:
+            if not session.live:
+                return False
+            session.expired = True
+            conv = self._conversations.get(session.conversation_id) if session.conversation_id else None
+            if conv is not None and conv.live:
+                self.disconnect_conversation(conv, disconnect_type="system", by="system")
+            self._record("guest.session.ended", None, session_id=session.id, by="system")
+            return True
+
+    def webmessaging_history(self, session: WebMessagingSession) -> list[HistoryItem]:
+        """Everything the session's history shows, newest first: messages both ways and presence events."""
+        with self.lock:
+            items: list[HistoryItem] = list(session.events)
+            for conv_id in session.conversation_ids:
+                conv = self._conversations[conv_id]
+                items.extend((conv, m) for m in conv.messages)
+        return sorted(items, key=_history_time, reverse=True)
+
+
+def _history_time(item: HistoryItem) -> datetime:
+    return item.at if isinstance(item, SessionEvent) else item[1].timestamp

@@ -147,6 +147,15 @@ def ingest() -> None:
 
 
 @app.command()
+def guest() -> None:
+    """Run a guest worker (holds guest sessions' websockets; several may run side by side)."""
+    from workers.guest import main
+
+    _logging()
+    raise typer.Exit(main(get_settings()))
+
+
+@app.command()
 def emulator(
     host: Annotated[str | None, typer.Option(help="Bind address (default PARLEY_EMULATOR_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default PARLEY_EMULATOR_PORT).")] = None,

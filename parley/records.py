@@ -72,13 +72,14 @@ class Claim:
 
 
 # KEYS: idem key, command key, events stream, in-flight index. ARGV: command id, retention s,
-# events maxlen, accepted event JSON, now (epoch s), then the record fields as name/value pairs.
+# events maxlen, accepted event JSON, now (epoch s), command key prefix, then the record fields as
+# name/value pairs. Returns {1, id} when claimed, {0, holder id, holder's record...} when not.
 _CLAIM = """
 local existing = redis.call('GET', KEYS[1])
-if existing then return {0, existing} end
+if existing then return {0, existing, unpack(redis.call('HGETALL', ARGV[6] .. existing))} end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 local fields = {}
-for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[2], unpack(fields))
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
@@ -87,11 +88,43 @@ return {1, ARGV[1]}
 """
 
 
+# KEYS: command key, execution lease key. ARGV: lease token, lease ms.
+# Returns {'missing'} | {'terminal', record...} | {'busy', pttl} | {'begun', record...} (record as a
+# flat field/value list, with deliveries already counted). One round trip starts an execution.
+_BEGIN = """
+local rec = redis.call('HGETALL', KEYS[1])
+if #rec == 0 then return {'missing'} end
+for i = 1, #rec, 2 do
+  if rec[i] == 'state' and (rec[i+1] == 'succeeded' or rec[i+1] == 'failed' or rec[i+1] == 'expired') then
+    return {'terminal', unpack(rec)}
+  end
+end
+if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {'busy', tostring(redis.call('PTTL', KEYS[2]))}
+end
+local deliveries = redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
+for i = 1, #rec, 2 do
+  if rec[i] == 'deliveries' then rec[i+1] = tostring(deliveries) return {'begun', unpack(rec)} end
+end
+return {'begun', 'deliveries', tostring(deliveries), unpack(rec)}
+"""
+
+
+@dataclass(frozen=True)
+class Begin:
+    """What :meth:`Records.begin` found: ``status`` is missing, terminal, busy or begun."""
+
+    status: str
+    record: CommandRecord | None = None
+    lease_pttl_ms: int = 0
+
+
 class Records:
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
         self._client = client
         self._settings = settings
         self._claim = client.register_script(_CLAIM)
+        self._begin = client.register_script(_BEGIN)
 
     def claim(self, command: Command, command_id: str, raw: str, source_entry_id: str) -> Claim:
         """Claim the command's idempotency key for ``command_id``, or return who holds it."""
@@ -115,18 +148,20 @@ class Records:
         if command.correlation_id:
             fields["correlation_id"] = command.correlation_id
         flat = [x for pair in fields.items() for x in pair]
-        new, holder = self._claim(
+        reply = self._claim(
             keys=[keys.idempotency(command.org, command.type, command.idempotency_key),
                   keys.command(command_id), self._settings.events_stream, keys.INFLIGHT_ZSET],
             args=[command_id, self._settings.idempotency_retention_s, self._settings.events_maxlen,
-                  accepted.model_dump_json(exclude_none=True), time.time(), *flat],
+                  accepted.model_dump_json(exclude_none=True), time.time(), keys.command(""), *flat],
         )
-        holder = holder.decode() if isinstance(holder, bytes) else holder
-        record = self.get(holder)
-        if record is None:  # the holder's record expired before its key: treat the key as free
+        new, holder, *held = (x.decode() if isinstance(x, bytes) else x for x in reply)
+        if new:
+            return Claim(new=True, command_id=holder, record=CommandRecord.model_validate(fields))
+        if not held:  # the holder's record expired before its key: treat the key as free
             self._client.delete(keys.idempotency(command.org, command.type, command.idempotency_key))
             return self.claim(command, command_id, raw, source_entry_id)
-        return Claim(new=bool(new), command_id=holder, record=record)
+        record = CommandRecord.model_validate(dict(zip(held[::2], held[1::2], strict=True)))
+        return Claim(new=False, command_id=holder, record=record)
 
     def get(self, command_id: str) -> CommandRecord | None:
         data = self._client.hgetall(keys.command(command_id))
@@ -134,15 +169,29 @@ class Records:
             return None
         return CommandRecord.model_validate({k: v for k, v in data.items()})
 
+    def begin(self, command_id: str, lease_key: str, lease_token: str, lease_ms: int) -> Begin:
+        """Start an execution in one round trip: read the record, refuse a finished one, take the
+        execution lease and count the delivery."""
+        reply = [x.decode() if isinstance(x, bytes) else x
+                 for x in self._begin(keys=[keys.command(command_id), lease_key], args=[lease_token, lease_ms])]
+        status, rest = reply[0], reply[1:]
+        if status == "missing":
+            return Begin(status)
+        if status == "busy":
+            return Begin(status, lease_pttl_ms=max(0, int(rest[0])))
+        return Begin(status, CommandRecord.model_validate(dict(zip(rest[::2], rest[1::2], strict=True))))
+
     def set_fields(self, command_id: str, pipe: redis.client.Pipeline | None = None, **fields: str | int) -> None:
         """Update the record; a state change also moves the command in (or out of) the in-flight index."""
-        target = pipe if pipe is not None else self._client
+        target = pipe if pipe is not None else self._client.pipeline(transaction=True)
         target.hset(keys.command(command_id), mapping={k: str(v) for k, v in fields.items()})
         if "state" in fields:
             if State(str(fields["state"])).terminal:
                 target.zrem(keys.INFLIGHT_ZSET, command_id)
             else:
                 target.zadd(keys.INFLIGHT_ZSET, {command_id: time.time()})
+        if pipe is None:
+            target.execute()
 
     def stalled(self, idle_s: float, limit: int = 100) -> list[str]:
         """Unfinished commands with no progress for ``idle_s`` seconds."""
@@ -153,9 +202,6 @@ class Records:
 
     def forget(self, command_id: str) -> None:
         self._client.zrem(keys.INFLIGHT_ZSET, command_id)
-
-    def count_delivery(self, command_id: str) -> int:
-        return int(self._client.hincrby(keys.command(command_id), "deliveries", 1))
 
     def release_key_for_replay(self, command_id: str) -> bool:
         """Free a failed command's idempotency key so that a replay executes it again.

@@ -61,6 +61,7 @@ class Supervisor:
                                   f"http://{s.emulator_host}:{s.emulator_port}/__emulator/fixtures"))
         children += [
             Child("ingest-worker", [py, "-m", "parley.cli", "ingest"]),
+            Child("guest-worker", [py, "-m", "parley.cli", "guest"]),
             Child("celery-worker", [py, "-m", "celery", "-A", "tasks.app", "worker", "-E", "-Q", keys.CELERY_QUEUE,
                                     "-c", str(s.celery_concurrency), "--loglevel", "INFO", "-n", "parley@%h"]),
             Child("flower", [py, "-m", "celery", "-A", "tasks.app", "flower", f"--port={s.flower_port}",
@@ -78,6 +79,7 @@ class Supervisor:
         client = connect(Settings(redis_url=env["PARLEY_REDIS_URL"]))
         self.children = self.plan()
         client.delete(keys.COMPONENTS_HASH)
+        client.hset(keys.COMPONENTS_HASH, "guest-worker", json.dumps({"heartbeat": "guest"}))
         for child in self.children:
             if child.health_url:
                 client.hset(keys.COMPONENTS_HASH, child.name, json.dumps({"health_url": child.health_url}))

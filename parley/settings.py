@@ -70,7 +70,8 @@ class Settings(BaseSettings):
         default=900, ge=10, description="Redis broker visibility timeout; must exceed runtime and countdowns."
     )
     unacked_restore_interval_s: int = Field(
-        default=10, ge=1, description="How often workers requeue tasks of a dead worker whose visibility timeout passed.",
+        default=10, ge=1,
+        description="How often workers requeue tasks of a dead worker whose visibility timeout passed.",
     )
     max_crash_redeliveries: int = Field(
         default=3, ge=0, description="Executions a task may lose to dying workers before it is dead-lettered."

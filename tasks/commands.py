@@ -7,8 +7,9 @@ idempotency key, target ids) are what Flower shows; the command body never leave
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from celery import Task
@@ -16,10 +17,13 @@ from celery import Task
 import tasks.handlers  # noqa: F401 - registers the command handlers
 from parley import keys
 from parley.connections import connect
-from parley.settings import get_settings
+from parley.settings import Settings, get_settings
 from schemas.commands import REST_COMMAND_TYPES
 from tasks.app import app
 from tasks.runner import CommandRef, RetryLater, Runner
+
+if TYPE_CHECKING:
+    from genesys.client import GenesysClient
 
 log = logging.getLogger("parley.tasks")
 
@@ -33,12 +37,11 @@ def runner() -> Runner:
     return Runner(connect(settings), settings, genesys_factory=_genesys_factory(settings))
 
 
-def _genesys_factory(settings: Any) -> Any:
-    try:
-        from genesys.client import GenesysClient
-    except ImportError:  # the client package is optional for workers that only run tests' handlers
-        return None
-    return lambda: GenesysClient(settings, connect(settings, decode=False))
+def _genesys_factory(settings: Settings) -> Callable[[], GenesysClient]:
+    """One Genesys client per worker process: its connection pool and token are reused by every task."""
+    from genesys.client import GenesysClient
+
+    return cache(lambda: GenesysClient(settings, connect(settings, decode=False)))
 
 
 def _execute(task: Task, **ref: Any) -> str:

@@ -30,10 +30,13 @@ class ExecutionContext:
     """When the attempt whose outcome is unknown started: Genesys effects after it may be ours."""
     genesys_factory: Callable[[], GenesysClient] | None = None
     _genesys: GenesysClient | None = field(default=None, init=False, repr=False)
+    _state: StateCache | None = field(default=None, init=False, repr=False)
 
     @property
     def state(self) -> StateCache:
-        return StateCache(self.redis)
+        if self._state is None:
+            self._state = StateCache(self.redis)
+        return self._state
 
     @property
     def genesys(self) -> GenesysClient:

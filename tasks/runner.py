@@ -81,31 +81,33 @@ class Runner:
 
     # -- entry point -------------------------------------------------------------------------
     def run(self, ref: CommandRef, *, retries: int) -> Outcome:
-        record = self.records.get(ref.command_id)
-        if record is None:
+        lease = RenewedLease(self.client, keys.execution_lease(ref.command_id), self.settings.execution_lease_ms)
+        begun = self.records.begin(ref.command_id, lease.key, lease.token, lease.ttl_ms)
+        if begun.status == "missing":
             return self._lost_record(ref)
-        if record.state.terminal:
+        if begun.status == "busy":
+            # Another execution holds it: a duplicate message, or a dead worker's lease not yet expired.
+            raise RetryLater(max(0.5, begun.lease_pttl_ms / 1000), "another execution holds the lease", False)
+        record = begun.record
+        assert record is not None
+        if begun.status == "terminal":
             log.info("command %s already %s; delivery skipped", ref.command_id, record.state.value)
             return Outcome(record.state)
-        deliveries = self.records.count_delivery(ref.command_id)
-        command = COMMAND_ADAPTER.validate_json(record.body)
-        if command.expires_at is not None and command.expires_at <= utcnow():
-            return self._expire(record, command)
-        # Deliveries beyond the retries Celery scheduled are executions lost to dying workers.
-        crashes = deliveries - 1 - retries
-        if crashes > self.settings.max_crash_redeliveries:
-            return self._fail(record, f"the worker died {crashes} times while executing this command", None)
-        lease = RenewedLease(self.client, keys.execution_lease(ref.command_id), self.settings.execution_lease_ms)
-        if not lease.try_acquire():
-            # Another execution holds it: a duplicate message, or a dead worker's lease not yet expired.
-            raise RetryLater(max(0.5, lease.remaining_ms() / 1000), "another execution holds the lease", False)
+        lease.keep_renewing()
         try:
-            return self._execute(record, command, lease)
+            command = COMMAND_ADAPTER.validate_json(record.body)
+            if command.expires_at is not None and command.expires_at <= utcnow():
+                return self._expire(record, command)
+            # Deliveries beyond the retries Celery scheduled are executions lost to dying workers.
+            crashes = record.deliveries - 1 - retries
+            if crashes > self.settings.max_crash_redeliveries:
+                return self._fail(record, f"the worker died {crashes} times while executing this command", None)
+            return self._execute(record, command)
         finally:
             lease.release()
 
     # -- steps -------------------------------------------------------------------------------
-    def _execute(self, record: CommandRecord, command: Command, lease: RenewedLease) -> Outcome:
+    def _execute(self, record: CommandRecord, command: Command) -> Outcome:
         # An attempt left "running" died mid-call; one marked unknown_outcome failed after the request
         # may have left. Either way Genesys may hold its effect: the handler must look before acting.
         recovering = record.state is State.running or record.unknown_outcome

@@ -47,7 +47,8 @@ def test_parley_run_starts_everything_and_status_goes_green(tmp_path: Path) -> N
                 break
         assert status is not None and status.returncode == 0, status.stdout + status.stderr
         for component in ("ingest", "celery", "emulator", "flower"):
-            assert any(line.startswith("up") and component in line for line in status.stdout.splitlines()), status.stdout
+            lines = status.stdout.splitlines()
+            assert any(line.startswith("up") and component in line for line in lines), status.stdout
         command = {"type": "message.send", "idempotency_key": "run-1", "channel": "webmessaging",
                    "from_address": "e1b6f3a8-52c9-4d7e-8a10-b4c3d2e5f607",
                    "external_contact_id": "2e6b9d14-7f3a-4c85-a1e0-5d8c3b7f9a26", "text": "hello from make run"}
@@ -56,7 +57,7 @@ def test_parley_run_starts_everything_and_status_goes_green(tmp_path: Path) -> N
         assert submitted.returncode == 0, submitted.stderr
         client = redis.Redis(port=redis_port, decode_responses=True)
         events = await_events(client, lambda ev: any(e["type"] == "command.succeeded" for e in ev), timeout_s=60)
-        assert [e for e in events if e["type"] == "command.succeeded"][0]["result"]["conversation_id"]
+        assert next(e for e in events if e["type"] == "command.succeeded")["result"]["conversation_id"]
         client.close()
     finally:
         run.send_signal(signal.SIGTERM)

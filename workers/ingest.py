@@ -137,69 +137,80 @@ class IngestWorker:
                 return self._with_delivery_counts(out)
 
     # -- processing --------------------------------------------------------------------------
-    def process(self, entry: Entry) -> None:
+    def process(self, entry: Entry, pipe: redis.client.Pipeline | None = None) -> None:
+        """Handle one entry; its writes (XACK included) go into ``pipe``, committed with its batch."""
+        if pipe is None:
+            pipe = self.client.pipeline(transaction=True)
+            self.process(entry, pipe)
+            pipe.execute()
+            return
         if entry.deliveries > self.settings.max_deliveries:
             reason = (f"delivered {entry.deliveries} times without being processed "
                       f"(limit {self.settings.max_deliveries}); it may crash the ingestion worker")
-            self._reject(entry, Rejection(reason))
+            self._reject(entry, Rejection(reason), pipe)
             return
         if entry.raw is None:
-            self._reject(entry, Rejection(f"stream entry has no '{COMMAND_FIELD}' field"))
+            self._reject(entry, Rejection(f"stream entry has no '{COMMAND_FIELD}' field"), pipe)
             return
         try:
             command = parse_command(entry.raw)
         except Rejection as rejection:
-            self._reject(entry, rejection)
+            self._reject(entry, rejection, pipe)
             return
         claim = self.records.claim(command, uuid.uuid4().hex, entry.raw, entry.entry_id)
         if claim.new or claim.record.source_entry_id == entry.entry_id:
-            self._hand_on(entry, claim, command)
+            self._hand_on(entry, claim, command, pipe)
         else:
-            self._duplicate(entry, claim, command)
+            self._duplicate(entry, claim, command, pipe)
 
-    def _hand_on(self, entry: Entry, claim: Claim, command: Command) -> None:
-        pipe = self.client.pipeline(transaction=True)
+    def _hand_on(self, entry: Entry, claim: Claim, command: Command, pipe: redis.client.Pipeline) -> None:
         if not claim.record.dispatched:
             self.dispatcher.dispatch(claim, command, pipe)
             self.records.set_fields(claim.command_id, pipe, dispatched=1)
         pipe.xack(self.stream, self.group, entry.entry_id)
-        pipe.execute()
 
-    def _duplicate(self, entry: Entry, claim: Claim, command: Command) -> None:
-        pipe = self.client.pipeline(transaction=True)
+    def _duplicate(self, entry: Entry, claim: Claim, command: Command, pipe: redis.client.Pipeline) -> None:
         self.events.append(CommandDuplicate(
             idempotency_key=command.idempotency_key, correlation_id=command.correlation_id,
             command_type=command.type, command_id=claim.command_id, org=command.org,
             original_command_id=claim.command_id, original_state=claim.record.state.value,
         ), pipe)
         pipe.xack(self.stream, self.group, entry.entry_id)
-        pipe.execute()
 
-    def _reject(self, entry: Entry, rejection: Rejection) -> None:
+    def _reject(self, entry: Entry, rejection: Rejection, pipe: redis.client.Pipeline) -> None:
         log.warning("rejected stream entry %s: %s", entry.entry_id, rejection.reason)
         letter = DeadLetter(stage="ingest", reason=rejection.reason, original=entry.raw or "",
                             source_entry_id=entry.entry_id, command_type=rejection.command_type,
                             idempotency_key=rejection.idempotency_key, deliveries=entry.deliveries,
                             errors=list(rejection.errors))
-        pipe = self.client.pipeline(transaction=True)
         self.dead.add(letter, pipe)
         self.events.append(CommandRejected(
             idempotency_key=rejection.idempotency_key, correlation_id=rejection.correlation_id,
             command_type=rejection.command_type, reason=rejection.reason, errors=list(rejection.errors),
         ), pipe)
         pipe.xack(self.stream, self.group, entry.entry_id)
-        pipe.execute()
 
     def _process_all(self, entries: list[Entry]) -> None:
+        """Process a batch; its acks, flags, events and dead letters commit in one transaction.
+
+        A crash before the commit only means redelivery: claims are idempotent and a re-published
+        Celery message is skipped by the runner.
+        """
+        if not entries:
+            return
+        pipe = self.client.pipeline(transaction=True)
         for entry in entries:
+            staged = len(pipe)
             try:
-                self.process(entry)
+                self.process(entry, pipe)
             except redis.RedisError:
-                raise  # the loop reconnects; the entry stays pending and is read again
+                raise  # the loop reconnects; the batch stays pending and is read again
             except Exception:
                 # A bug must not stop ingestion: the entry stays pending, is redelivered on restart
                 # or reclaim, and is dead-lettered once it exceeds max_deliveries.
                 log.exception("failed to process stream entry %s", entry.entry_id)
+                del pipe.command_stack[staged:]  # drop what this entry had staged
+        pipe.execute()
 
     # -- loop --------------------------------------------------------------------------------
     def heartbeat(self) -> None:

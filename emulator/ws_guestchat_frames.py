@@ -1,0 +1,101 @@
+"""Guest Chat event-stream frames as the emulator writes them.
+
+The notification-service envelope ``{topicName, version: "2", eventBody, metadata: {CorrelationId,
+type}}`` (capital C, as in real captures) on ``v2.conversations.chats.{id}.members`` (member-change)
+and ``v2.conversations.chats.{id}.messages`` (message, typing-indicator), and the bare
+``channel.metadata`` frames (heartbeat, pong). Message bodies are the WebChatMessage the REST API
+returns for the same message (:func:`emulator.views.web_chat_message`); member-change and typing
+bodies use the guest package's stream models, which carry only the member's id, as captures do.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from emulator import views
+from emulator.state import Communication, Conversation, Participant, StoredMessage, new_id
+from genesys.models import WebChatConversation, WebChatMessage
+from guest.common import iso_time
+from guest.guestchat_frames import (
+    HEARTBEAT_TOPIC,
+    ConversationRef,
+    Heartbeat,
+    MemberChange,
+    WebChatMemberInfo,
+    WebChatTyping,
+)
+
+HEARTBEAT = "WebSocket Heartbeat"
+PONG = "pong"
+
+MemberState = Literal["ALERTING", "CONNECTED", "DISCONNECTED"]
+
+
+class _Metadata(BaseModel):
+    model_config = ConfigDict(serialize_by_alias=True)
+
+    correlation_id: str = Field(serialization_alias="CorrelationId")
+    type: str
+
+
+class _ChatFrame(BaseModel):
+    model_config = ConfigDict(serialize_by_alias=True)
+
+    topic_name: str = Field(serialization_alias="topicName")
+    version: str = "2"
+    event_body: JsonValue = Field(serialization_alias="eventBody")
+    metadata: _Metadata
+
+
+def _chat(conv: Conversation, topic: Literal["members", "messages"], kind: str, body: BaseModel) -> str:
+    frame = _ChatFrame(
+        topic_name=f"v2.conversations.chats.{conv.id}.{topic}",
+        event_body=body.model_dump(mode="json", by_alias=True, exclude_none=True),
+        metadata=_Metadata(correlation_id=new_id(), type=kind),
+    )
+    return frame.model_dump_json()
+
+
+def channel_metadata(message: str) -> str:
+    """A heartbeat (``WebSocket Heartbeat``) or the answer to ``{"message": "ping"}`` (``pong``)."""
+    return json.dumps({"topicName": HEARTBEAT_TOPIC, "eventBody": Heartbeat(message=message).model_dump()})
+
+
+def member_change(conv: Conversation, member_id: str, state: MemberState, at: datetime) -> str:
+    body = MemberChange(
+        conversation=ConversationRef(id=conv.id),
+        member=WebChatMemberInfo(id=member_id, state=state),
+        timestamp=iso_time(at.timestamp()),
+    )
+    return _chat(conv, "members", "member-change", body)
+
+
+def message(conv: Conversation, stored: StoredMessage) -> str:
+    return _chat(conv, "messages", "message", views.web_chat_message(conv, stored))
+
+
+def member_join(conv: Conversation, member: Participant, leg: Communication, at: datetime) -> str:
+    """The system line announcing a member (not stored: history holds what members wrote)."""
+    body = WebChatMessage(
+        id=new_id(),
+        conversation=WebChatConversation(id=conv.id),
+        sender=views.member(member, leg),
+        body="",
+        body_type="member-join",
+        timestamp=at,
+    )
+    return _chat(conv, "messages", "message", body)
+
+
+def typing(conv: Conversation, member_id: str, at: datetime) -> str:
+    body = WebChatTyping(
+        id=new_id(),
+        conversation=ConversationRef(id=conv.id),
+        sender=WebChatMemberInfo(id=member_id),
+        timestamp=iso_time(at.timestamp()),
+    )
+    return _chat(conv, "messages", "typing-indicator", body)

@@ -1,0 +1,252 @@
+"""The Web Messaging guest socket: ``ws://host:port/v1?deploymentId=<id>&application=<name>``.
+
+The upgrade is refused with HTTP 403 (as Genesys does; clients must not retry) for an unknown or
+non-messaging deployment and for an ``Origin`` outside the deployment's allowed domains. A missing
+``Origin`` is allowed unless ``webmessaging_require_origin`` is set: browsers always send one, and
+server-side clients (the Java SDK, Parley's guest worker) often do not.
+
+Each accepted socket answers the guest actions (``configureSession``, ``onMessage``, ``echo``,
+``getJwt``, ``closeSession``, ``getConfiguration``) with the frames of
+:mod:`emulator.ws_webmessaging_frames`; what concerns the whole session goes through
+:class:`emulator.ws_webmessaging_sessions.WebMessagingSessions`. Limits: 60 requests per minute
+per connection and 2 echoes per minute per connection (429 TooManyRequestsErrorMessage), 5
+messages per second per session, 4096 bytes of text (4011), 2048 bytes of custom attributes (4013).
+Attachments and authenticated sessions are not emulated (4000 / 403).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ValidationError
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket
+
+from emulator import ws_webmessaging_frames as frames
+from emulator.auth import WEBMESSAGING_ISSUER, GuestJwtData
+from emulator.fixtures import Deployment, Queue
+from emulator.runtime import Emulator
+from emulator.state import WebMessagingSession, new_id
+from emulator.ws_limits import ECHOES_PER_MINUTE, REQUESTS_PER_MINUTE, SlidingWindow
+from emulator.ws_links import Link
+from emulator.ws_webmessaging_frames import ClientRequest, RequestRefused, TooManyRequests
+from guest.webmessaging_frames import JwtResponse
+
+log = logging.getLogger("emulator.ws")
+
+
+def allowed_origin(deployment: Deployment, origin: str | None, *, require: bool) -> bool:
+    """Is a socket with this ``Origin`` header allowed on the deployment (see the module docstring)?"""
+    if not deployment.allowed_domains:
+        return True
+    if not origin:
+        return not require
+    host = (urlsplit(origin).hostname or "").lower()
+    return any(host == domain or host.endswith("." + domain) for domain in deployment.allowed_domains)
+
+
+class GuestConnection:
+    """One accepted guest socket: its requests, its limits, the session it configured."""
+
+    def __init__(self, emulator: Emulator, link: Link, deployment: Deployment) -> None:
+        self._emulator = emulator
+        self._link = link
+        self._deployment = deployment
+        self._requests = SlidingWindow(REQUESTS_PER_MINUTE, 60.0)
+        self._echoes = SlidingWindow(ECHOES_PER_MINUTE, 60.0)
+
+    async def on_text(self, text: str) -> None:
+        try:
+            request = ClientRequest.model_validate_json(text)
+        except ValidationError:
+            self._link.send(frames.error(400, "Invalid request", _tracing_id(text)))
+            return
+        try:
+            self._limit(self._requests, "Too many requests on this connection")
+            self._dispatch(request)
+        except RequestRefused as refused:
+            self._link.send(frames.error(refused.code, refused.text, request.tracing_id))
+        except TooManyRequests as limited:
+            self._link.send(frames.too_many_requests(limited.retry_after_s, limited.text, request.tracing_id))
+
+    def _dispatch(self, request: ClientRequest) -> None:
+        action = request.action
+        if action == "configureSession":
+            self._configure(request)
+        elif action == "onMessage":
+            self._on_message(request)
+        elif action == "echo":
+            self._echo(request)
+        elif action == "getJwt":
+            self._get_jwt(request)
+        elif action == "closeSession":
+            session = self._emulator.guest_sessions.session(request.token)
+            self._emulator.guest_sessions.close(
+                session, self._link, close_all=request.close_all_connections, tracing_id=request.tracing_id
+            )
+        elif action == "getConfiguration":
+            body = frames.configuration(self._duration_s)
+            self._reply("GetConfigurationResponse", body, request)
+        elif action == "configureAuthenticatedSession":
+            raise RequestRefused(403, "Authenticated sessions are not enabled for this deployment")
+        elif action in ("onAttachment", "getAttachment", "deleteAttachment"):
+            raise RequestRefused(4000, "Attachments are not enabled for this deployment")
+        else:
+            raise RequestRefused(400, f"Unsupported action {action[:40]}")
+
+    # --- actions --------------------------------------------------------------------------------------
+    def _configure(self, request: ClientRequest) -> None:
+        if not request.token or not request.deployment_id:
+            raise RequestRefused(4020, "Missing parameter: token and deploymentId are required")
+        if request.deployment_id != self._deployment.id:
+            raise RequestRefused(400, "deploymentId does not match the connection's deployment")
+        session, new = self._emulator.guest_sessions.configure(
+            self._link, request.token, request.deployment_id, start_new=request.start_new
+        )
+        body = frames.session_response(
+            session,
+            connected=True,
+            new_session=new,
+            duration_s=self._duration_s,
+            cleared=False if request.start_new else None,
+        )
+        self._reply("SessionResponse", body, request)
+
+    def _on_message(self, request: ClientRequest) -> None:
+        sessions = self._emulator.guest_sessions
+        session = sessions.session(request.token)
+        message = request.message
+        if message is None:
+            raise RequestRefused(4020, "Missing parameter: message")
+        if message.type == "Event":
+            self._on_events(session, request)
+            return
+        if session.read_only:
+            raise RequestRefused(409, frames.READ_ONLY_TEXT)
+        sessions.message_allowed(session)
+        text = message.text or ""
+        size = len(text.encode())
+        if size > frames.MAX_TEXT_BYTES:
+            raise RequestRefused(4011, f"Message length {size} is larger than {frames.MAX_TEXT_BYTES}")
+        if not text.strip():
+            raise RequestRefused(400, "Message text is required")
+        attributes = self._custom_attributes(request)
+        conv, stored = self._emulator.state.webmessaging_guest_message(
+            session, text, queue=self._queue, duration_s=self._duration_s, attributes=attributes
+        )
+        echo = frames.structured(conv, stored)
+        sessions.fanout(session.id, frames.encode("message", "StructuredMessage", echo, tracing_id=request.tracing_id))
+
+    def _on_events(self, session: WebMessagingSession, request: ClientRequest) -> None:
+        assert request.message is not None
+        sessions = self._emulator.guest_sessions
+        for event in request.message.events:
+            kind = event.presence.type if event.event_type == "Presence" and event.presence else event.event_type
+            if kind == "Clear":
+                sessions.clear(session, request.tracing_id)
+                return
+            if kind not in ("Typing", "Join"):
+                raise RequestRefused(400, f"Unsupported event {kind[:40]}")
+            if session.read_only:
+                raise RequestRefused(409, frames.READ_ONLY_TEXT)
+            sessions.message_allowed(session)
+            if kind == "Typing":
+                self._emulator.state.webmessaging_typing(session)  # not echoed
+                continue
+            attributes = self._custom_attributes(request)
+            _, joined = self._emulator.state.webmessaging_join(
+                session, queue=self._queue, duration_s=self._duration_s, attributes=attributes
+            )
+            echo = frames.presence(joined)
+            sessions.fanout(
+                session.id, frames.encode("message", "StructuredMessage", echo, tracing_id=request.tracing_id)
+            )
+
+    def _echo(self, request: ClientRequest) -> None:
+        session = self._emulator.guest_sessions.session(request.token)
+        self._limit(self._echoes, "Too many echo requests on this connection")
+        message = request.message
+        clock = self._emulator.clock
+        body = frames.echo_reply(
+            new_id(),
+            clock.now(),
+            (message.text if message else None) or "ping",
+            session,
+            self._duration_s,
+            message.metadata if message else {},
+        )
+        self._reply("StructuredMessage", body, request)
+
+    def _get_jwt(self, request: ClientRequest) -> None:
+        session = self._emulator.guest_sessions.session(request.token)
+        emulator = self._emulator
+        jwt, claims = emulator.jwts.issue(
+            WEBMESSAGING_ISSUER,
+            GuestJwtData(did=session.deployment_id, sub=session.id),
+            emulator.clock.time(),
+            emulator.config.webmessaging_jwt_expires_in_s,
+        )
+        emulator.ledger.record(emulator.clock.now(), "token.issued", session_id=session.id, by="guest")
+        self._reply("JwtResponse", JwtResponse(jwt=jwt, exp=claims.exp), request)
+
+    # --- helpers ----------------------------------------------------------------------------------------
+    @property
+    def _duration_s(self) -> int:
+        return self._emulator.config.webmessaging_session_duration_s
+
+    @property
+    def _queue(self) -> Queue:
+        fixtures = self._emulator.fixtures
+        queue = fixtures.queue_by_id(self._deployment.queue_id or "") or fixtures.queues[0]
+        return queue
+
+    def _limit(self, window: SlidingWindow, text: str) -> None:
+        if not self._emulator.config.webmessaging_limits_enabled:
+            return
+        retry_after = window.hit(self._emulator.clock.time())
+        if retry_after is not None:
+            raise TooManyRequests(retry_after, text)
+
+    @staticmethod
+    def _custom_attributes(request: ClientRequest) -> dict[str, str]:
+        attributes = request.custom_attributes
+        size = len(json.dumps(attributes, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > frames.MAX_CUSTOM_DATA_BYTES:
+            raise RequestRefused(4013, f"Custom attributes size {size} is larger than {frames.MAX_CUSTOM_DATA_BYTES}")
+        return attributes
+
+    def _reply(self, cls: str, body: BaseModel, request: ClientRequest) -> None:
+        self._link.send(frames.encode("response", cls, body, tracing_id=request.tracing_id))
+
+
+def _tracing_id(text: str) -> str | None:
+    """The tracingId of a frame that did not parse as a request, if it is JSON at all."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    tracing_id = value.get("tracingId") if isinstance(value, dict) else None
+    return tracing_id if isinstance(tracing_id, str) else None
+
+
+async def guest_socket(websocket: WebSocket) -> None:
+    emulator: Emulator = websocket.app.state.emulator
+    deployment_id = websocket.query_params.get("deploymentId", "")
+    deployment = emulator.fixtures.deployment(deployment_id, "webmessaging")
+    origin = websocket.headers.get("origin")
+    require = emulator.config.webmessaging_require_origin
+    if deployment is None or not allowed_origin(deployment, origin, require=require):
+        await websocket.close()  # before accept: the server answers the upgrade with 403
+        return
+    await websocket.accept()
+    link = Link("webmessaging", websocket, emulator.clock.now())
+    emulator.links.add(link)
+    try:
+        await link.run(GuestConnection(emulator, link, deployment).on_text)
+    finally:
+        emulator.links.remove(link)
+
+
+ROUTES = [WebSocketRoute("/v1", guest_socket)]

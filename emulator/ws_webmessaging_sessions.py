@@ -1,0 +1,160 @@
+"""Web Messaging guest sessions across their sockets: what one guest's connections all see.
+
+Genesys' guest service ("shyrka") keeps a session per guest token, however many sockets (at most 3)
+the guest has open. This is that layer between the conversation state and the sockets:
+
+- configure: resume or create the token's session and bind the socket to it; a 4th socket evicts the
+  oldest (ConnectionClosedEvent, then the close).
+- fan-out: a frame for a session goes to all its sockets (the guest's own echoes included).
+- it listens to the ledger for what others do in the session's conversation: agent (or agentless)
+  text and typing become Outbound StructuredMessages; the conversation ended by anyone but the guest
+  becomes an Outbound Presence Disconnect, and the session turns read-only when the config says so.
+- Clear, closeSession, expiry and the admin's forced read-only, with the frames each one sends.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from emulator import ws_webmessaging_frames as frames
+from emulator.ledger import LedgerEntry
+from emulator.state import WebMessagingSession, new_id
+from emulator.ws_limits import MESSAGES_PER_SECOND, SlidingWindow
+from emulator.ws_links import Link
+from emulator.ws_webmessaging_frames import RequestRefused
+
+if TYPE_CHECKING:
+    from emulator.runtime import Emulator
+
+MAX_CONNECTIONS = 3
+# Conversations ended by these did not end "from the agent's side": no Presence Disconnect.
+_GUEST_SIDE = frozenset({"customer", "guest"})
+
+
+class WebMessagingSessions:
+    def __init__(self, emulator: Emulator) -> None:
+        self._emulator = emulator
+        self._message_rates: dict[str, SlidingWindow] = {}
+        self._forced_read_only: set[str] = set()
+        emulator.ledger.subscribe(self._on_entry)
+
+    def reset(self) -> None:
+        self._message_rates.clear()
+        self._forced_read_only.clear()
+
+    # --- sockets --------------------------------------------------------------------------------------
+    def configure(
+        self, link: Link, token: str, deployment_id: str, *, start_new: bool
+    ) -> tuple[WebMessagingSession, bool]:
+        """Resume or create the token's session and bind ``link`` to it; returns (session, new)."""
+        state = self._emulator.state
+        duration_s = self._emulator.config.webmessaging_session_duration_s
+        session, new = state.configure_webmessaging_session(
+            token, deployment_id, start_new=start_new, duration_s=duration_s
+        )
+        if session.deployment_id != deployment_id:
+            raise RequestRefused(400, "The session token belongs to another deployment")
+        self.refuse_expired(session)
+        links = self._emulator.links
+        links.attach(link, session.id)
+        for oldest in links.of_session(session.id)[:-MAX_CONNECTIONS]:
+            self._close_link(oldest)
+        return session, new
+
+    def session(self, token: str | None) -> WebMessagingSession:
+        """The live session of a request's token, else the error frame it gets (4007 / 4006)."""
+        session = self._emulator.state.webmessaging_session_by_token(token) if token else None
+        if session is None:
+            raise RequestRefused(4007, "Session not found")
+        self.refuse_expired(session)
+        return session
+
+    def refuse_expired(self, session: WebMessagingSession) -> None:
+        if self._emulator.state.webmessaging_expired(session):
+            self.expire(session)
+            raise RequestRefused(4006, "Session has expired")
+
+    def message_allowed(self, session: WebMessagingSession) -> None:
+        """5 messages per second per session, across its sockets."""
+        if not self._emulator.config.webmessaging_limits_enabled:
+            return
+        window = self._message_rates.setdefault(session.id, SlidingWindow(MESSAGES_PER_SECOND, 1.0))
+        retry_after = window.hit(self._emulator.clock.time())
+        if retry_after is not None:
+            raise frames.TooManyRequests(retry_after, "Message rate too high for this session")
+
+    def fanout(self, session_id: str, frame: str, *, shapeable: bool = True) -> None:
+        for link in self._emulator.links.of_session(session_id):
+            link.send(frame, shapeable=shapeable)
+
+    def _close_link(self, link: Link) -> None:
+        """ConnectionClosedEvent, then the close: the client must not reconnect on its own."""
+        self._emulator.links.attach(link, None)
+        link.send(frames.connection_closed())
+        link.close(1000, "Connection closed")
+
+    # --- session lifecycle ----------------------------------------------------------------------------
+    def clear(self, session: WebMessagingSession, tracing_id: str | None) -> None:
+        """Presence Clear: the conversation ends for good; every socket gets SessionClearedEvent, then
+        ConnectionClosedEvent and the close."""
+        self._emulator.state.clear_webmessaging_session(session)
+        links = self._emulator.links.of_session(session.id)
+        for link in links:
+            link.send(frames.session_cleared(tracing_id))
+        for link in links:
+            self._close_link(link)
+        self._message_rates.pop(session.id, None)
+
+    def close(self, session: WebMessagingSession, link: Link, *, close_all: bool, tracing_id: str | None) -> None:
+        """closeSession: the asking socket gets SessionResponse ``connected: false`` and leaves the
+        session; with ``closeAllConnections`` every other socket is closed (ConnectionClosedEvent)."""
+        duration_s = self._emulator.config.webmessaging_session_duration_s
+        body = frames.session_response(session, connected=False, new_session=False, duration_s=duration_s)
+        link.send(frames.encode("response", "SessionResponse", body, tracing_id=tracing_id))
+        self._emulator.links.attach(link, None)
+        if close_all:
+            for other in self._emulator.links.of_session(session.id):
+                self._close_link(other)
+
+    def expire(self, session: WebMessagingSession) -> None:
+        """The session's lifetime is over: SessionExpiredEvent to its sockets (once); its token is dead."""
+        if self._emulator.state.expire_webmessaging_session(session):
+            self.fanout(session.id, frames.session_expired(), shapeable=False)
+
+    def force_read_only(self, session: WebMessagingSession) -> None:
+        """End the session's conversation as a ReadOnly Conversation Disconnect would, whatever the config."""
+        state = self._emulator.state
+        conv = state.get(session.conversation_id) if session.conversation_id else None
+        if conv is not None and conv.live:
+            self._forced_read_only.add(session.id)
+            state.disconnect_conversation(conv, disconnect_type="client", by="system")  # -> _on_entry
+        else:
+            event = state.end_webmessaging_conversation(session, read_only=True)
+            self.fanout(session.id, frames.encode("message", "StructuredMessage", frames.presence(event)))
+
+    # --- what others do in the session's conversation -------------------------------------------------
+    def _on_entry(self, entry: LedgerEntry) -> None:
+        if entry.session_id is None or entry.conversation_id is None:
+            return
+        state = self._emulator.state
+        session = state.webmessaging_session(entry.session_id)
+        conv = state.get(entry.conversation_id)
+        if session is None or conv is None or not session.live:
+            return
+        body = None
+        if entry.kind in ("agent.message.sent", "message.sent") and entry.message_id:
+            message = conv.message(entry.message_id)
+            body = frames.structured(conv, message) if message else None
+        elif entry.kind == "agent.typing":
+            body = frames.agent_typing(new_id(), entry.at)
+        elif (
+            entry.kind == "conversation.disconnected"
+            and entry.by not in _GUEST_SIDE
+            and entry.conversation_id == session.conversation_id
+        ):
+            forced = session.id in self._forced_read_only
+            self._forced_read_only.discard(session.id)
+            read_only = forced or self._emulator.config.webmessaging_disconnect_read_only
+            body = frames.presence(state.end_webmessaging_conversation(session, read_only=read_only))
+        if body is not None:
+            self.fanout(session.id, frames.encode("message", "StructuredMessage", body))

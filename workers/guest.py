@@ -1,0 +1,264 @@
+"""The guest worker: a long-lived asyncio process that holds guest sessions' websockets.
+
+Celery never holds a socket: guest commands go from the ingestion worker to ``parley:guest:commands``
+and from there to this process, which keeps thousands of sessions per process (one small runner
+task per session, plus its socket reader) and runs side by side with other guest workers.
+
+How the pieces fit (each in its own module):
+
+* **Routing** (:mod:`workers.guest_routing`): one worker at a time holds the routing lease and reads
+  ``parley:guest:commands`` through the consumer group ``parley-guest``. Each command is appended to
+  its session's inbox and acknowledged in one script, then the owner's doorbell rings. A new session
+  goes to the least busy live worker.
+* **Ownership** (:mod:`workers.guest_ownership`): each session names its owner and a fencing token.
+  A worker's claim lives as long as its lease (TTL ``lease_ttl_ms``, 10 s, renewed every 3 s). When a
+  lease lapses the other workers adopt that worker's sessions (within TTL + ``adopt_every_s``); on
+  SIGTERM a worker closes its sockets and releases its lease at once and announces it, so adoption
+  is immediate.
+* **Persistence** (:mod:`workers.guest_store`): per session the inbox, the command in hand, the relay
+  set (agent messages, joins and the end, each appended once), the web messaging relay checkpoint,
+  and, under a separate key with the session's lifetime as TTL, the session token or guest JWT that
+  resuming needs. Secrets never go into events, logs, task arguments or the public state cache.
+* **Sessions** (:mod:`workers.guest_session`): the runner that drives one sans-I/O machine
+  (:mod:`guest.webmessaging`, :mod:`guest.guestchat`) over python-websockets and the Genesys client
+  (:mod:`workers.guest_io`), and ends commands through :class:`parley.outcomes.Outcomes`.
+
+Loops of this process: lease renewal (and the routing lease, and the ``parley status`` heartbeat
+``parley:heartbeat:guest:<worker>``), routing while it holds the routing lease, its doorbell, and
+adoption (woken by ``announce`` or every ``adopt_every_s``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import redis
+import redis.asyncio as aredis
+
+from genesys.client import AsyncGenesysClient
+from parley.connections import connect, redis_url
+from parley.settings import Settings
+from parley.state_cache import StateCache
+from workers.guest_commands import CommandDesk
+from workers.guest_io import SessionIO, rest_caller, websocket_connector
+from workers.guest_keys import GuestKeys
+from workers.guest_ownership import LeaseLost, Ownership, new_worker_id
+from workers.guest_routing import Router
+from workers.guest_session import RunnerContext, SessionRunner, settle_leftovers
+from workers.guest_settings import GuestSettings
+from workers.guest_store import SessionStatus, SessionStore
+
+log = logging.getLogger("parley.guest")
+
+HANDOVER_TIMEOUT_S = 10.0
+REDIS_RETRY_S = 1.0
+
+
+class GuestWorker:
+    def __init__(self, settings: Settings, guest_settings: GuestSettings | None = None, *,
+                 io: SessionIO | None = None, worker_id: str | None = None) -> None:
+        self.settings = settings
+        self.guest_settings = guest_settings or GuestSettings()
+        self.worker_id = worker_id or new_worker_id()
+        self.keys = GuestKeys()
+        self.runners: dict[str, SessionRunner] = {}
+        self.stopping = asyncio.Event()
+        self.lease_lost = False
+        self._io = io
+        self._routing = asyncio.Event()
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+
+    async def run(self, ready: Callable[[], None] | None = None) -> None:
+        """Serve until :meth:`request_stop` (or a lost lease); then hand the sessions over."""
+        gs = self.guest_settings
+        self.redis = aredis.Redis.from_url(redis_url(self.settings), decode_responses=True,
+                                           socket_connect_timeout=5, socket_keepalive=True,
+                                           health_check_interval=15, retry_on_timeout=True)
+        sync_redis: redis.Redis = connect(self.settings)
+        executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="guest-outcomes")
+        genesys = AsyncGenesysClient(self.settings, self.redis)
+        io = self._io or SessionIO(connect=websocket_connector(gs), rest=rest_caller(genesys),
+                                   api_url=genesys.endpoints.api_url)
+        self.store = SessionStore(self.redis, self.settings, self.keys)
+        self.desk = CommandDesk(sync_redis, self.redis, self.settings, executor)
+        self.ownership = Ownership(self.redis, self.worker_id, gs.lease_ttl_ms, self.keys)
+        self.router = Router(self.redis, self.store, self.desk, self.ownership, gs, self.ensure_runner, self.keys)
+        self.context = RunnerContext(self.worker_id, self.store, self.desk, io, gs, StateCache(sync_redis))
+        await self.ownership.register()
+        await self.router.ensure_group()
+        loops = [asyncio.create_task(coro, name=name) for name, coro in (
+            ("guest-lease", self._lease_loop()),
+            ("guest-router", self._guarded(self._router_loop)),
+            ("guest-doorbell", self._guarded(self._doorbell_loop)),
+            ("guest-adopt", self._guarded(self._adopt_loop)),
+        )]
+        log.info("guest worker %s up", self.worker_id)
+        if ready:
+            ready()
+        try:
+            await self.stopping.wait()
+        finally:
+            lease_task, others = loops[0], loops[1:]
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
+            if not self.lease_lost:
+                await self._hand_over()  # the lease keeps being renewed until everything is closed
+            lease_task.cancel()
+            await asyncio.gather(lease_task, return_exceptions=True)
+            if not self.lease_lost:
+                await self.ownership.release()
+            await genesys.aclose()
+            await self.redis.aclose()
+            sync_redis.close()
+            executor.shutdown(wait=False)
+            log.info("guest worker %s stopped", self.worker_id)
+
+    def request_stop(self) -> None:
+        self.stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+
+    async def _hand_over(self) -> None:
+        runners = list(self.runners.values())
+        for runner in runners:
+            runner.stop(handover=True)
+        tasks = [r.task for r in runners if r.task is not None]
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=HANDOVER_TIMEOUT_S)
+            for task in pending:
+                task.cancel()
+        log.info("handed %d session(s) over", len(runners))
+
+    # --- sessions -----------------------------------------------------------------------------------
+
+    def ensure_runner(self, ident: str) -> None:
+        """Start the session's runner here (it checks that this worker owns it), or poke the live one."""
+        if self.stopping.is_set():
+            return
+        runner = self.runners.get(ident)
+        if runner is not None:
+            runner.poke()
+            return
+        runner = SessionRunner(ident, self.context, self._runner_exited)
+        self.runners[ident] = runner
+        runner.launch()
+
+    def _runner_exited(self, ident: str) -> None:
+        self.runners.pop(ident, None)
+
+    # --- loops --------------------------------------------------------------------------------------
+
+    async def _guarded(self, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run ``loop`` until stopping, riding out Redis outages."""
+        while not self.stopping.is_set():
+            try:
+                await loop()
+            except (aredis.ConnectionError, aredis.TimeoutError, aredis.BusyLoadingError):
+                log.warning("Redis unavailable; retrying")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), REDIS_RETRY_S)
+
+    async def _lease_loop(self) -> None:
+        while True:
+            try:
+                if await self.ownership.renew(may_route=not self.stopping.is_set()):
+                    self._routing.set()
+                else:
+                    self._routing.clear()
+            except LeaseLost:
+                # Declared dead (stalled past the TTL): its sessions may be adopted already. Stop touching
+                # them (writes are fenced anyway) and exit, so a supervisor starts a fresh worker.
+                log.error("guest worker %s lost its lease; stopping without handover", self.worker_id)
+                self.lease_lost = True
+                for runner in list(self.runners.values()):
+                    runner.stop(handover=False)
+                self.stopping.set()
+                return
+            except (aredis.ConnectionError, aredis.TimeoutError, aredis.BusyLoadingError):
+                log.warning("Redis unavailable; lease not renewed")
+            await asyncio.sleep(self.guest_settings.renew_every_s)
+
+    async def _router_loop(self) -> None:
+        while not self.stopping.is_set():
+            await self._routing.wait()
+            claimed = await self.router.take_over()
+            log.info("routing guest commands (claimed %d pending)", claimed)
+            while self._routing.is_set() and not self.stopping.is_set():
+                await self.router.run_once()
+
+    async def _doorbell_loop(self) -> None:
+        last = "0"
+        doorbell = self.keys.doorbell(self.worker_id)
+        while not self.stopping.is_set():
+            reply = await self.redis.xread({doorbell: last}, count=1000, block=1000)
+            for _stream, rows in reply or []:
+                for entry_id, fields in rows:
+                    last = entry_id
+                    await self._ring(fields.get("session", ""))
+
+    async def _ring(self, ident: str) -> None:
+        if not ident:
+            return
+        if ident in self.runners:
+            self.runners[ident].poke()
+            return
+        record = await self.store.load(ident)
+        if record is None or record.owner != self.worker_id:
+            return  # a stale doorbell: the session moved on
+        if record.status is SessionStatus.ended:
+            # Commands routed while it was ending: answer them without a runner.
+            await settle_leftovers(self.store, self.desk, ident, record.token, "the guest session has ended")
+            return
+        self.ensure_runner(ident)
+
+    async def _adopt_loop(self) -> None:
+        announce = self.keys.announce
+        newest = await self.redis.xrevrange(announce, count=1)
+        last = newest[0][0] if newest else "0-0"
+        while not self.stopping.is_set():
+            await self.adopt()
+            reply = await self.redis.xread({announce: last}, count=100,
+                                           block=int(self.guest_settings.adopt_every_s * 1000))
+            for _stream, rows in reply or []:
+                last = rows[-1][0]
+
+    async def adopt(self) -> int:
+        """Take over the sessions of workers whose lease is gone, batch by batch, up to capacity."""
+        adopted = 0
+        gs = self.guest_settings
+        for dead in await self.ownership.dead_workers():
+            while not self.stopping.is_set() and len(self.runners) < gs.max_sessions:
+                idents = await self.ownership.adopt_from(dead, gs.adopt_batch)
+                if not idents:
+                    break
+                log.info("adopting %d session(s) of worker %s", len(idents), dead)
+                for ident in idents:
+                    self.ensure_runner(ident)
+                adopted += len(idents)
+        return adopted
+
+
+def main(settings: Settings, guest_settings: GuestSettings | None = None) -> int:
+    """Run one guest worker until SIGTERM/SIGINT; the process exit status (1 when the lease was lost)."""
+    with contextlib.suppress(ImportError):
+        import uvloop  # optional: a faster event loop where installed
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+    async def serve() -> int:
+        worker = GuestWorker(settings, guest_settings)
+        worker.install_signal_handlers()
+        await worker.run()
+        return 1 if worker.lease_lost else 0
+
+    return asyncio.run(serve())

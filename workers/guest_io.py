@@ -1,0 +1,151 @@
+"""The guest worker's only I/O: websockets (python-websockets' asyncio client) and guest REST calls.
+
+A session driver (:mod:`workers.guest_session`) sees two callables, so unit tests swap in fakes:
+
+* ``connect(uri, origin)`` -> :class:`Connection` (send, close, async iteration over frames), raising
+  :class:`ConnectRefused` with the HTTP status when the upgrade is refused (403: do not retry);
+* ``rest(intent)`` -> the response text, for the REST intents of the guest machines (Guest Chat
+  calls, Web Messaging history), through :class:`genesys.client.AsyncGenesysClient` so errors arrive
+  as the typed :mod:`genesys.errors` the machines understand.
+
+Keepalive is websockets' own protocol ping (``ping_interval`` 15-20 s, ``ping_timeout``); the
+machines add the application echo on top. Compression is off: permessage-deflate costs ~100 KB of
+zlib state per socket, which ten thousand sessions cannot afford, for frames of a few hundred bytes.
+URIs are never logged: a Guest Chat event stream URI carries the guest JWT in its path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import websockets
+from pydantic import ConfigDict, SecretStr
+from websockets.asyncio.client import connect as ws_connect
+from websockets.typing import Origin
+
+from genesys.client import AsyncGenesysClient
+from genesys.models import RequestModel
+from genesys.wire import Anonymous, GuestJwt, Operation
+from workers.guest_settings import GuestSettings
+
+# websockets logs frames at DEBUG; they hold customer text, so its logger never goes below INFO.
+_WS_LOG = logging.getLogger("parley.guest.websocket")
+_WS_LOG.setLevel(logging.INFO)
+
+USER_AGENT = "parley-guest-worker/0.1"
+MAX_FRAME_BYTES = 1 << 20
+
+
+class Connection(Protocol):
+    async def send(self, message: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]: ...
+
+
+class ConnectRefused(Exception):
+    """The websocket upgrade was answered with an HTTP status instead of 101."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"websocket upgrade refused with HTTP {status}")
+        self.status = status
+
+
+class RestIntent(Protocol):
+    """What both machines' REST intents offer (method, path, params, optional guest JWT)."""
+
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def params(self) -> Any: ...
+
+    @property
+    def jwt(self) -> SecretStr | None: ...
+
+
+Connector = Callable[[str, str | None], Awaitable[Connection]]
+RestCaller = Callable[[RestIntent], Awaitable[str | None]]
+
+
+@dataclass(frozen=True)
+class SessionIO:
+    connect: Connector
+    rest: RestCaller
+    api_url: str
+
+
+def webmessaging_url(api_url: str, deployment_id: str) -> str:
+    """The guest socket for a deployment: ``wss://webmessaging.<domain>/v1?deploymentId=...`` for a
+    Genesys ``https://api.<domain>``; the same host (``ws://``) for the emulator or a proxy."""
+    parts = urlsplit(api_url)
+    host = parts.netloc
+    if host.startswith("api."):
+        host = "webmessaging." + host.removeprefix("api.")
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    return urlunsplit((scheme, host, "/v1", urlencode({"deploymentId": deployment_id}), ""))
+
+
+def websocket_connector(settings: GuestSettings) -> Connector:
+    async def connect(uri: str, origin: str | None) -> Connection:
+        try:
+            return await ws_connect(
+                uri,
+                origin=Origin(origin) if origin else None,
+                compression=None,
+                ping_interval=settings.ping_interval_s,
+                ping_timeout=settings.ping_timeout_s,
+                open_timeout=settings.open_timeout_s,
+                close_timeout=5,
+                max_size=MAX_FRAME_BYTES,
+                user_agent_header=USER_AGENT,
+                logger=_WS_LOG,
+            )
+        except websockets.exceptions.InvalidStatus as exc:
+            raise ConnectRefused(exc.response.status_code) from None
+
+    return connect
+
+
+class _PassThroughBody(RequestModel):
+    """A body the guest machines already built in Genesys' JSON shape: sent as it is."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+@dataclass(frozen=True)
+class _RawBody:
+    """Operation result that keeps the body as text: the machines parse answers themselves."""
+
+    text: str
+
+    @classmethod
+    def model_validate_json(cls, data: bytes | str) -> _RawBody:
+        return cls(data.decode() if isinstance(data, bytes) else data)
+
+
+def rest_caller(client: AsyncGenesysClient) -> RestCaller:
+    async def call(intent: RestIntent) -> str | None:
+        json_body = getattr(intent, "json_body", None)
+        body = json_body() if callable(json_body) else None
+        jwt = intent.jwt
+        op: Operation[_RawBody] = Operation(
+            intent.method,
+            intent.path,
+            _RawBody,
+            auth=GuestJwt(jwt.get_secret_value()) if jwt is not None else Anonymous(),
+            body=_PassThroughBody.model_validate(body) if body is not None else None,
+            params={k: v for k, v in dict(intent.params).items() if v is not None},
+        )
+        result = await client.call(op)
+        return result.text if result is not None and result.text else None
+
+    return call

@@ -1,0 +1,171 @@
+"""Who owns which guest session: worker leases, the routing lease, adoption of a dead worker's sessions.
+
+A session names its owner (a worker id) and a fencing token in its record (:mod:`workers.guest_store`).
+The owner's claim is only as good as the owner's lease: one key per worker, TTL ``lease_ttl_ms``,
+renewed every ``renew_every_s`` (about TTL/3). Renewing one key per worker, not one per session, is
+what lets a worker hold ten thousand sessions. When a lease is gone the worker is dead and each of its
+sessions is adopted by exactly one other worker: :data:`_ADOPT` moves a batch from the dead worker's
+``owned`` set to the adopter's and gives each session a new fencing token, in one script. A worker
+whose renewal fails has been declared dead (it stalled past its TTL): it stops touching its sessions,
+and its late writes fail the fence anyway.
+
+On SIGTERM a worker closes its sockets, then deletes its lease and says so on ``announce``: the others
+adopt at once instead of waiting for the TTL.
+
+The same renewal keeps the routing lease: exactly one worker routes ``parley:guest:commands``, so
+commands reach session inboxes in the order producers sent them (see :mod:`workers.guest_routing`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+
+import redis.asyncio as aredis
+
+from parley import keys as parley_keys
+from workers.guest_keys import GuestKeys
+from workers.guest_store import _FENCE
+
+HEARTBEAT_COMPONENT = "guest"
+"""``parley status`` finds live guest workers by ``parley:heartbeat:guest:*``."""
+
+# KEYS: worker lease, heartbeat, router lease. ARGV: lease ttl ms, worker id, heartbeat ttl s, may route.
+# -1: the worker lease is gone (declared dead); 1: renewed and routing; 0: renewed, another routes.
+_RENEW = """
+if redis.call('PEXPIRE', KEYS[1], ARGV[1]) == 0 then return -1 end
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[3])
+local router = redis.call('GET', KEYS[3])
+if router == ARGV[2] then
+  redis.call('PEXPIRE', KEYS[3], ARGV[1])
+  return 1
+end
+if (not router) and ARGV[4] == '1' then
+  redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[1])
+  return 1
+end
+return 0
+"""
+
+# KEYS: worker lease, heartbeat, router lease, announce stream. ARGV: worker id.
+_RELEASE = """
+redis.call('DEL', KEYS[1], KEYS[2])
+if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', 1000, '*', 'worker', ARGV[1])
+return 1
+"""
+
+# KEYS: dead worker's owned set, adopter's owned set, workers set, dead worker's lease.
+# ARGV: dead id, adopter id, batch size, key prefix, now ms. Returns the adopted idents.
+_ADOPT = _FENCE + """
+if redis.call('EXISTS', KEYS[4]) == 1 then return {} end
+local prefix, adopted = ARGV[4], {}
+for _, ident in ipairs(redis.call('SRANDMEMBER', KEYS[1], ARGV[3])) do
+  redis.call('SREM', KEYS[1], ident)
+  local session = prefix .. ':session:' .. ident
+  local status = redis.call('HGET', session, 'status')
+  if redis.call('HGET', session, 'owner') == ARGV[1] and status and status ~= 'ended' then
+    redis.call('HSET', session, 'owner', ARGV[2], 'token', fence_token(prefix .. ':fence:' .. ident, ARGV[5]))
+    redis.call('SADD', KEYS[2], ident)
+    adopted[#adopted + 1] = ident
+  end
+end
+if redis.call('SCARD', KEYS[1]) == 0 then
+  redis.call('SREM', KEYS[3], ARGV[1])
+  redis.call('DEL', prefix .. ':doorbell:' .. ARGV[1])
+end
+return adopted
+"""
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+
+
+class LeaseLost(RuntimeError):
+    """This worker's lease expired: other workers may already have adopted its sessions."""
+
+
+@dataclass(frozen=True)
+class WorkerLoad:
+    worker_id: str
+    sessions: int
+
+
+class Ownership:
+    def __init__(self, client: aredis.Redis, worker_id: str, lease_ttl_ms: int, keys: GuestKeys | None = None) -> None:
+        self.redis = client
+        self.worker_id = worker_id
+        self.lease_ttl_ms = lease_ttl_ms
+        self.keys = keys or GuestKeys()
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+        self._adopt = client.register_script(_ADOPT)
+        self._heartbeat = parley_keys.heartbeat(HEARTBEAT_COMPONENT, worker_id)
+        self._heartbeat_ttl_s = max(1, -(-lease_ttl_ms // 1000))
+
+    async def register(self) -> None:
+        info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.keys.worker(self.worker_id), info, px=self.lease_ttl_ms)
+            pipe.sadd(self.keys.workers, self.worker_id)
+            pipe.set(self._heartbeat, "1", ex=self._heartbeat_ttl_s)
+            await pipe.execute()
+
+    async def renew(self, *, may_route: bool = True) -> bool:
+        """Renew the lease (and the routing lease, taking it if free); True when this worker routes."""
+        reply = int(await self._renew(
+            keys=[self.keys.worker(self.worker_id), self._heartbeat, self.keys.router],
+            args=[self.lease_ttl_ms, self.worker_id, self._heartbeat_ttl_s, "1" if may_route else "0"],
+        ))
+        if reply < 0:
+            raise LeaseLost(f"guest worker {self.worker_id} lost its lease")
+        return reply == 1
+
+    async def release(self) -> None:
+        """Give everything up now (after the sockets are closed): others adopt at once."""
+        k = self.keys
+        await self._release(keys=[k.worker(self.worker_id), self._heartbeat, k.router, k.announce],
+                            args=[self.worker_id])
+
+    async def dead_workers(self) -> list[str]:
+        """Registered workers whose lease is gone (their sessions are up for adoption)."""
+        members = [w for w in await self.redis.smembers(self.keys.workers)]
+        ids = [w.decode() if isinstance(w, bytes) else w for w in members if w]
+        others = [w for w in ids if w != self.worker_id]
+        if not others:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for w in others:
+                pipe.exists(self.keys.worker(w))
+            alive = await pipe.execute()
+        return [w for w, up in zip(others, alive, strict=True) if not up]
+
+    async def adopt_from(self, dead: str, batch: int) -> list[str]:
+        """Take up to ``batch`` of ``dead``'s sessions; [] once it has none left (or is alive)."""
+        k = self.keys
+        reply = await self._adopt(
+            keys=[k.owned(dead), k.owned(self.worker_id), k.workers, k.worker(dead)],
+            args=[dead, self.worker_id, batch, k.prefix, int(time.time() * 1000)],
+        )
+        return [x.decode() if isinstance(x, bytes) else x for x in reply]
+
+    async def loads(self) -> list[WorkerLoad]:
+        """Live workers with how many sessions each owns (the router gives new sessions to the least busy)."""
+        members = await self.redis.smembers(self.keys.workers)
+        ids = sorted(w.decode() if isinstance(w, bytes) else w for w in members)
+        if not ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for w in ids:
+                pipe.exists(self.keys.worker(w))
+                pipe.scard(self.keys.owned(w))
+            replies = await pipe.execute()
+        return [WorkerLoad(w, int(replies[2 * i + 1])) for i, w in enumerate(ids) if replies[2 * i]]
+
+    async def owned(self) -> list[str]:
+        members = await self.redis.smembers(self.keys.owned(self.worker_id))
+        return [m.decode() if isinstance(m, bytes) else m for m in members]

@@ -1,0 +1,169 @@
+"""Routing guest commands from ``parley:guest:commands`` to the worker that owns each session.
+
+The ingestion worker appends every guest command to ``parley:guest:commands`` (command id, type,
+session key); the body stays in the command record. One guest worker at a time routes (it holds the
+routing lease, :mod:`workers.guest_ownership`): it reads the stream through the consumer group, and
+for each entry one script (:meth:`workers.guest_store.SessionStore.route`) appends the command to the
+session's inbox, acknowledges the entry and rings the owner's doorbell, atomically. So:
+
+* at least once from the stream: an entry is acknowledged only together with its hand-off; a router
+  that dies leaves its entries pending, and the next router claims them all before reading new ones;
+* in order per session: one router, reading in stream order, appends in that order; the owner works
+  through its inbox one command at a time;
+* wherever the owner runs: the inbox is in Redis, the doorbell is a stream per worker, and a session
+  whose owner is dead is handed to a live worker on the spot (adoption would get there too).
+
+A ``guest.start`` for a session key with no live session creates it, owned by the least busy live
+worker. Other commands for an unknown (or ended) session fail at once with an explanation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis.asyncio as aredis
+
+from schemas.commands import GuestEnd, GuestStart
+from schemas.events import CommandResult
+from workers.guest_commands import CommandDesk, UnreadableCommand
+from workers.guest_keys import GuestKeys, session_ident
+from workers.guest_ownership import Ownership
+from workers.guest_settings import GuestSettings
+from workers.guest_store import SessionStore
+
+log = logging.getLogger("parley.guest.routing")
+
+NO_SESSION = ("there is no guest session for this session_key: send guest.start first "
+              "(the session may also have ended long enough ago to be forgotten)")
+ENDED = "the guest session for this session_key has ended; send guest.start to begin a new one"
+
+
+@dataclass(frozen=True)
+class Entry:
+    entry_id: str
+    fields: dict[str, str]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Router:
+    def __init__(self, client: aredis.Redis, store: SessionStore, desk: CommandDesk, ownership: Ownership,
+                 settings: GuestSettings, on_local: Callable[[str], None], keys: GuestKeys | None = None) -> None:
+        self.redis = client
+        self.store = store
+        self.desk = desk
+        self.ownership = ownership
+        self.settings = settings
+        self.keys = keys or GuestKeys()
+        self.worker_id = ownership.worker_id
+        self._on_local = on_local
+        self._loads: dict[str, int] = {}
+        self._loads_at = 0.0
+
+    async def ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(self.keys.commands, self.settings.consumer_group, id="0", mkstream=True)
+        except aredis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def take_over(self) -> int:
+        """On becoming the router: claim every entry a previous router read but never handed on, and
+        route them (oldest first) before anything new."""
+        entries: list[Entry] = []
+        cursor = "0-0"
+        while True:
+            cursor, rows, *_ = await self.redis.xautoclaim(
+                self.keys.commands, self.settings.consumer_group, self.worker_id, min_idle_time=0,
+                start_id=cursor, count=self.settings.read_batch)
+            entries += self._entries(rows)
+            if _text(cursor) == "0-0":
+                break
+        for entry in sorted(entries, key=lambda e: tuple(int(x) for x in e.entry_id.split("-"))):
+            await self.route(entry)
+        return len(entries)
+
+    async def run_once(self, block_ms: int | None = None) -> int:
+        reply = await self.redis.xreadgroup(
+            self.settings.consumer_group, self.worker_id, {self.keys.commands: ">"},
+            count=self.settings.read_batch, block=self.settings.read_block_ms if block_ms is None else block_ms)
+        entries = [e for _stream, rows in reply or [] for e in self._entries(rows)]
+        for entry in entries:
+            await self.route(entry)
+        return len(entries)
+
+    def _entries(self, rows: list[tuple[bytes | str, dict[bytes | str, bytes | str] | None]]) -> list[Entry]:
+        out = []
+        for entry_id, fields in rows:
+            # A deleted entry comes back without fields: nothing to route, it is acknowledged in route().
+            out.append(Entry(_text(entry_id), {_text(k): _text(v) for k, v in (fields or {}).items()}))
+        return out
+
+    async def route(self, entry: Entry) -> None:
+        try:
+            await self._route(entry)
+        except aredis.RedisError:
+            raise  # the entry stays pending; the router loop claims it again after reconnecting
+        except Exception:
+            # A bug must not wedge routing: end the command as failed (a dead letter) and move on.
+            log.exception("could not route guest command entry %s", entry.entry_id)
+            record = await self.desk.record(entry.fields.get("command_id", ""))
+            if record is not None and not record.state.terminal:
+                await self.desk.fail(record, "the guest worker could not route this command (internal error)")
+            await self._ack(entry)
+
+    async def _route(self, entry: Entry) -> None:
+        command_id = entry.fields.get("command_id")
+        loaded = None
+        try:
+            loaded = await self.desk.load(command_id) if command_id else None
+        except UnreadableCommand as exc:
+            await self.desk.fail(exc.record, f"command body unreadable: {exc}")
+        if loaded is None or loaded.record.state.terminal:
+            if loaded is None:
+                log.warning("guest command entry %s has no command record; acknowledged", entry.entry_id)
+            await self._ack(entry)
+            return
+        record, command = loaded.record, loaded.command
+        session_key = command.targets.get("session_key")
+        if session_key is None:
+            await self.desk.fail(record, f"{command.type} is not a guest command")
+            await self._ack(entry)
+            return
+        ident = session_ident(record.org, session_key)
+        routed = await self.store.route(
+            ident=ident, chosen=await self._choose_owner(), me=self.worker_id, command_id=record.command_id,
+            command_type=command.type, group=self.settings.consumer_group, entry_id=entry.entry_id,
+            session_key=session_key, org=record.org,
+            protocol=command.protocol.value if isinstance(command, GuestStart) else "",
+            ttl_s=self.settings.session_ttl_s)
+        if routed.outcome == "routed":
+            if routed.owner == self.worker_id:
+                self._on_local(ident)
+            return
+        # No live session: answer now (the command stays pending until it is answered, then acked).
+        if isinstance(command, GuestEnd) and routed.outcome == "ended":
+            await self.desk.succeed(record, CommandResult(final_state="ended", already_ended=True))
+        else:
+            await self.desk.fail(record, ENDED if routed.outcome == "ended" else NO_SESSION)
+        await self._ack(entry)
+
+    async def _ack(self, entry: Entry) -> None:
+        await self.redis.xack(self.keys.commands, self.settings.consumer_group, entry.entry_id)
+
+    async def _choose_owner(self) -> str:
+        """The live worker with the fewest sessions (refreshed every few seconds, counted locally between)."""
+        now = time.monotonic()
+        if now - self._loads_at >= self.settings.adopt_every_s:
+            self._loads = {w.worker_id: w.sessions for w in await self.ownership.loads()}
+            self._loads_at = now
+        if not self._loads:
+            return self.worker_id
+        chosen = min(self._loads, key=lambda w: (self._loads[w], w != self.worker_id))
+        self._loads[chosen] += 1
+        return chosen

@@ -1,0 +1,59 @@
+"""Settings of the guest worker (environment, prefix ``PARLEY_GUEST_``).
+
+Kept beside the worker rather than in :mod:`parley.settings` because only this process reads them;
+shared settings (Redis, Genesys endpoints, streams) still come from :class:`parley.settings.Settings`.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+HOUR_S = 3600
+
+
+class GuestSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PARLEY_GUEST_", extra="ignore")
+
+    consumer_group: str = Field(default="parley-guest", description="Consumer group on parley:guest:commands.")
+    read_batch: int = Field(default=256, ge=1)
+    read_block_ms: int = Field(default=1000, ge=10)
+
+    # Ownership. A session belongs to the worker named in its record for as long as that worker's
+    # lease lives: renewing one key per worker keeps the cost flat however many sessions it holds.
+    lease_ttl_ms: int = Field(default=10_000, ge=500, description="A worker silent this long is dead.")
+    renew_every_s: float = Field(default=3.0, gt=0, description="Lease renewal period (about TTL/3).")
+    adopt_every_s: float = Field(default=2.0, gt=0, description="How often to look for dead workers.")
+    adopt_batch: int = Field(default=100, ge=1, description="Sessions taken from a dead worker per step.")
+    max_sessions: int = Field(default=20_000, ge=1, description="Stop adopting beyond this many sessions.")
+
+    # Sockets and protocol timing.
+    ping_interval_s: float = Field(default=17.0, gt=0, description="Websocket protocol ping (15-20 s).")
+    ping_timeout_s: float = Field(default=20.0, gt=0)
+    open_timeout_s: float = Field(default=10.0, gt=0)
+    reorder_window_s: float = Field(
+        default=0.05, ge=0,
+        description="Agent messages are held this long to be released in server-time order; it adds to "
+                    "relay latency, and history backfill covers what arrives later.",
+    )
+    reconnect_timeout_s: float = Field(default=300.0, gt=0, description="Give a dropped session up after this.")
+    backoff_initial_s: float = Field(default=1.0, gt=0)
+    backoff_max_s: float = Field(default=30.0, gt=0)
+    webmessaging_auto_start: bool = Field(
+        default=False, description="The deployments have autoStart: send Presence Join on a new session."
+    )
+    webmessaging_clear_on_end: bool = Field(
+        default=True, description="The deployments have Conversation Clear: guest.end clears, then closes."
+    )
+    history_clock_slack_s: float = Field(
+        default=30.0, ge=0, description="Clock disagreement allowed when matching our message in history."
+    )
+    dedup_capacity: int = Field(default=128, ge=16, description="Agent message ids a session keeps in memory.")
+
+    # Persistence.
+    session_ttl_s: int = Field(default=72 * HOUR_S, ge=60, description="Until Genesys reports the real lifetime.")
+    ended_retention_s: int = Field(default=HOUR_S, ge=1, description="Keep an ended session's record this long.")
+    checkpoint_every_s: float = Field(default=5.0, ge=0, description="Save the relay checkpoint at most this often.")
+    reconcile_timeout_s: float = Field(
+        default=60.0, gt=0, description="Longest wait for history to settle a send a dead worker left unconfirmed."
+    )

@@ -1,0 +1,292 @@
+"""What the guest worker keeps in Redis about each session, and the atomic steps that change it.
+
+Per session (keys in :mod:`workers.guest_keys`):
+
+* ``session`` hash: ``owner`` (a worker id) and ``token`` (a fencing token, larger for every new
+  owner), ``status`` (starting -> live -> ended), the command ``cursor`` and ``current`` command, the
+  Genesys ids, the relay checkpoint. Never a token or a JWT.
+* ``inbox`` stream: the session's commands in routing order. The owner takes them one at a time
+  (``current``), so a command a dead owner had in hand is known to its adopter, and nothing queued
+  behind it is lost.
+* ``secret``: the web messaging session token or the Guest Chat create answer (JWT, event stream
+  URI), TTL = the session's lifetime. Only the owner reads it, to connect or resume.
+* ``relayed`` set: ids of everything relayed as an event. Appending an event and adding its id happen
+  in one script, so a message seen twice (reconnect backfill, an adopter replaying history, a
+  duplicated frame) is an event once.
+
+Every write by an owner is fenced: the script checks the session's token first, so a worker that
+stalled past its lease and lost the session cannot overwrite its adopter's state. Scripts that follow
+a worker id to its keys (owner lease, doorbell, owned set) build those names inside Lua: fine on one
+Redis primary, which is what Parley assumes (see :mod:`parley.state_cache`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+import redis.asyncio as aredis
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from parley.events import EVENT_FIELD, EventLog
+from parley.settings import Settings
+from schemas.events import EventBase
+from workers.guest_keys import GuestKeys
+
+DOORBELL_MAXLEN = 10_000
+FENCE_TTL_MS = 30 * 24 * 3600 * 1000
+
+# Fencing tokens: a missing counter starts at the clock in ms, so tokens keep rising even after the
+# counter expired (as in parley.state_cache).
+_FENCE = """
+local function fence_token(fence_key, now_ms)
+  if redis.call('EXISTS', fence_key) == 0 then redis.call('SET', fence_key, now_ms) end
+  local token = redis.call('INCR', fence_key)
+  redis.call('PEXPIRE', fence_key, FENCE_TTL_MS)
+  return token
+end
+""".replace("FENCE_TTL_MS", str(FENCE_TTL_MS))
+
+# KEYS: session, inbox, fence, relayed, secret, commands stream.
+# ARGV: 1 chosen owner, 2 command id, 3 type, 4 group, 5 entry id, 6 now ms, 7 ttl ms, 8 session_key,
+#       9 org, 10 protocol, 11 key prefix, 12 ident, 13 doorbell maxlen, 14 this worker.
+# A guest.start for no session (or an ended one) creates the record for the chosen owner; a command
+# for an orphan (its owner's lease is gone) hands it to the chosen owner; every routed command is
+# appended to the inbox and acknowledged in the same step, then the owner's doorbell rings.
+_ROUTE = _FENCE + """
+local prefix, ident, chosen = ARGV[11], ARGV[12], ARGV[1]
+local status = redis.call('HGET', KEYS[1], 'status')
+local owner
+if (not status) or status == 'ended' then
+  if ARGV[3] ~= 'guest.start' then
+    if status then return {'ended', ''} end
+    return {'none', ''}
+  end
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[4], KEYS[5])
+  redis.call('HSET', KEYS[1], 'session_key', ARGV[8], 'org', ARGV[9], 'protocol', ARGV[10],
+             'status', 'starting', 'owner', chosen, 'token', fence_token(KEYS[3], ARGV[6]),
+             'start_command_id', ARGV[2], 'cursor', '0-0', 'current', '', 'created_at', ARGV[6])
+  redis.call('PEXPIRE', KEYS[1], ARGV[7])
+  redis.call('SADD', prefix .. ':owned:' .. chosen, ident)
+  owner = chosen
+else
+  owner = redis.call('HGET', KEYS[1], 'owner')
+  if (not owner) or owner == '' or redis.call('EXISTS', prefix .. ':worker:' .. owner) == 0 then
+    if owner and owner ~= '' then redis.call('SREM', prefix .. ':owned:' .. owner, ident) end
+    redis.call('HSET', KEYS[1], 'owner', chosen, 'token', fence_token(KEYS[3], ARGV[6]))
+    redis.call('SADD', prefix .. ':owned:' .. chosen, ident)
+    owner = chosen
+  end
+end
+redis.call('XADD', KEYS[2], '*', 'command_id', ARGV[2], 'type', ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[7])
+redis.call('XACK', KEYS[6], ARGV[4], ARGV[5])
+if owner ~= ARGV[14] then
+  redis.call('XADD', prefix .. ':doorbell:' .. owner, 'MAXLEN', '~', ARGV[13], '*', 'session', ident)
+end
+return {'routed', owner}
+"""
+
+# KEYS: session, inbox. ARGV: token, now (s). The next command after the cursor becomes current.
+_TAKE = """
+if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return {'lost'} end
+local current = redis.call('HGET', KEYS[1], 'current')
+if current and current ~= '' then return {'busy', current, redis.call('HGET', KEYS[1], 'current_type')} end
+local cursor = redis.call('HGET', KEYS[1], 'cursor') or '0-0'
+local rows = redis.call('XRANGE', KEYS[2], '(' .. cursor, '+', 'COUNT', 1)
+if #rows == 0 then return {'empty'} end
+local fields, cmd, kind = rows[1][2], '', ''
+for i = 1, #fields, 2 do
+  if fields[i] == 'command_id' then cmd = fields[i + 1] elseif fields[i] == 'type' then kind = fields[i + 1] end
+end
+redis.call('HSET', KEYS[1], 'cursor', rows[1][1], 'current', cmd, 'current_type', kind, 'taken_at', ARGV[2],
+           'handed', '0')
+return {'taken', cmd, kind}
+"""
+
+# KEYS: session. ARGV: token, command id, then field/value pairs to set with it. Clears ``current`` if it
+# is still that command.
+_FINISH = """
+if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return -1 end
+if redis.call('HGET', KEYS[1], 'current') ~= ARGV[2] then return 0 end
+local fields = {'current', '', 'current_type', '', 'handed', '0'}
+for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+return 1
+"""
+
+# KEYS: session. ARGV: token, then field/value pairs.
+_UPDATE = """
+if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return 0 end
+local fields = {}
+for i = 2, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+return 1
+"""
+
+# KEYS: session, inbox, relayed, secret. ARGV: token, retention ms, key prefix, ident, ended_by.
+# The secret goes at once; the rest stays for ``retention`` so late commands learn the session ended.
+_END = """
+if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return 0 end
+local owner = redis.call('HGET', KEYS[1], 'owner')
+redis.call('HSET', KEYS[1], 'status', 'ended', 'ended_by', ARGV[5])
+redis.call('DEL', KEYS[4])
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
+if owner then redis.call('SREM', ARGV[3] .. ':owned:' .. owner, ARGV[4]) end
+return 1
+"""
+
+# KEYS: relayed set, events stream. ARGV: events maxlen, ttl ms, then (dedup id, payload) pairs; an
+# empty dedup id always appends (typing indicators are not deduplicated).
+_RELAY = """
+local appended = 0
+for i = 3, #ARGV, 2 do
+  if ARGV[i] == '' or redis.call('SADD', KEYS[1], ARGV[i]) == 1 then
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'EVENT_FIELD', ARGV[i + 1])
+    appended = appended + 1
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return appended
+""".replace("EVENT_FIELD", EVENT_FIELD)
+
+
+class SessionStatus(StrEnum):
+    starting = "starting"
+    live = "live"
+    ended = "ended"
+
+
+class SessionRecord(BaseModel):
+    """The ``session`` hash as read back."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    ident: str
+    session_key: str
+    org: str
+    protocol: Literal["webmessaging", "guestchat"]
+    status: SessionStatus
+    owner: str = ""
+    token: str = ""
+    start_command_id: str
+    cursor: str = "0-0"
+    current: str = ""
+    current_type: str = ""
+    taken_at: float = 0.0
+    handed: bool = False
+    conversation_id: str | None = None
+    member_id: str | None = None
+    last_own_id: str | None = None
+    checkpoint: str | None = None
+    ended_by: str | None = None
+
+
+class SessionSecret(BaseModel):
+    """What resuming needs and nothing else may see: SecretStr, so a logged model shows stars."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    token: SecretStr | None = None  # web messaging: the client-made session token
+    created: SecretStr | None = None  # guest chat: the create answer (id, jwt, eventStreamUri, member)
+
+    def dump(self) -> str:
+        return json.dumps({k: v.get_secret_value() for k, v in (("token", self.token), ("created", self.created))
+                           if v is not None})
+
+
+@dataclass(frozen=True)
+class Routed:
+    outcome: Literal["routed", "none", "ended"]
+    owner: str = ""
+
+
+@dataclass(frozen=True)
+class Taken:
+    outcome: Literal["taken", "busy", "empty", "lost"]
+    command_id: str = ""
+    type: str = ""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class SessionStore:
+    """Async access to the per-session state; every owner write is fenced by ``token``."""
+
+    def __init__(self, client: aredis.Redis, settings: Settings, keys: GuestKeys | None = None) -> None:
+        self.redis = client
+        self.keys = keys or GuestKeys()
+        self.events = EventLog(client, settings)  # type: ignore[arg-type]  # only its payload/stream
+        self._route = client.register_script(_ROUTE)
+        self._take = client.register_script(_TAKE)
+        self._finish = client.register_script(_FINISH)
+        self._update = client.register_script(_UPDATE)
+        self._end = client.register_script(_END)
+        self._relay = client.register_script(_RELAY)
+        self._events_maxlen = settings.events_maxlen
+
+    async def route(self, *, ident: str, chosen: str, me: str, command_id: str, command_type: str, group: str,
+                    entry_id: str, session_key: str, org: str, protocol: str, ttl_s: int) -> Routed:
+        k = self.keys
+        reply = await self._route(
+            keys=[k.session(ident), k.inbox(ident), k.fence(ident), k.relayed(ident), k.secret(ident), k.commands],
+            args=[chosen, command_id, command_type, group, entry_id, int(time.time() * 1000), ttl_s * 1000,
+                  session_key, org, protocol, k.prefix, ident, DOORBELL_MAXLEN, me],
+        )
+        return Routed(_text(reply[0]), _text(reply[1]))  # type: ignore[arg-type]
+
+    async def load(self, ident: str) -> SessionRecord | None:
+        data = await self.redis.hgetall(self.keys.session(ident))
+        if not data:
+            return None
+        fields = {_text(k): _text(v) for k, v in data.items()}
+        return SessionRecord.model_validate({"ident": ident, **fields})
+
+    async def take(self, ident: str, token: str) -> Taken:
+        reply = [_text(x) for x in await self._take(keys=[self.keys.session(ident), self.keys.inbox(ident)],
+                                                     args=[token, time.time()])]
+        return Taken(*reply)  # type: ignore[arg-type]
+
+    async def finish(self, ident: str, token: str, command_id: str, **fields: str) -> bool:
+        """Clear ``current`` once the command has ended (setting ``fields`` with it); False if the
+        session is no longer ours."""
+        flat = [x for pair in fields.items() for x in pair]
+        return int(await self._finish(keys=[self.keys.session(ident)], args=[token, command_id, *flat])) >= 0
+
+    async def update(self, ident: str, token: str, **fields: str | int | float) -> bool:
+        flat = [str(x) for pair in fields.items() for x in pair]
+        return bool(await self._update(keys=[self.keys.session(ident)], args=[token, *flat]))
+
+    async def end(self, ident: str, token: str, by: str, retention_s: int) -> bool:
+        k = self.keys
+        return bool(await self._end(keys=[k.session(ident), k.inbox(ident), k.relayed(ident), k.secret(ident)],
+                                    args=[token, retention_s * 1000, k.prefix, ident, by]))
+
+    async def relay(self, ident: str, events: list[tuple[str, EventBase]], ttl_s: int) -> int:
+        """Append each event unless its dedup id was relayed before ('' = always); how many went."""
+        if not events:
+            return 0
+        args: list[str | int] = [self._events_maxlen, ttl_s * 1000]
+        for dedup_id, event in events:
+            args += [dedup_id, self.events.payload(event)]
+        return int(await self._relay(keys=[self.keys.relayed(ident), self.events.stream], args=args))
+
+    async def get_secret(self, ident: str) -> SessionSecret | None:
+        raw = await self.redis.get(self.keys.secret(ident))
+        return SessionSecret.model_validate_json(raw) if raw else None
+
+    async def put_secret(self, ident: str, secret: SessionSecret, ttl_s: float) -> None:
+        await self.redis.set(self.keys.secret(ident), secret.dump(), px=max(1000, int(ttl_s * 1000)))
+
+    async def touch(self, ident: str, ttl_s: float) -> None:
+        """Stretch the session's keys to its (new) lifetime."""
+        k, ms = self.keys, max(1000, int(ttl_s * 1000))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in (k.session(ident), k.inbox(ident), k.relayed(ident), k.secret(ident)):
+                pipe.pexpire(key, ms)
+            await pipe.execute()
