@@ -88,25 +88,33 @@ return {1, ARGV[1]}
 """
 
 
-# KEYS: command key, execution lease key. ARGV: lease token, lease ms.
-# Returns {'missing'} | {'terminal', record...} | {'busy', pttl} | {'begun', record...} (record as a
-# flat field/value list, with deliveries already counted). One round trip starts an execution.
+# KEYS: command key, execution lease key, in-flight index. ARGV: lease token, lease ms, now (ISO),
+# now (epoch s). Returns {'missing'} | {'terminal', record...} | {'busy', pttl} | {'begun', record...}
+# with the record as it was before this execution began. One round trip starts an execution: it
+# refuses a finished command, takes the lease, counts the delivery and marks the record running
+# (an attempt found running, or with an unknown outcome, keeps the time since which Genesys may hold
+# its effect in unknown_since).
 _BEGIN = """
 local rec = redis.call('HGETALL', KEYS[1])
 if #rec == 0 then return {'missing'} end
-for i = 1, #rec, 2 do
-  if rec[i] == 'state' and (rec[i+1] == 'succeeded' or rec[i+1] == 'failed' or rec[i+1] == 'expired') then
-    return {'terminal', unpack(rec)}
-  end
-end
+local h = {}
+for i = 1, #rec, 2 do h[rec[i]] = rec[i+1] end
+if h.state == 'succeeded' or h.state == 'failed' or h.state == 'expired' then return {'terminal', unpack(rec)} end
 if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {'busy', tostring(redis.call('PTTL', KEYS[2]))}
 end
 local deliveries = redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
-for i = 1, #rec, 2 do
-  if rec[i] == 'deliveries' then rec[i+1] = tostring(deliveries) return {'begun', unpack(rec)} end
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[3])
+local recovering = h.state == 'running' or h.unknown_outcome == '1'
+if recovering and not h.unknown_since and h.started_at then
+  redis.call('HSET', KEYS[1], 'unknown_since', h.started_at)
 end
-return {'begun', 'deliveries', tostring(deliveries), unpack(rec)}
+redis.call('ZADD', KEYS[3], ARGV[4], h.command_id)
+h.deliveries = tostring(deliveries)
+local out = {'begun'}
+for k, v in pairs(h) do out[#out + 1] = k out[#out + 1] = v end
+return out
 """
 
 
@@ -169,11 +177,12 @@ class Records:
             return None
         return CommandRecord.model_validate({k: v for k, v in data.items()})
 
-    def begin(self, command_id: str, lease_key: str, lease_token: str, lease_ms: int) -> Begin:
-        """Start an execution in one round trip: read the record, refuse a finished one, take the
-        execution lease and count the delivery."""
+    def begin(self, command_id: str, lease_key: str, lease_token: str, lease_ms: int, now: str) -> Begin:
+        """Start an execution in one round trip (see ``_BEGIN``); the record returned is as it was
+        before, with ``deliveries`` counted."""
         reply = [x.decode() if isinstance(x, bytes) else x
-                 for x in self._begin(keys=[keys.command(command_id), lease_key], args=[lease_token, lease_ms])]
+                 for x in self._begin(keys=[keys.command(command_id), lease_key, keys.INFLIGHT_ZSET],
+                                      args=[lease_token, lease_ms, now, time.time()])]
         status, rest = reply[0], reply[1:]
         if status == "missing":
             return Begin(status)

@@ -82,7 +82,8 @@ class Runner:
     # -- entry point -------------------------------------------------------------------------
     def run(self, ref: CommandRef, *, retries: int) -> Outcome:
         lease = RenewedLease(self.client, keys.execution_lease(ref.command_id), self.settings.execution_lease_ms)
-        begun = self.records.begin(ref.command_id, lease.key, lease.token, lease.ttl_ms)
+        started = utcnow().isoformat()
+        begun = self.records.begin(ref.command_id, lease.key, lease.token, lease.ttl_ms, started)
         if begun.status == "missing":
             return self._lost_record(ref)
         if begun.status == "busy":
@@ -102,22 +103,18 @@ class Runner:
             crashes = record.deliveries - 1 - retries
             if crashes > self.settings.max_crash_redeliveries:
                 return self._fail(record, f"the worker died {crashes} times while executing this command", None)
-            return self._execute(record, command)
+            return self._execute(record, command, started)
         finally:
             lease.release()
 
     # -- steps -------------------------------------------------------------------------------
-    def _execute(self, record: CommandRecord, command: Command) -> Outcome:
-        # An attempt left "running" died mid-call; one marked unknown_outcome failed after the request
-        # may have left. Either way Genesys may hold its effect: the handler must look before acting.
+    def _execute(self, record: CommandRecord, command: Command, started: str) -> Outcome:
+        # ``record`` is as it was before this attempt (begin() already marked it running). An attempt
+        # left "running" died mid-call; one marked unknown_outcome failed after the request may have
+        # left. Either way Genesys may hold its effect: the handler must look before acting.
         recovering = record.state is State.running or record.unknown_outcome
         unknown_since = record.unknown_since or (record.started_at if record.state is State.running else None)
         attempt = record.attempts + 1
-        started = utcnow().isoformat()
-        fields: dict[str, str | int] = {"state": State.running.value, "attempts": attempt, "started_at": started}
-        if recovering and unknown_since:
-            fields["unknown_since"] = unknown_since
-        self.records.set_fields(record.command_id, **fields)
         record = record.model_copy(
             update={"started_at": started, "unknown_since": unknown_since if recovering else None})
         handler = HANDLERS.get(command.type)
