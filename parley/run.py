@@ -59,6 +59,8 @@ class Supervisor:
         if s.uses_emulator:
             children.append(Child("emulator", [py, "-m", "parley.cli", "emulator"],
                                   f"http://{s.emulator_host}:{s.emulator_port}/__emulator/fixtures"))
+        if s.webhook_url:
+            children.append(Child("webhook-relay", [py, "-m", "parley.cli", "webhook"]))
         children += [
             Child("ingest-worker", [py, "-m", "parley.cli", "ingest"]),
             Child("guest-worker", [py, "-m", "parley.cli", "guest"]),

@@ -30,30 +30,34 @@ class Settings(BaseSettings):
     )
     genesys_api_url: str | None = Field(default=None, description="Explicit API base URL.")
     genesys_login_url: str | None = Field(default=None, description="Explicit OAuth base URL.")
-    genesys_client_id: str | None = None
-    genesys_client_secret: SecretStr | None = None
-    genesys_rate_limit_per_minute: int = Field(default=300, ge=1)
-    genesys_connect_timeout_s: float = Field(default=5.0, gt=0)
-    genesys_read_timeout_s: float = Field(default=15.0, gt=0)
+    genesys_client_id: str | None = Field(default=None, description="OAuth client id; unset: the emulator's.")
+    genesys_client_secret: SecretStr | None = Field(default=None, description="OAuth client secret.")
+    genesys_rate_limit_per_minute: int = Field(
+        default=300, ge=1, description="Requests per minute shared by every process using the OAuth client."
+    )
+    genesys_connect_timeout_s: float = Field(default=5.0, gt=0, description="Connect timeout of Genesys calls.")
+    genesys_read_timeout_s: float = Field(default=15.0, gt=0, description="Read timeout of Genesys calls.")
     genesys_token_refresh_margin_s: int = Field(
         default=300, ge=0, description="Refresh the OAuth token this long before it expires."
     )
 
     # --- Emulator / Flower -------------------------------------------------------------------
-    emulator_host: str = "127.0.0.1"
-    emulator_port: int = 8089
-    flower_port: int = 5555
+    emulator_host: str = Field(default="127.0.0.1", description="Where `parley run` starts the emulator.")
+    emulator_port: int = Field(default=8089, description="Port of the emulator `parley run` starts.")
+    flower_port: int = Field(default=5555, description="Port of Flower.")
 
     # --- Ingestion ---------------------------------------------------------------------------
-    commands_stream: str = "parley:commands"
-    events_stream: str = "parley:events"
-    dead_stream: str = "parley:dead"
-    consumer_group: str = "parley-ingest"
+    commands_stream: str = Field(default="parley:commands", description="Stream producers XADD commands to.")
+    events_stream: str = Field(default="parley:events", description="Stream Parley appends events to.")
+    dead_stream: str = Field(default="parley:dead", description="Stream of dead letters.")
+    consumer_group: str = Field(default="parley-ingest", description="Consumer group of the ingestion workers.")
     max_deliveries: int = Field(default=5, ge=1, description="Stream deliveries before dead-lettering.")
     claim_idle_ms: int = Field(default=30_000, ge=100, description="Reclaim pending entries idle this long.")
-    read_batch: int = Field(default=64, ge=1)
-    read_block_ms: int = Field(default=1_000, ge=1)
-    idempotency_retention_s: int = Field(default=7 * DAY_S, ge=60)
+    read_batch: int = Field(default=64, ge=1, description="Entries read (and committed) per batch.")
+    read_block_ms: int = Field(default=1_000, ge=1, description="How long one XREADGROUP blocks.")
+    idempotency_retention_s: int = Field(
+        default=7 * DAY_S, ge=60, description="How long idempotency keys and command records are kept."
+    )
     events_maxlen: int = Field(default=1_000_000, ge=1000, description="Approximate cap of the events stream.")
 
     # --- Celery execution ------------------------------------------------------------------
@@ -79,7 +83,7 @@ class Settings(BaseSettings):
     execution_lease_ms: int = Field(
         default=15_000, ge=1000, description="Lease held (and renewed) while a command executes."
     )
-    celery_concurrency: int = Field(default=4, ge=1)
+    celery_concurrency: int = Field(default=4, ge=1, description="Celery worker processes under `parley run`.")
     stall_redispatch_s: int | None = Field(
         default=None, ge=5,
         description="Re-dispatch a command with no progress for this long (default: visibility timeout + 60 s).",
@@ -93,8 +97,12 @@ class Settings(BaseSettings):
     )
 
     # --- Events webhook ----------------------------------------------------------------------
-    webhook_url: str | None = None
-    webhook_secret: SecretStr | None = None
+    webhook_url: str | None = Field(default=None, description="POST every event here (HMAC-SHA256 signed).")
+    webhook_secret: SecretStr | None = Field(default=None, description="Key of the webhook signature.")
+    webhook_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one webhook delivery.")
+    webhook_max_attempts: int = Field(
+        default=10, ge=1, description="Deliveries of one event before it is dead-lettered."
+    )
 
     def check(self) -> None:
         """Refuse settings that would make Celery run a task twice (reference §1: VT vs ETA/runtime)."""

@@ -14,7 +14,7 @@ class DeadLetter(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     at: Timestamp = Field(default_factory=utcnow)
-    stage: Literal["ingest", "execute"]
+    stage: Literal["ingest", "execute", "webhook"]
     reason: str
     original: str = Field(description="The command exactly as the producer sent it.")
     source_entry_id: str | None = Field(default=None, description="Its id in parley:commands.")

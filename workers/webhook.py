@@ -1,0 +1,156 @@
+"""The webhook relay: POST every event of ``parley:events`` to ``PARLEY_WEBHOOK_URL``, signed.
+
+Delivery is at least once and in order: events are read through the consumer group
+``parley-webhook`` and acknowledged only after the endpoint answered 2xx; a failure holds the line
+(later events wait) and is retried with exponential backoff, and an event refused
+``PARLEY_WEBHOOK_MAX_ATTEMPTS`` times goes to the dead letters so the line moves on. Receivers
+dedupe on the event ``id`` (also in the ``X-Parley-Event-Id`` header).
+
+Signature (``X-Parley-Signature: t=<unix seconds>,v1=<hex>``): HMAC-SHA256 with the webhook secret
+over ``"<t>.<raw body>"``. Verify it and reject a ``t`` older than a few minutes (replays).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import httpx
+import redis
+
+from parley.deadletters import DeadLetters
+from parley.events import EVENT_FIELD
+from parley.settings import Settings
+from schemas.dead import DeadLetter
+
+log = logging.getLogger("parley.webhook")
+
+GROUP = "parley-webhook"
+BACKOFF_CAP_S = 60.0
+
+
+def signature(secret: bytes, timestamp: int, body: bytes) -> str:
+    digest = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def verify(secret: bytes, header: str, body: bytes, *, tolerance_s: int = 300, now: float | None = None) -> bool:
+    """What a receiver does: recompute the signature and refuse stale timestamps."""
+    try:
+        parts = dict(item.split("=", 1) for item in header.split(","))
+        timestamp = int(parts["t"])
+    except (ValueError, KeyError):
+        return False
+    if abs((now or time.time()) - timestamp) > tolerance_s:
+        return False
+    return hmac.compare_digest(signature(secret, timestamp, body), header)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    entry_id: str
+    body: bytes
+    event_id: str
+    event_type: str
+
+
+class WebhookRelay:
+    def __init__(self, client: redis.Redis, settings: Settings, http: httpx.Client | None = None,
+                 consumer: str = "relay") -> None:
+        if not settings.webhook_url:
+            raise ValueError("PARLEY_WEBHOOK_URL is not set")
+        self.client = client
+        self.settings = settings
+        self.url = settings.webhook_url
+        self.secret = settings.webhook_secret.get_secret_value().encode() if settings.webhook_secret else b""
+        self.http = http or httpx.Client(timeout=settings.webhook_timeout_s)
+        self.consumer = consumer
+        self.dead = DeadLetters(client, settings)
+        self.stop_event = threading.Event()
+        self._failures = 0
+
+    def ensure_group(self) -> None:
+        try:
+            # "$": a newly enabled webhook receives events from now on, not the whole history.
+            self.client.xgroup_create(self.settings.events_stream, GROUP, id="$", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def _read(self, start: str, block_ms: int | None) -> list[Delivery]:
+        reply = self.client.xreadgroup(GROUP, self.consumer, {self.settings.events_stream: start},
+                                       count=100, block=block_ms)
+        out = []
+        for _stream, rows in reply or []:
+            for entry_id, fields in rows:
+                raw = (fields or {}).get(EVENT_FIELD, "{}")
+                event = json.loads(raw)
+                out.append(Delivery(entry_id, raw.encode(), str(event.get("id", entry_id)), str(event.get("type"))))
+        return out
+
+    def _post(self, delivery: Delivery) -> str | None:
+        """Deliver one event; None on success, else why it failed."""
+        timestamp = int(time.time())
+        headers = {"Content-Type": "application/json", "X-Parley-Event-Id": delivery.event_id,
+                   "X-Parley-Event-Type": delivery.event_type,
+                   "X-Parley-Signature": signature(self.secret, timestamp, delivery.body)}
+        try:
+            response = self.http.post(self.url, content=delivery.body, headers=headers)
+        except httpx.HTTPError as exc:
+            return f"{type(exc).__name__}"
+        return None if response.is_success else f"HTTP {response.status_code}"
+
+    def _attempts(self, entry_id: str) -> int:
+        pending = self.client.xpending_range(self.settings.events_stream, GROUP, min=entry_id, max=entry_id,
+                                             count=1)
+        return int(pending[0]["times_delivered"]) if pending else 1
+
+    def deliver(self, deliveries: list[Delivery]) -> bool:
+        """Deliver in order; stop at the first failure (returns False) so order is kept."""
+        for delivery in deliveries:
+            failure = self._post(delivery)
+            if failure is None:
+                self.client.xack(self.settings.events_stream, GROUP, delivery.entry_id)
+                self._failures = 0
+                continue
+            attempts = self._attempts(delivery.entry_id)
+            log.warning("webhook delivery of event %s failed (%s), attempt %d", delivery.event_id, failure, attempts)
+            if attempts >= self.settings.webhook_max_attempts:
+                self._give_up(delivery, failure, attempts)
+                continue
+            self._failures += 1
+            return False
+        return True
+
+    def _give_up(self, delivery: Delivery, failure: str, attempts: int) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        self.dead.add(DeadLetter(stage="webhook", reason=f"webhook refused the event {attempts} times: {failure}",
+                                 original=delivery.body.decode(), source_entry_id=delivery.entry_id,
+                                 deliveries=attempts), pipe)
+        pipe.xack(self.settings.events_stream, GROUP, delivery.entry_id)
+        pipe.execute()
+
+    def backoff_s(self) -> float:
+        return min(BACKOFF_CAP_S, 0.5 * 2 ** max(0, self._failures - 1))
+
+    def run_once(self, block_ms: int = 1000) -> bool:
+        """Retry what is pending first (order), then new events; False when a delivery failed."""
+        pending = self._read("0", None)
+        if pending:
+            return self.deliver(pending)
+        return self.deliver(self._read(">", block_ms))
+
+    def run(self) -> None:
+        self.ensure_group()
+        log.info("relaying %s to the webhook", self.settings.events_stream)
+        while not self.stop_event.is_set():
+            try:
+                if not self.run_once():
+                    self.stop_event.wait(self.backoff_s())
+            except (redis.ConnectionError, redis.TimeoutError):
+                self.stop_event.wait(1.0)
