@@ -7,12 +7,15 @@ responses can be dropped. Entries carry ids and counts, never message text or to
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
+
+log = logging.getLogger("emulator")
 
 LedgerKind = Literal[
     "conversation.created",
@@ -89,6 +92,8 @@ class Ledger:
 
     Listeners are how push channels (the guest event streams) learn what happened without the domain
     code knowing about sockets; they are called synchronously, outside the lock, and must not block.
+    A listener that fails is logged and skipped: the side effect happened regardless, and the call
+    that caused it must not fail because a socket could not be told.
     """
 
     def __init__(self) -> None:
@@ -102,7 +107,10 @@ class Ledger:
             self._entries.append(entry)
             listeners = list(self._listeners)
         for listener in listeners:
-            listener(entry)
+            try:
+                listener(entry)
+            except Exception as exc:
+                log.error("ledger listener failed on %s: %s", kind, type(exc).__name__)
         return entry
 
     def subscribe(self, listener: LedgerListener) -> Callable[[], None]:

@@ -3,7 +3,7 @@ Web Messaging sessions (list, expire, force read-only).
 
 - ``GET /__emulator/sockets``: the open guest sockets (id, protocol, session, conversation).
 - ``POST /__emulator/sockets/drop``: drop the selected sockets, ``abrupt`` (TCP abort: the client
-  sees 1006) or with a close ``code`` (default 1001).
+  sees 1006) or with a close ``code`` (default 1001); ``socket_closing`` warns Guest Chat streams first.
 - ``POST /__emulator/sockets/shape``: ``reorder`` (hold, release in reverse order) or ``duplicate``
   the next ``frames`` chat frames of the selected sockets.
 - ``GET /__emulator/webmessaging/sessions``: the Web Messaging guest sessions (never their tokens).
@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from emulator import ws_guestchat_frames as guestchat_frames
 from emulator.api import emulator_of
 from emulator.bodies import parse_body
 from emulator.errors import ApiError
@@ -48,6 +49,9 @@ class SocketDrop(SocketSelector):
     abrupt: bool = Field(default=True, description="Abort the TCP connection (no close frame; the client sees 1006).")
     code: int = Field(default=1001, ge=1000, le=4999, description="Close code when not abrupt.")
     reason: str = Field(default="", max_length=120)
+    socket_closing: bool = Field(
+        default=False, description="Guest Chat streams get v2.system.socket_closing before the drop."
+    )
 
 
 class SocketShape(SocketSelector):
@@ -151,6 +155,8 @@ async def drop_sockets(request: Request) -> Response:
     body = await parse_body(request, SocketDrop, required=False)
     links = _selected(emulator_of(request), body)
     for link in links:
+        if body.socket_closing and link.protocol == "guestchat":
+            link.send(guestchat_frames.socket_closing())
         if body.abrupt:
             link.abort()
         else:

@@ -22,6 +22,7 @@ from genesys.models import WebChatConversation, WebChatMessage
 from guest.common import iso_time
 from guest.guestchat_frames import (
     HEARTBEAT_TOPIC,
+    SOCKET_CLOSING_TOPIC,
     ConversationRef,
     Heartbeat,
     MemberChange,
@@ -62,7 +63,13 @@ def _chat(conv: Conversation, topic: Literal["members", "messages"], kind: str, 
 
 def channel_metadata(message: str) -> str:
     """A heartbeat (``WebSocket Heartbeat``) or the answer to ``{"message": "ping"}`` (``pong``)."""
-    return json.dumps({"topicName": HEARTBEAT_TOPIC, "eventBody": Heartbeat(message=message).model_dump()})
+    body = {"topicName": HEARTBEAT_TOPIC, "eventBody": Heartbeat(message=message).model_dump()}
+    return json.dumps(body, separators=(",", ":"))
+
+
+def socket_closing() -> str:
+    """``v2.system.socket_closing``: the server will close the socket soon (the body is a guess)."""
+    return json.dumps({"topicName": SOCKET_CLOSING_TOPIC, "eventBody": {}}, separators=(",", ":"))
 
 
 def member_change(conv: Conversation, member_id: str, state: MemberState, at: datetime) -> str:

@@ -13,7 +13,6 @@ links are kept in the order they configured, so the oldest is the one a 4th conn
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import uuid
@@ -46,6 +45,7 @@ class _Frame:
 class _Close:
     code: int
     reason: str
+    abrupt: bool = False
 
 
 class Link:
@@ -83,14 +83,10 @@ class Link:
             self._call(self._queue.put_nowait, _Close(code, reason))
 
     def abort(self) -> None:
-        """Drop the connection now, without a close frame: queued frames are lost, as on a TCP drop."""
-        self.closing = True
-        raw_send = self._websocket.scope.get(RAW_SEND_KEY)
-        transport = getattr(getattr(raw_send, "__self__", None), "transport", None)
-        if transport is None:
-            self._call(self._queue.put_nowait, _Close(ABNORMAL_CLOSURE, ""))
-        else:
-            self._call(transport.abort)
+        """Drop the connection after the frames already queued, without a close frame (a TCP drop)."""
+        if not self.closing:
+            self.closing = True
+            self._call(self._queue.put_nowait, _Close(ABNORMAL_CLOSURE, "", abrupt=True))
 
     def shape(self, mode: ShapeMode, frames: int, hold_s: float) -> None:
         """Reorder (hold, then release in reverse order once ``frames`` are held or ``hold_s`` has
@@ -145,12 +141,20 @@ class Link:
                     continue
                 if isinstance(item, _Close):
                     await self._release_held()
-                    await self._websocket.close(item.code, item.reason)
+                    await self._close(item)
                     return
                 await self._write_frame(item)
         except (WebSocketDisconnect, RuntimeError, OSError) as exc:
             # The client is gone (or the socket already closed); the reader sees the disconnect.
             log.debug("guest socket write ended: %s", type(exc).__name__)
+
+    async def _close(self, item: _Close) -> None:
+        raw_send = self._websocket.scope.get(RAW_SEND_KEY)
+        transport = getattr(getattr(raw_send, "__self__", None), "transport", None)
+        if item.abrupt and transport is not None:
+            transport.abort()  # the reader then gets the server's disconnect (1006)
+        else:
+            await self._websocket.close(item.code, item.reason)
 
     async def _write_frame(self, frame: _Frame) -> None:
         if not frame.shapeable or self._remaining <= 0:
@@ -242,10 +246,3 @@ class LinkRegistry:
         index[key].pop(link.id, None)
         if not index[key]:
             del index[key]
-
-
-async def cancel_quietly(task: asyncio.Task[Any]) -> None:
-    """Cancel a task and wait for it, whatever it ends with."""
-    task.cancel()
-    with contextlib.suppress(BaseException):
-        await task

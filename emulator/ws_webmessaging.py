@@ -70,6 +70,11 @@ class GuestConnection:
             self._link.send(frames.error(refused.code, refused.text, request.tracing_id))
         except TooManyRequests as limited:
             self._link.send(frames.too_many_requests(limited.retry_after_s, limited.text, request.tracing_id))
+        except Exception as exc:
+            # Genesys' 5000 "unexpected"; the socket stays up. Only the type is logged: an error's text
+            # may quote the guest's message.
+            log.error("guest socket request %s failed: %s", request.action[:40], type(exc).__name__)
+            self._link.send(frames.error(5000, "Unexpected error", request.tracing_id))
 
     def _dispatch(self, request: ClientRequest) -> None:
         action = request.action
