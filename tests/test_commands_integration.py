@@ -234,3 +234,37 @@ def test_expired_command_is_not_executed(pipeline: Pipeline) -> None:
     command = send(contact(), expires_at="2001-01-01T00:00:00Z")
     done = pipeline.run(command)
     assert done["type"] == "command.expired"
+
+
+# --- the state cache refreshes from Genesys ------------------------------------------------------------
+def test_cached_cobrowse_ended_outside_parley_is_replaced(pipeline: Pipeline) -> None:
+    cid = live_conversation(pipeline)
+    first = pipeline.run({"type": "cobrowse.start", "idempotency_key": key("cb"), "conversation_id": cid})
+    token = pipeline.genesys_token()
+    pipeline.http.patch(f"/api/v2/conversations/cobrowsesessions/{cid}", json={"state": "disconnected"},
+                        headers={"Authorization": f"Bearer {token}"}).raise_for_status()  # an agent ended it
+    again = pipeline.run({"type": "cobrowse.start", "idempotency_key": key("cb"), "conversation_id": cid})
+    assert again["type"] == "command.succeeded" and again["result"]["reused"] is False
+    assert again["result"]["join_code"] != first["result"]["join_code"]
+    assert len(pipeline.ledger("cobrowse.started", cid)) == 2
+
+
+def test_customer_who_left_gets_a_new_conversation(pipeline: Pipeline) -> None:
+    customer = contact()
+    cid = pipeline.run(send(customer))["result"]["conversation_id"]
+    pipeline.http.post(f"/__emulator/conversations/{cid}/customer/disconnect").raise_for_status()
+    again = pipeline.run(send(customer, text="are you still there?"))
+    assert again["type"] == "command.succeeded"
+    assert again["result"]["conversation_id"] != cid and again["result"]["reused"] is False
+    assert len(pipeline.ledger("message.sent", cid)) == 1
+
+
+# --- secrets and customer text stay out of logs ---------------------------------------------------------
+def test_no_customer_text_or_secret_in_worker_logs(pipeline: Pipeline) -> None:
+    secret_text = "my card number is 4111 1111 1111 1111"
+    done = pipeline.run(send(contact(), text=secret_text))
+    assert done["type"] == "command.succeeded"
+    logs = pipeline.logs()
+    assert "parley.message.send" in logs  # the workers did log (at INFO)
+    for needle in (secret_text, "4111", pipeline.fixtures["client_secret"], pipeline.genesys_token()[:16]):
+        assert needle not in logs

@@ -11,13 +11,16 @@ join code cannot be read back from Genesys.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from genesys.errors import GenesysError
 from genesys.models import CobrowseWebMessagingSession
 from parley.state_cache import CobrowseSession, ConversationKey
 from schemas.commands import CobrowseEnd, CobrowseStart
+from schemas.common import utcnow
 from schemas.events import CommandResult
 from tasks.context import ExecutionContext, handles
-from tasks.handlers.reading import has_live_cobrowse
+from tasks.handlers.reading import fetch_live, has_live_cobrowse
 
 CONVERSATION_LEASE_WAIT_S = 10.0
 
@@ -37,13 +40,25 @@ def _cached(conversation_id: str, started: CobrowseWebMessagingSession) -> Cobro
                            date_offer_ends=started.date_offer_ends)
 
 
+def _still_live(ctx: ExecutionContext, session: CobrowseSession) -> bool:
+    """A cached session older than the max age is confirmed with Genesys (it may have been ended
+    outside Parley); a dead one is forgotten so a fresh session is started."""
+    if utcnow() - session.created_at <= timedelta(seconds=ctx.settings.state_max_age_s):
+        return True
+    conv = fetch_live(ctx, session.conversation_id)
+    if conv is not None and has_live_cobrowse(conv):
+        return True
+    ctx.state.invalidate_cobrowse(session.conversation_id)
+    return False
+
+
 @handles("cobrowse.start")
 def start_cobrowse(ctx: ExecutionContext, command: CobrowseStart) -> CommandResult:
     cid = command.conversation_id
     with ctx.state.lease(ConversationKey(conversation_id=cid), ctx.settings.natural_key_lease_ms,
                          timeout_s=CONVERSATION_LEASE_WAIT_S):
         live = ctx.state.get_cobrowse(cid)
-        if live is not None:
+        if live is not None and _still_live(ctx, live):
             return _result(live, reused=True)
         note = None
         try:

@@ -9,7 +9,7 @@ outcome is unknown, Parley first looks for a message it sent after that attempt 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from genesys.errors import GenesysError
 from genesys.models import MessageConversation
@@ -18,6 +18,7 @@ from parley.state_cache import CustomerKey, LiveConversation
 from schemas.commands import MessageSend
 from schemas.events import CommandResult
 from tasks.context import ExecutionContext, Refused, handles
+from tasks.handlers.reading import fetch_live
 
 CUSTOMER_LEASE_WAIT_S = 10.0
 SENDER_PURPOSES = frozenset({"api", "agent", "acd", "workflow", "external"})
@@ -50,6 +51,18 @@ def _sent_since(conv: MessageConversation, since: datetime, others: set[str]) ->
     return None
 
 
+def _confirmed(ctx: ExecutionContext, key: CustomerKey, live: LiveConversation | None) -> LiveConversation | None:
+    """A stale cache entry is checked with Genesys: an ended conversation is forgotten, a live one renewed."""
+    if live is None or not live.is_stale(timedelta(seconds=ctx.settings.state_max_age_s)):
+        return live
+    if fetch_live(ctx, live.conversation_id) is None:
+        ctx.state.contradicted(live.conversation_id, key)
+        return None
+    renewed = LiveConversation(conversation_id=live.conversation_id, communication_id=live.communication_id)
+    ctx.state.put_conversation(key, renewed)
+    return renewed
+
+
 def _already_sent(ctx: ExecutionContext, live: LiveConversation | None) -> CommandResult | None:
     """Lookup before acting again: did the attempt that died send the message after all?"""
     if live is None or ctx.previous_attempt_started_at is None:
@@ -74,7 +87,7 @@ def send_message(ctx: ExecutionContext, command: MessageSend) -> CommandResult:
     key = CustomerKey.for_message(org=command.org, channel=command.channel.value, from_address=command.from_address,
                                   to_address=command.to_address, external_contact_id=command.external_contact_id)
     with ctx.state.lease(key, ctx.settings.natural_key_lease_ms, timeout_s=CUSTOMER_LEASE_WAIT_S):
-        live = ctx.state.get_conversation(key)
+        live = _confirmed(ctx, key, ctx.state.get_conversation(key))
         if ctx.recovering:
             found = _already_sent(ctx, live)
             if found is not None:

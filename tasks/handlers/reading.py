@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from genesys.errors import GenesysError
 from genesys.models import Conversation, Participant
+from tasks.context import ExecutionContext
 
 ENDED_STATES = frozenset({"disconnected", "terminated"})
 
@@ -49,3 +51,14 @@ def has_live_cobrowse(conv: Conversation) -> bool:
         for leg in (p.cobrowsesessions or [])
         if leg.state
     )
+
+
+def fetch_live(ctx: ExecutionContext, conversation_id: str) -> Conversation | None:
+    """The conversation if Genesys still has it live; None when it ended or does not exist."""
+    try:
+        conv = ctx.genesys.get_conversation(conversation_id)
+    except GenesysError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return None if is_ended(conv) else conv

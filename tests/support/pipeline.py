@@ -36,7 +36,18 @@ class Pipeline:
     env: dict[str, str]
     client: redis.Redis
     http: httpx.Client
+    log_dir: Path = Path(".")
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def logs(self) -> str:
+        """Everything the ingestion and Celery workers logged."""
+        return "".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("*.log")))
+
+    def genesys_token(self) -> str:
+        f = self.fixtures
+        reply = self.http.post("/oauth/token", data={"grant_type": "client_credentials"},
+                               auth=(f["client_id"], f["client_secret"]))
+        return str(reply.json()["access_token"])
 
     @property
     def fixtures(self) -> dict[str, Any]:
@@ -98,15 +109,19 @@ def running_pipeline(tmp: Path, *, celery_concurrency: int = 2, **env_overrides:
             "PARLEY_NATURAL_KEY_LEASE_MS": "3000",
             "PARLEY_END_VERIFY_DEADLINE_S": "5",
             "PARLEY_STALL_REDISPATCH_S": "20",
+            "PARLEY_STATE_MAX_AGE_S": "0",  # confirm every cached entry: exercises the refresh path
             **env_overrides,
         })
         env.pop("PARLEY_GENESYS_REGION", None)
         client = redis.Redis.from_url(server.url, decode_responses=True)
         http = stack.enter_context(httpx.Client(base_url=emulator.base_url))
-        pipeline = Pipeline(server, emulator, env, client, http)
+        log_dir = tmp / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        pipeline = Pipeline(server, emulator, env, client, http, log_dir)
         stack.callback(pipeline.stop_all)
-        pipeline.start("ingest", start_ingest(env))
-        pipeline.start("celery", start_celery(env, app="tasks.app", concurrency=celery_concurrency))
+        pipeline.start("ingest", start_ingest(env, log=log_dir / "ingest.log"))
+        pipeline.start("celery", start_celery(env, app="tasks.app", concurrency=celery_concurrency,
+                                              log=log_dir / "celery.log", loglevel="INFO"))
         yield pipeline
 
 

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,16 +31,23 @@ def parley_env(redis_url: str, **overrides: str) -> dict[str, str]:
     return env
 
 
-def start_ingest(env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _output(log: Path | None) -> Any:
+    """Where a child writes: a log file to inspect, or nowhere (an unread pipe could block it)."""
+    return log.open("ab") if log is not None else subprocess.DEVNULL
+
+
+def start_ingest(env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
+    out = _output(log)
     return subprocess.Popen([sys.executable, "-m", "parley.cli", "ingest"], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=out, stderr=out)
 
 
 def start_celery(env: dict[str, str], app: str = "tests.support.celery_app", concurrency: int = 2,
-                 name: str = "w1") -> subprocess.Popen[bytes]:
+                 name: str = "w1", log: Path | None = None, loglevel: str = "WARNING") -> subprocess.Popen[bytes]:
     argv = [sys.executable, "-m", "celery", "-A", app, "worker", "-Q", "parley.commands", "-c", str(concurrency),
-            "-P", "prefork", "--loglevel", "WARNING", "-n", f"{name}@%h", "--without-mingle", "--without-gossip"]
-    return subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            "-P", "prefork", "--loglevel", loglevel, "-n", f"{name}@%h", "--without-mingle", "--without-gossip"]
+    out = _output(log)
+    return subprocess.Popen(argv, env=env, cwd=ROOT, stdout=out, stderr=out)
 
 
 def stop(process: subprocess.Popen[bytes], *, kill: bool = False) -> None:
