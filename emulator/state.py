@@ -344,24 +344,10 @@ class EmulatorState:
             if self.live_for(key) is not None:
                 raise ApiError(400, "active.conversation")
             conv = self._new_messaging(key, to_address, external_contact_id)
-            self._add(
-                conv,
-                Participant(
-                    purpose="acd",
-                    queue_id=queue.id,
-                    queue_name=queue.name,
-                    communications=[
-                        Communication(
-                            media=Media.MESSAGE,
-                            state="connected",
-                            direction="outbound",
-                            messenger_type=key[0],
-                            from_address=key[1],
-                            to_address=to_address,
-                        )
-                    ],
-                ),
-            )
+            self._add(conv, _acd(queue, Communication(
+                media=Media.MESSAGE, state="connected", direction="outbound", messenger_type=key[0],
+                from_address=key[1], to_address=to_address,
+            )))
             return conv
 
     def _new_messaging(
@@ -585,15 +571,7 @@ class EmulatorState:
                     communications=[self._room_less_leg(provider)],
                 ),
             )
-            self._add(
-                conv,
-                Participant(
-                    purpose="acd",
-                    queue_id=queue.id,
-                    queue_name=queue.name,
-                    communications=[self._room_less_leg(provider)],
-                ),
-            )
+            self._add(conv, _acd(queue, self._room_less_leg(provider)))
             self._record("chat.created", conv, participant_id=customer.id, queue_id=queue.id, by="client")
             return conv
 
@@ -647,22 +625,9 @@ class EmulatorState:
             chat.event_stream_attached = True
             guest = self.guest_member(conv)
             self._connect(guest.communications[0], guest)
-            self._add(
-                conv,
-                Participant(
-                    purpose="acd",
-                    queue_id=chat.queue.id,
-                    queue_name=chat.queue.name,
-                    communications=[
-                        Communication(
-                            media=Media.CHAT,
-                            state="connected",
-                            direction="inbound",
-                            provider=GUEST_CHAT_PROVIDER,
-                        )
-                    ],
-                ),
-            )
+            self._add(conv, _acd(chat.queue, Communication(
+                media=Media.CHAT, state="connected", direction="inbound", provider=GUEST_CHAT_PROVIDER,
+            )))
             self._record("guest.event_stream.attached", conv, member_id=chat.guest_member_id, by="guest")
 
     def detach_event_stream(self, conv: Conversation) -> None:
@@ -879,22 +844,9 @@ class EmulatorState:
             conv = self._new_messaging(
                 key, None, session.external_contact_id, direction="inbound", by="guest", session_id=session.id
             )
-            self._add(
-                conv,
-                Participant(
-                    purpose="acd",
-                    queue_id=queue.id,
-                    queue_name=queue.name,
-                    communications=[
-                        Communication(
-                            media=Media.MESSAGE,
-                            state="connected",
-                            direction="inbound",
-                            messenger_type="webmessaging",
-                        )
-                    ],
-                ),
-            )
+            self._add(conv, _acd(queue, Communication(
+                media=Media.MESSAGE, state="connected", direction="inbound", messenger_type="webmessaging",
+            )))
         session.conversation_id = conv.id
         session.conversation_ids.append(conv.id)
         return conv
@@ -990,3 +942,8 @@ class EmulatorState:
 
 def _history_time(item: HistoryItem) -> datetime:
     return item.at if isinstance(item, SessionEvent) else item[1].timestamp
+
+
+def _acd(queue: Queue, leg: Communication) -> Participant:
+    """The queue's participant: the leg an interaction waits on until an agent answers."""
+    return Participant(purpose="acd", queue_id=queue.id, queue_name=queue.name, communications=[leg])

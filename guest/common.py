@@ -11,8 +11,9 @@ import base64
 import binascii
 import json
 import random
+import uuid
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
@@ -327,9 +328,11 @@ class Reconnector:
 class SansIOMachine:
     """Output queues shared by both machines: the I/O layer drains them after every input."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, rng: random.Random | None = None, new_id: Callable[[], str] | None = None) -> None:
         self._intents: list[Intent] = []
         self._events: list[GuestEvent] = []
+        self._new_id = new_id or (lambda: str(uuid.uuid4()))
+        self._rng = rng or random.Random()
 
     def intents_to_run(self) -> list[Intent]:
         """Work for the I/O layer (sockets, REST calls), in order."""

@@ -28,7 +28,6 @@ Rules this machine enforces (see reference/genesys-websockets.md, Protocol A):
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -271,11 +270,9 @@ class GuestChatSession(SansIOMachine):
         rng: random.Random | None = None,
         new_id: Callable[[], str] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(rng=rng, new_id=new_id)
         self.config = config
         self.state = GcState.NEW
-        self._new_id = new_id or (lambda: str(uuid.uuid4()))
-        self._rng = rng or random.Random()
         self._requests: dict[str, ChatRequest] = {}
 
         self.conversation_id: str | None = None

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import random
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -247,10 +246,9 @@ class WebMessagingSession(SansIOMachine):
         rng: random.Random | None = None,
         new_id: Callable[[], str] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(rng=rng, new_id=new_id)
         self.config = config
         self.state = WmState.NEW
-        self._new_id = new_id or (lambda: str(uuid.uuid4()))
         self._token = config.token.get_secret_value()
         self._frames: list[str] = []
 
