@@ -156,6 +156,22 @@ def guest() -> None:
 
 
 @app.command()
+def webhook() -> None:
+    """Run the webhook relay (parley:events -> PARLEY_WEBHOOK_URL, HMAC-SHA256 signed)."""
+    import signal
+
+    from parley.connections import connect
+    from workers.webhook import WebhookRelay
+
+    _logging()
+    settings = get_settings()
+    relay = WebhookRelay(connect(settings), settings)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: relay.stop_event.set())
+    relay.run()
+
+
+@app.command()
 def emulator(
     host: Annotated[str | None, typer.Option(help="Bind address (default PARLEY_EMULATOR_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default PARLEY_EMULATOR_PORT).")] = None,

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -44,6 +45,7 @@ from genesys.client import AsyncGenesysClient
 from parley.connections import connect, redis_url
 from parley.settings import Settings
 from parley.state_cache import StateCache
+from workers.guest_batch import RedisBatcher
 from workers.guest_commands import CommandDesk
 from workers.guest_io import SessionIO, rest_caller, websocket_connector
 from workers.guest_keys import GuestKeys
@@ -56,6 +58,7 @@ from workers.guest_store import SessionStatus, SessionStore
 log = logging.getLogger("parley.guest")
 
 HANDOVER_TIMEOUT_S = 10.0
+REDIS_CONNECTIONS = 64
 REDIS_RETRY_S = 1.0
 
 
@@ -77,16 +80,20 @@ class GuestWorker:
     async def run(self, ready: Callable[[], None] | None = None) -> None:
         """Serve until :meth:`request_stop` (or a lost lease); then hand the sessions over."""
         gs = self.guest_settings
-        self.redis = aredis.Redis.from_url(redis_url(self.settings), decode_responses=True,
-                                           socket_connect_timeout=5, socket_keepalive=True,
-                                           health_check_interval=15, retry_on_timeout=True)
+        # Thousands of runners share a bounded pool and wait for a connection rather than fail.
+        pool = aredis.BlockingConnectionPool.from_url(
+            redis_url(self.settings), decode_responses=True, max_connections=REDIS_CONNECTIONS, timeout=None,
+            socket_connect_timeout=5, socket_keepalive=True, health_check_interval=15, retry_on_timeout=True)
+        self.redis = aredis.Redis(connection_pool=pool)
         sync_redis: redis.Redis = connect(self.settings)
-        executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="guest-outcomes")
+        executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="guest-state-cache")
         genesys = AsyncGenesysClient(self.settings, self.redis)
         io = self._io or SessionIO(connect=websocket_connector(gs), rest=rest_caller(genesys),
                                    api_url=genesys.endpoints.api_url)
-        self.store = SessionStore(self.redis, self.settings, self.keys)
-        self.desk = CommandDesk(sync_redis, self.redis, self.settings, executor)
+        batcher = RedisBatcher(self.redis)
+        self.store = SessionStore(batcher, self.settings, self.keys)
+        self.desk = CommandDesk(batcher, self.settings, executor)
+        await batcher.load_scripts()
         self.ownership = Ownership(self.redis, self.worker_id, gs.lease_ttl_ms, self.keys)
         self.router = Router(self.redis, self.store, self.desk, self.ownership, gs, self.ensure_runner, self.keys)
         self.context = RunnerContext(self.worker_id, self.store, self.desk, io, gs, StateCache(sync_redis))
@@ -154,7 +161,10 @@ class GuestWorker:
         runner.launch()
 
     def _runner_exited(self, ident: str) -> None:
-        self.runners.pop(ident, None)
+        runner = self.runners.pop(ident, None)
+        if runner is not None and runner.failed and not self.stopping.is_set():
+            # Redis was unavailable (or a bug): try again shortly; the runner reloads everything it needs.
+            asyncio.get_running_loop().call_later(REDIS_RETRY_S, self.ensure_runner, ident)
 
     # --- loops --------------------------------------------------------------------------------------
 
@@ -248,6 +258,13 @@ class GuestWorker:
         return adopted
 
 
+def _tune_gc() -> None:
+    """Thousands of long-lived session objects make full collections slow and pointless: keep what exists
+    at start-up out of them, and collect the young generation less often (fewer pauses in the relay path)."""
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 50)
+
+
 def main(settings: Settings, guest_settings: GuestSettings | None = None) -> int:
     """Run one guest worker until SIGTERM/SIGINT; the process exit status (1 when the lease was lost)."""
     with contextlib.suppress(ImportError):
@@ -258,7 +275,7 @@ def main(settings: Settings, guest_settings: GuestSettings | None = None) -> int
     async def serve() -> int:
         worker = GuestWorker(settings, guest_settings)
         worker.install_signal_handlers()
-        await worker.run()
+        await worker.run(ready=_tune_gc)
         return 1 if worker.lease_lost else 0
 
     return asyncio.run(serve())

@@ -1,10 +1,13 @@
 """The command side of the guest worker: read a command's record, mark it running, end it.
 
 Commands end through :class:`parley.outcomes.Outcomes`, the one place that writes record state, the
-event and the dead letter in a single transaction. It is a synchronous API; endings are rare next to
-relayed messages, so they run on a small thread pool instead of blocking the event loop. Reads and
-the ``running`` mark use the asyncio client with the same record helpers (they only stage commands
-on the pipeline they are given).
+event and the dead letter in a single transaction. Outcomes is synchronous, and a thread pool is no
+answer at hundreds of endings a second (each thread waits for the GIL behind the busy event loop), so
+Outcomes runs unchanged against a client whose pipelines record their transaction instead of sending
+it (:class:`_Recorder`); the recorded commands are then run by one Lua script (:data:`_ATOMIC`), which
+Redis executes as atomically as MULTI/EXEC, on the coalesced pipeline of :mod:`workers.guest_batch`.
+The ``running`` mark uses the same record helper on that pipeline. Only the rare state cache writes
+go to a thread.
 """
 
 from __future__ import annotations
@@ -14,10 +17,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
-import redis.asyncio as aredis
 
 from parley import keys
 from parley.outcomes import Outcomes, about
@@ -27,6 +29,7 @@ from schemas.commands import Command
 from schemas.common import utcnow
 from schemas.events import CommandResult, CommandRetrying, EventBase, GenesysErrorInfo
 from schemas.validation import Rejection, parse_command
+from workers.guest_batch import RedisBatcher
 
 T = TypeVar("T")
 
@@ -45,11 +48,55 @@ class UnreadableCommand(Exception):
         self.record = record
 
 
+def _texts(data: dict[bytes | str, bytes | str]) -> dict[str, str]:
+    return {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in data.items()}
+
+
+# ARGV: for each command, its length n then its n words. All of them, atomically (as MULTI/EXEC would).
+_ATOMIC = """
+local i = 1
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+return 1
+"""
+
+
+class _RecordingPipeline(redis.client.Pipeline):
+    """Stages commands like any transaction; ``execute`` hands them to the recorder instead of Redis."""
+
+    recorder: _Recorder
+
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        self.recorder.stacks.append(list(self.command_stack))
+        self.reset()
+        return []
+
+
+class _Recorder(redis.Redis):
+    """A client that never connects: its pipelines record (see the module docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__(decode_responses=True)
+        self.stacks: list[list[tuple[tuple[Any, ...], dict[str, Any]]]] = []
+
+    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> _RecordingPipeline:
+        pipe = _RecordingPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
+        pipe.recorder = self
+        return pipe
+
+
 class CommandDesk:
-    def __init__(self, sync_client: redis.Redis, client: aredis.Redis, settings: Settings,
+    def __init__(self, batcher: RedisBatcher, settings: Settings,
                  executor: ThreadPoolExecutor) -> None:
-        self.redis = client
-        self.outcomes = Outcomes(sync_client, settings)
+        self.redis = batcher.redis
+        self._batcher = batcher
+        self._atomic = batcher.script(_ATOMIC)
+        self._recorder = _Recorder()
+        self.outcomes = Outcomes(self._recorder, settings)
         self._executor = executor
 
     async def run_sync(self, fn: Callable[..., T], *args: object) -> T:
@@ -58,17 +105,18 @@ class CommandDesk:
 
     async def record(self, command_id: str) -> CommandRecord | None:
         data = await self.redis.hgetall(keys.command(command_id))
-        if not data:
-            return None
-        text = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-                for k, v in data.items()}
-        return CommandRecord.model_validate(text)
+        return CommandRecord.model_validate(_texts(data)) if data else None
 
     async def load(self, command_id: str) -> Loaded | None:
         """The record and its parsed command; None when the record is gone (retention passed)."""
-        record = await self.record(command_id)
-        if record is None:
+        return self.parse(_texts(await self.redis.hgetall(keys.command(command_id))))
+
+    @staticmethod
+    def parse(fields: dict[str, str]) -> Loaded | None:
+        """A record read elsewhere (a script returned its fields) and its parsed command."""
+        if not fields:
             return None
+        record = CommandRecord.model_validate(fields)
         try:
             return Loaded(record, parse_command(record.body))
         except Rejection as rejection:
@@ -78,18 +126,26 @@ class CommandDesk:
         """Mark the command running (one more attempt); returns the record as it now reads."""
         attempts = record.attempts + 1
         started = utcnow().isoformat()
-        async with self.redis.pipeline(transaction=True) as pipe:
-            self.outcomes.records.set_fields(record.command_id, pipe, state=State.running.value,  # type: ignore[arg-type]
-                                             attempts=attempts, started_at=started)
-            await pipe.execute()
+        await self._batcher.run(lambda pipe: self.outcomes.records.set_fields(
+            record.command_id, pipe, state=State.running.value, attempts=attempts, started_at=started))  # type: ignore[arg-type]
         return record.model_copy(update={"state": State.running, "attempts": attempts, "started_at": started})
 
     async def succeed(self, record: CommandRecord, result: CommandResult, *extra: EventBase) -> None:
-        await self.run_sync(self.outcomes.succeed, record, result, *extra)
+        self.outcomes.succeed(record, result, *extra)
+        await self._send_recorded()
 
     async def fail(self, record: CommandRecord, reason: str, error: GenesysErrorInfo | None = None,
                    hint: str | None = None) -> None:
-        await self.run_sync(partial(self.outcomes.fail, record, reason, error=error, hint=hint))
+        self.outcomes.fail(record, reason, error=error, hint=hint)
+        await self._send_recorded()
+
+    async def _send_recorded(self) -> None:
+        (stack,) = self._recorder.stacks  # Outcomes ran synchronously just now: exactly one transaction
+        self._recorder.stacks.clear()
+        words: list[str | int | float] = []
+        for args, _options in stack:
+            words += [len(args), *(a.decode() if isinstance(a, bytes) else a for a in args)]
+        await self._atomic([], words)
 
     async def retrying(self, record: CommandRecord, attempt: int, delay_s: float, reason: str,
                        error: GenesysErrorInfo | None = None) -> None:

@@ -15,13 +15,14 @@ from datetime import UTC, datetime
 
 from pydantic import SecretStr, ValidationError
 
-from guest.common import Backoff, jwt_expiry, parse_time
+from guest.common import jwt_expiry, parse_time
 from guest.events import Intent, OpenSocket
 from guest.guestchat import CreateConversation, FetchHistory, GuestChatConfig, GuestChatSession
 from guest.guestchat_frames import WebChatMessageEntityList
 from schemas.commands import GuestStart
-from workers.guest_settings import GuestSettings
+from workers.guest_settings import GuestSettings, backoff
 from workers.guest_store import SessionSecret
+from workers.guest_webmessaging import SHARED_RNG
 
 
 class GuestChatAdapter:
@@ -44,8 +45,8 @@ class GuestChatAdapter:
             reorder_window=settings.reorder_window_s,
             dedup_capacity=settings.dedup_capacity,
             reconnect_timeout=settings.reconnect_timeout_s,
-            backoff=Backoff(initial=settings.backoff_initial_s, maximum=settings.backoff_max_s),
-        ))
+            backoff=backoff(settings),
+        ), rng=SHARED_RNG)
 
     def start(self, now: float) -> None:
         self.machine.start(now)

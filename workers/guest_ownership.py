@@ -34,12 +34,17 @@ HEARTBEAT_COMPONENT = "guest"
 """``parley status`` finds live guest workers by ``parley:heartbeat:guest:*``."""
 
 # KEYS: worker lease, heartbeat, router lease. ARGV: lease ttl ms, worker id, heartbeat ttl s, may route.
-# -1: the worker lease is gone (declared dead); 1: renewed and routing; 0: renewed, another routes.
+# -1: the worker lease is gone (declared dead); 1: renewed and routing; 0: renewed, not routing (another
+# worker routes, or this one is stopping and gives the routing lease up).
 _RENEW = """
 if redis.call('PEXPIRE', KEYS[1], ARGV[1]) == 0 then return -1 end
 redis.call('SET', KEYS[2], '1', 'EX', ARGV[3])
 local router = redis.call('GET', KEYS[3])
 if router == ARGV[2] then
+  if ARGV[4] ~= '1' then
+    redis.call('DEL', KEYS[3])  -- stopping: let another worker route now
+    return 0
+  end
   redis.call('PEXPIRE', KEYS[3], ARGV[1])
   return 1
 end

@@ -21,20 +21,23 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import redis.asyncio as aredis
 
+from parley import keys
 from schemas.commands import GuestEnd, GuestStart
 from schemas.events import CommandResult
-from workers.guest_commands import CommandDesk, UnreadableCommand
+from workers.guest_commands import CommandDesk, Loaded, UnreadableCommand
 from workers.guest_keys import GuestKeys, session_ident
 from workers.guest_ownership import Ownership
 from workers.guest_settings import GuestSettings
-from workers.guest_store import SessionStore
+from workers.guest_store import Routed, RouteRequest, SessionStore
 
 log = logging.getLogger("parley.guest.routing")
+T = TypeVar("T")
 
 NO_SESSION = ("there is no guest session for this session_key: send guest.start first "
               "(the session may also have ended long enough ago to be forgotten)")
@@ -84,8 +87,7 @@ class Router:
             entries += self._entries(rows)
             if _text(cursor) == "0-0":
                 break
-        for entry in sorted(entries, key=lambda e: tuple(int(x) for x in e.entry_id.split("-"))):
-            await self.route(entry)
+        await self.route_batch(sorted(entries, key=lambda e: tuple(int(x) for x in e.entry_id.split("-"))))
         return len(entries)
 
     async def run_once(self, block_ms: int | None = None) -> int:
@@ -93,8 +95,7 @@ class Router:
             self.settings.consumer_group, self.worker_id, {self.keys.commands: ">"},
             count=self.settings.read_batch, block=self.settings.read_block_ms if block_ms is None else block_ms)
         entries = [e for _stream, rows in reply or [] for e in self._entries(rows)]
-        for entry in entries:
-            await self.route(entry)
+        await self.route_batch(entries)
         return len(entries)
 
     def _entries(self, rows: list[tuple[bytes | str, dict[bytes | str, bytes | str] | None]]) -> list[Entry]:
@@ -104,9 +105,27 @@ class Router:
             out.append(Entry(_text(entry_id), {_text(k): _text(v) for k, v in (fields or {}).items()}))
         return out
 
-    async def route(self, entry: Entry) -> None:
+    async def route_batch(self, entries: list[Entry]) -> None:
+        """Route entries in order: their records read in one round trip, their routing steps run in
+        another (in stream order), then the few that found no live session are answered."""
+        if not entries:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for entry in entries:
+                pipe.hgetall(keys.command(entry.fields.get("command_id", "")))
+            records = await pipe.execute()
+        prepared: list[tuple[Entry, Loaded, RouteRequest]] = []
+        for entry, fields in zip(entries, records, strict=True):
+            item = await self._guarded(entry, self._prepare(entry, fields))
+            if item is not None:
+                prepared.append(item)
+        routed = await self.store.route([request for _entry, _loaded, request in prepared])
+        for (entry, loaded, request), result in zip(prepared, routed, strict=True):
+            await self._guarded(entry, self._answer(entry, loaded, request, result))
+
+    async def _guarded(self, entry: Entry, step: Awaitable[T]) -> T | None:
         try:
-            await self._route(entry)
+            return await step
         except aredis.RedisError:
             raise  # the entry stays pending; the router loop claims it again after reconnecting
         except Exception:
@@ -116,41 +135,44 @@ class Router:
             if record is not None and not record.state.terminal:
                 await self.desk.fail(record, "the guest worker could not route this command (internal error)")
             await self._ack(entry)
+            return None
 
-    async def _route(self, entry: Entry) -> None:
-        command_id = entry.fields.get("command_id")
+    async def _prepare(self, entry: Entry, fields: dict[str, str]) -> tuple[Entry, Loaded, RouteRequest] | None:
+        """The routing step for an entry, or None when it was answered here (no record, finished, bad)."""
         loaded = None
         try:
-            loaded = await self.desk.load(command_id) if command_id else None
+            loaded = self.desk.parse(fields)
         except UnreadableCommand as exc:
             await self.desk.fail(exc.record, f"command body unreadable: {exc}")
         if loaded is None or loaded.record.state.terminal:
             if loaded is None:
-                log.warning("guest command entry %s has no command record; acknowledged", entry.entry_id)
+                log.warning("guest command entry %s has no readable command record; acknowledged", entry.entry_id)
             await self._ack(entry)
-            return
+            return None
         record, command = loaded.record, loaded.command
         session_key = command.targets.get("session_key")
         if session_key is None:
             await self.desk.fail(record, f"{command.type} is not a guest command")
             await self._ack(entry)
-            return
-        ident = session_ident(record.org, session_key)
-        routed = await self.store.route(
-            ident=ident, chosen=await self._choose_owner(), me=self.worker_id, command_id=record.command_id,
-            command_type=command.type, group=self.settings.consumer_group, entry_id=entry.entry_id,
-            session_key=session_key, org=record.org,
+            return None
+        request = RouteRequest(
+            ident=session_ident(record.org, session_key), chosen=await self._choose_owner(), me=self.worker_id,
+            command_id=record.command_id, command_type=command.type, group=self.settings.consumer_group,
+            entry_id=entry.entry_id, session_key=session_key, org=record.org,
             protocol=command.protocol.value if isinstance(command, GuestStart) else "",
             ttl_s=self.settings.session_ttl_s)
+        return entry, loaded, request
+
+    async def _answer(self, entry: Entry, loaded: Loaded, request: RouteRequest, routed: Routed) -> None:
         if routed.outcome == "routed":
             if routed.owner == self.worker_id:
-                self._on_local(ident)
+                self._on_local(request.ident)
             return
-        # No live session: answer now (the command stays pending until it is answered, then acked).
-        if isinstance(command, GuestEnd) and routed.outcome == "ended":
-            await self.desk.succeed(record, CommandResult(final_state="ended", already_ended=True))
+        # No live session: answer now (the entry stays pending until it is answered, then acked).
+        if isinstance(loaded.command, GuestEnd) and routed.outcome == "ended":
+            await self.desk.succeed(loaded.record, CommandResult(final_state="ended", already_ended=True))
         else:
-            await self.desk.fail(record, ENDED if routed.outcome == "ended" else NO_SESSION)
+            await self.desk.fail(loaded.record, ENDED if routed.outcome == "ended" else NO_SESSION)
         await self._ack(entry)
 
     async def _ack(self, entry: Entry) -> None:

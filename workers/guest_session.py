@@ -83,7 +83,7 @@ from workers.guest_commands import CommandDesk, UnreadableCommand
 from workers.guest_guestchat import GuestChatAdapter
 from workers.guest_io import Connection, ConnectRefused, RestIntent, SessionIO
 from workers.guest_settings import GuestSettings
-from workers.guest_store import SessionRecord, SessionSecret, SessionStatus, SessionStore
+from workers.guest_store import SessionRecord, SessionSecret, SessionStatus, SessionStore, Taken
 from workers.guest_webmessaging import WebMessagingAdapter
 
 log = logging.getLogger("parley.guest.session")
@@ -238,21 +238,22 @@ def rejection_details(protocol: str, code: int | str | None, reason: str) -> tup
 
 async def settle_leftovers(store: SessionStore, desk: CommandDesk, ident: str, token: str, reason: str) -> None:
     """End every command still waiting on a session that has ended: guest.end succeeds, others fail."""
+    finished = ""
     while True:
-        taken = await store.take(ident, token)
-        if taken.outcome in ("empty", "lost"):
+        taken = await store.take(ident, token, finished=finished)
+        if taken.outcome not in ("taken", "busy"):
             return
+        finished = taken.command_id
         try:
-            loaded = await desk.load(taken.command_id)
+            loaded = desk.parse(taken.record)
         except UnreadableCommand as exc:
             await desk.fail(exc.record, f"command body unreadable: {exc}")
-            loaded = None
+            continue
         if loaded is not None and not loaded.record.state.terminal:
             if isinstance(loaded.command, GuestEnd):
                 await desk.succeed(loaded.record, CommandResult(final_state="ended", already_ended=True))
             else:
                 await desk.fail(loaded.record, reason)
-        await store.finish(ident, token, taken.command_id)
 
 
 class SessionRunner:
@@ -269,6 +270,7 @@ class SessionRunner:
         self._adapter: ProtocolAdapter | None = None
         self._links = _Links()
         self._in_hand: _InHand | None = None
+        self._next: Taken | None = None  # taken while finishing the previous command, not begun yet
         self._reconcile: _Reconcile | None = None
         self._started = False
         self._ending = False
@@ -278,7 +280,10 @@ class SessionRunner:
         self._last_own_id: str | None = None
         self._checkpoint_at = 0.0
         self._just_ticked = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
         self.task: asyncio.Task[None] | None = None
+        self.failed = False
 
     # --- control (called by the worker) ----------------------------------------------------------------
 
@@ -305,7 +310,9 @@ class SessionRunner:
         except asyncio.CancelledError:
             raise
         except Exception:
-            # A bug must not take the worker down; the next command's doorbell starts a fresh runner.
+            # Redis unavailable, or a bug: this must not take the worker down; the worker starts a fresh
+            # runner for the session shortly (see GuestWorker._runner_exited).
+            self.failed = True
             log.exception("session %s: runner failed", self.short)
         finally:
             await self._teardown()
@@ -331,15 +338,25 @@ class SessionRunner:
             self._just_ticked = True
             return _TICK
         self._just_ticked = False
-        if not self._queue.empty():
-            return self._queue.get_nowait()
-        if deadline is None:
-            return await self._queue.get()
-        try:
-            async with asyncio.timeout(max(MIN_WAIT_S, deadline - now)):
-                return await self._queue.get()
-        except TimeoutError:
-            return _TICK
+        if self._queue.empty():
+            self._arm_timer(deadline, now)
+        return await self._queue.get()
+
+    def _arm_timer(self, deadline: float | None, now: float) -> None:
+        """Have a _Tick queued at ``deadline``; the handle is kept while the deadline stays the same, so
+        thousands of sleeping sessions cost no timer churn."""
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._timer_at = None, deadline
+        if deadline is not None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_at(loop.time() + max(MIN_WAIT_S, deadline - now), self._tick)
+
+    def _tick(self) -> None:
+        self._timer, self._timer_at = None, None
+        self._queue.put_nowait(_TICK)
 
     def _deadline(self) -> float | None:
         times = [self._adapter.machine.next_deadline() if self._adapter is not None else None,
@@ -435,6 +452,8 @@ class SessionRunner:
             await self._close(conn, 1001, "worker handing the session over")
 
     async def _teardown(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
         links = self._links
         tasks = [t for t in (links.reader, *links.tasks) if t is not None and not t.done()]
         for task in tasks:
@@ -450,19 +469,20 @@ class SessionRunner:
     async def _pump_commands(self, now: float) -> None:
         """Take the next command while none is in hand."""
         ctx = self._ctx
+        finished = ""
         while self._in_hand is None and not self._finished:
-            taken = await ctx.store.take(self.ident, self._token)
+            taken, self._next = self._next or await ctx.store.take(self.ident, self._token, finished=finished), None
             if taken.outcome == "lost":
                 raise _Fenced
-            if taken.outcome == "empty":
+            if taken.outcome not in ("taken", "busy"):
                 return
+            finished = taken.command_id  # if it is skipped, the next take finishes it
             try:
-                loaded = await ctx.desk.load(taken.command_id)
+                loaded = ctx.desk.parse(taken.record)
             except UnreadableCommand as exc:
                 await ctx.desk.fail(exc.record, f"command body unreadable: {exc}")
-                loaded = None
+                continue
             if loaded is None or loaded.record.state.terminal:
-                await self._finish_command(taken.command_id)
                 continue
             record = loaded.record
             if record.state.value == "accepted":
@@ -504,7 +524,8 @@ class SessionRunner:
             self._reconcile = _Reconcile(text, since, now + self._ctx.settings.reconcile_timeout_s)
             log.info("session %s: settling a message a previous owner may have sent", self.short)
             return
-        if not await self._ctx.store.update(self.ident, self._token, handed=1):
+        # A guest.send was marked handed as it was taken; a first_message is marked now.
+        if hand.kind != "send" and not await self._ctx.store.update(self.ident, self._token, handed=1):
             raise _Fenced
         hand.tracing_id = self._require_adapter().machine.send_text(text, now)
 
@@ -560,10 +581,18 @@ class SessionRunner:
         await self._finish_command(hand.record.command_id)
 
     async def _finish_command(self, command_id: str, **fields: str) -> None:
-        if not await self._ctx.store.finish(self.ident, self._token, command_id, **fields):
+        """Clear the command and, in the same round trip, take the next one; it is begun through the
+        queue rather than by recursion."""
+        if self._finished:
+            if not await self._ctx.store.finish(self.ident, self._token, command_id, **fields):
+                raise _Fenced
+            return
+        taken = await self._ctx.store.take(self.ident, self._token, finished=command_id, **fields)
+        if taken.outcome == "lost":
             raise _Fenced
-        if not self._finished:
-            self.poke()  # the next command, through the queue rather than by recursion
+        if taken.outcome in ("taken", "busy"):
+            self._next = taken
+            self.poke()
 
     def _started_event(self, record: CommandRecord, *, resumed: bool) -> GuestStarted:
         conversation_id, _ = self._require_adapter().ids()

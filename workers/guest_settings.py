@@ -6,8 +6,12 @@ shared settings (Redis, Genesys endpoints, streams) still come from :class:`parl
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from guest.common import Backoff
 
 HOUR_S = 3600
 
@@ -32,7 +36,7 @@ class GuestSettings(BaseSettings):
     ping_timeout_s: float = Field(default=20.0, gt=0)
     open_timeout_s: float = Field(default=10.0, gt=0)
     reorder_window_s: float = Field(
-        default=0.05, ge=0,
+        default=0.025, ge=0,
         description="Agent messages are held this long to be released in server-time order; it adds to "
                     "relay latency, and history backfill covers what arrives later.",
     )
@@ -53,7 +57,21 @@ class GuestSettings(BaseSettings):
     # Persistence.
     session_ttl_s: int = Field(default=72 * HOUR_S, ge=60, description="Until Genesys reports the real lifetime.")
     ended_retention_s: int = Field(default=HOUR_S, ge=1, description="Keep an ended session's record this long.")
-    checkpoint_every_s: float = Field(default=5.0, ge=0, description="Save the relay checkpoint at most this often.")
+    checkpoint_every_s: float = Field(
+        default=60.0, ge=0,
+        description="Save the relay checkpoint at most this often (and on handover); it only narrows the "
+                    "history an adopter reads, the relay set in Redis is what keeps relays exactly once.",
+    )
     reconcile_timeout_s: float = Field(
         default=60.0, gt=0, description="Longest wait for history to settle a send a dead worker left unconfirmed."
     )
+
+
+@lru_cache(maxsize=8)
+def _backoff(initial_s: float, maximum_s: float) -> Backoff:
+    return Backoff(initial=initial_s, maximum=maximum_s)
+
+
+def backoff(settings: GuestSettings) -> Backoff:
+    """The reconnect backoff, one frozen instance shared by every session."""
+    return _backoff(settings.backoff_initial_s, settings.backoff_max_s)

@@ -24,16 +24,18 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
-import redis.asyncio as aredis
 from pydantic import BaseModel, ConfigDict, SecretStr
+from redis.asyncio.client import Pipeline
 
+from parley import keys
 from parley.events import EVENT_FIELD, EventLog
 from parley.settings import Settings
 from schemas.events import EventBase
+from workers.guest_batch import RedisBatcher
 from workers.guest_keys import GuestKeys
 
 DOORBELL_MAXLEN = 10_000
@@ -90,11 +92,26 @@ end
 return {'routed', owner}
 """
 
-# KEYS: session, inbox. ARGV: token, now (s). The next command after the cursor becomes current.
-_TAKE = """
+# KEYS: session, inbox. ARGV: 1 token, 2 now (s), 3 command key prefix, 4 finished command id ('' = none),
+# 5 take ('1' = take the next command), then field/value pairs to set with the finish.
+# Finishing clears ``current`` (if it is still that command); taking makes the next command after the
+# cursor current and returns it with its command record, so one round trip ends a command and starts
+# the next. A guest.send is marked ``handed`` as it is taken: it goes to the machine right away, and an
+# adopter that finds it so checks history before sending it (a check too many is harmless).
+_ADVANCE = """
 if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return {'lost'} end
 local current = redis.call('HGET', KEYS[1], 'current')
-if current and current ~= '' then return {'busy', current, redis.call('HGET', KEYS[1], 'current_type')} end
+if ARGV[4] ~= '' and current == ARGV[4] then
+  local fields = {'current', '', 'current_type', '', 'handed', '0'}
+  for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+  redis.call('HSET', KEYS[1], unpack(fields))
+  current = ''
+end
+if ARGV[5] ~= '1' then return {'finished'} end
+if current and current ~= '' then
+  local kind = redis.call('HGET', KEYS[1], 'current_type')
+  return {'busy', current, kind, unpack(redis.call('HGETALL', ARGV[3] .. current))}
+end
 local cursor = redis.call('HGET', KEYS[1], 'cursor') or '0-0'
 local rows = redis.call('XRANGE', KEYS[2], '(' .. cursor, '+', 'COUNT', 1)
 if #rows == 0 then return {'empty'} end
@@ -103,19 +120,8 @@ for i = 1, #fields, 2 do
   if fields[i] == 'command_id' then cmd = fields[i + 1] elseif fields[i] == 'type' then kind = fields[i + 1] end
 end
 redis.call('HSET', KEYS[1], 'cursor', rows[1][1], 'current', cmd, 'current_type', kind, 'taken_at', ARGV[2],
-           'handed', '0')
-return {'taken', cmd, kind}
-"""
-
-# KEYS: session. ARGV: token, command id, then field/value pairs to set with it. Clears ``current`` if it
-# is still that command.
-_FINISH = """
-if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return -1 end
-if redis.call('HGET', KEYS[1], 'current') ~= ARGV[2] then return 0 end
-local fields = {'current', '', 'current_type', '', 'handed', '0'}
-for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[1], unpack(fields))
-return 1
+           'handed', kind == 'guest.send' and '1' or '0')
+return {'taken', cmd, kind, unpack(redis.call('HGETALL', ARGV[3] .. cmd))}
 """
 
 # KEYS: session. ARGV: token, then field/value pairs.
@@ -205,10 +211,26 @@ class Routed:
 
 
 @dataclass(frozen=True)
+class RouteRequest:
+    ident: str
+    chosen: str  # the owner if the session needs one (new, or its owner is dead)
+    me: str  # the routing worker (its own doorbell is not rung: it is told in process)
+    command_id: str
+    command_type: str
+    group: str
+    entry_id: str
+    session_key: str
+    org: str
+    protocol: str
+    ttl_s: int
+
+
+@dataclass(frozen=True)
 class Taken:
-    outcome: Literal["taken", "busy", "empty", "lost"]
+    outcome: Literal["taken", "busy", "empty", "lost", "finished"]
     command_id: str = ""
     type: str = ""
+    record: dict[str, str] = field(default_factory=dict)  # the command record's fields ({} if it expired)
 
 
 def _text(value: bytes | str) -> str:
@@ -218,27 +240,35 @@ def _text(value: bytes | str) -> str:
 class SessionStore:
     """Async access to the per-session state; every owner write is fenced by ``token``."""
 
-    def __init__(self, client: aredis.Redis, settings: Settings, keys: GuestKeys | None = None) -> None:
-        self.redis = client
+    def __init__(self, batcher: RedisBatcher, settings: Settings, keys: GuestKeys | None = None) -> None:
+        self.redis = batcher.redis
+        self._batcher = batcher
         self.keys = keys or GuestKeys()
-        self.events = EventLog(client, settings)  # type: ignore[arg-type]  # only its payload/stream
-        self._route = client.register_script(_ROUTE)
-        self._take = client.register_script(_TAKE)
-        self._finish = client.register_script(_FINISH)
-        self._update = client.register_script(_UPDATE)
-        self._end = client.register_script(_END)
-        self._relay = client.register_script(_RELAY)
+        self.events = EventLog(self.redis, settings)  # type: ignore[arg-type]  # only its payload/stream
+        self._route = batcher.script(_ROUTE)
+        self._advance = batcher.script(_ADVANCE)
+        self._update = batcher.script(_UPDATE)
+        self._end = batcher.script(_END)
+        self._relay = batcher.script(_RELAY)
         self._events_maxlen = settings.events_maxlen
 
-    async def route(self, *, ident: str, chosen: str, me: str, command_id: str, command_type: str, group: str,
-                    entry_id: str, session_key: str, org: str, protocol: str, ttl_s: int) -> Routed:
-        k = self.keys
-        reply = await self._route(
-            keys=[k.session(ident), k.inbox(ident), k.fence(ident), k.relayed(ident), k.secret(ident), k.commands],
-            args=[chosen, command_id, command_type, group, entry_id, int(time.time() * 1000), ttl_s * 1000,
-                  session_key, org, protocol, k.prefix, ident, DOORBELL_MAXLEN, me],
-        )
-        return Routed(_text(reply[0]), _text(reply[1]))  # type: ignore[arg-type]
+    async def route(self, requests: list[RouteRequest]) -> list[Routed]:
+        """Route commands in order, all in one round trip (each step is its own atomic script)."""
+        if not requests:
+            return []
+        k, now_ms = self.keys, int(time.time() * 1000)
+
+        def stage(pipe: Pipeline) -> None:
+            for r in requests:
+                self._route.stage(
+                    pipe,
+                    [k.session(r.ident), k.inbox(r.ident), k.fence(r.ident), k.relayed(r.ident), k.secret(r.ident),
+                     k.commands],
+                    [r.chosen, r.command_id, r.command_type, r.group, r.entry_id, now_ms, r.ttl_s * 1000,
+                     r.session_key, r.org, r.protocol, k.prefix, r.ident, DOORBELL_MAXLEN, r.me])
+
+        replies = await self._batcher.run(stage)
+        return [Routed(_text(reply[0]), _text(reply[1])) for reply in replies]  # type: ignore[arg-type]
 
     async def load(self, ident: str) -> SessionRecord | None:
         data = await self.redis.hgetall(self.keys.session(ident))
@@ -247,16 +277,24 @@ class SessionStore:
         fields = {_text(k): _text(v) for k, v in data.items()}
         return SessionRecord.model_validate({"ident": ident, **fields})
 
-    async def take(self, ident: str, token: str) -> Taken:
-        reply = [_text(x) for x in await self._take(keys=[self.keys.session(ident), self.keys.inbox(ident)],
-                                                     args=[token, time.time()])]
-        return Taken(*reply)  # type: ignore[arg-type]
+    async def take(self, ident: str, token: str, *, finished: str = "", **fields: str) -> Taken:
+        """Finish ``finished`` (setting ``fields``), then make the next command current; ``busy`` when one
+        already is (a previous owner's), with its record either way."""
+        return await self._step(ident, token, finished, True, fields)
 
     async def finish(self, ident: str, token: str, command_id: str, **fields: str) -> bool:
-        """Clear ``current`` once the command has ended (setting ``fields`` with it); False if the
-        session is no longer ours."""
+        """Clear ``current`` once the command has ended; False if the session is no longer ours."""
+        return (await self._step(ident, token, command_id, False, fields)).outcome != "lost"
+
+    async def _step(self, ident: str, token: str, finished: str, take: bool, fields: dict[str, str]) -> Taken:
         flat = [x for pair in fields.items() for x in pair]
-        return int(await self._finish(keys=[self.keys.session(ident)], args=[token, command_id, *flat])) >= 0
+        reply = [_text(x) for x in await self._advance(
+            keys=[self.keys.session(ident), self.keys.inbox(ident)],
+            args=[token, time.time(), keys.command(""), finished, "1" if take else "0", *flat])]
+        outcome, rest = reply[0], reply[1:]
+        if outcome not in ("taken", "busy"):
+            return Taken(outcome)  # type: ignore[arg-type]
+        return Taken(outcome, rest[0], rest[1], dict(zip(rest[2::2], rest[3::2], strict=True)))  # type: ignore[arg-type]
 
     async def update(self, ident: str, token: str, **fields: str | int | float) -> bool:
         flat = [str(x) for pair in fields.items() for x in pair]

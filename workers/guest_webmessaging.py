@@ -10,20 +10,23 @@ so a worker that dies at any point leaves enough for another to resume.
 from __future__ import annotations
 
 import contextlib
+import random
 import uuid
 from datetime import UTC, datetime
 
 from pydantic import SecretStr, ValidationError
 
-from guest.common import Backoff, parse_time
+from guest.common import parse_time
 from guest.events import Intent, OpenSocket
 from guest.webmessaging import FetchMessageHistory, RelayCheckpoint, WebMessagingConfig, WebMessagingSession
 from guest.webmessaging_frames import HistoryPage
 from schemas.commands import GuestStart
 from workers.guest_io import webmessaging_url
-from workers.guest_settings import GuestSettings
+from workers.guest_settings import GuestSettings, backoff
 from workers.guest_store import SessionSecret
 
+SHARED_RNG = random.Random()
+"""Backoff jitter for every session of the worker: a Random per session would cost ~5 KB each."""
 CHECKPOINT_IDS = 64
 """Agent message ids kept in a saved checkpoint; the Redis relay set is the real dedup."""
 
@@ -53,9 +56,9 @@ class WebMessagingAdapter:
             reorder_window=settings.reorder_window_s,
             dedup_capacity=settings.dedup_capacity,
             reconnect_timeout=settings.reconnect_timeout_s,
-            backoff=Backoff(initial=settings.backoff_initial_s, maximum=settings.backoff_max_s),
+            backoff=backoff(settings),
             checkpoint=resume_from,
-        ))
+        ), rng=SHARED_RNG)
         self._url = webmessaging_url(api_url, start.deployment_id)
         self._origin = start.origin
         self._slack_s = settings.history_clock_slack_s

@@ -1,0 +1,301 @@
+"""Guest worker benchmark: N web messaging sessions with traffic in ONE worker process, against a bare
+websockets client holding the same N sockets and doing the same exchange (the baseline).
+
+Both run against the same emulator (rate limits lifted, the simulated agent answering at once), one
+after the other, at the same message rate:
+
+* memory per session: (RSS with N sessions open - RSS before) / N, of the worker process and of the
+  baseline client process;
+* guest.send -> confirmed: Parley: the command's entry in ``parley:guest:commands`` -> its
+  ``command.succeeded`` in ``parley:events`` (both Redis stream ids, so one clock); baseline: send ->
+  the Inbound echo carrying its tracingId;
+* agent message relay: the agent's message time (``channel.time``, stamped by the emulator when it
+  emits the message) -> the ``guest.message`` event's stream id in Redis (Parley) or the frame's
+  arrival (baseline).
+
+Run:  .venv/bin/python bench/bench_guest.py --sessions 1000 --rate 500 --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from parley import keys  # noqa: E402
+from parley.records import Records  # noqa: E402
+from parley.redis_server import RedisServer  # noqa: E402
+from parley.settings import Settings  # noqa: E402
+from schemas.validation import parse_command  # noqa: E402
+from tests.support.emulator_server import running_emulator  # noqa: E402
+
+DEPLOYMENT = "e1b6f3a8-52c9-4d7e-8a10-b4c3d2e5f607"
+EMULATOR_ENV = {
+    "PARLEY_EMULATOR_RATE_LIMIT_ENABLED": "false",
+    "PARLEY_EMULATOR_WEBMESSAGING_LIMITS_ENABLED": "false",
+    "PARLEY_EMULATOR_AGENT_JOIN_DELAY_S": "0",
+    "PARLEY_EMULATOR_AGENT_REPLY_DELAY_S": "0",
+}
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"n": len(values), "p50_ms": round(percentile(values, 50), 1), "p99_ms": round(percentile(values, 99), 1),
+            "mean_ms": round(statistics.fmean(values), 1) if values else float("nan")}
+
+
+def stream_ms(entry_id: str) -> float:
+    return float(entry_id.split("-")[0])
+
+
+def iso_ms(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000
+
+
+def raise_fd_limit() -> None:
+    import resource
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+# --- Parley: the guest worker as its own process ----------------------------------------------------------
+
+
+class EventReader:
+    """Follows parley:events from where it was created; counts what the bench waits for."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.last = client.xinfo_stream("parley:events")["last-generated-id"] if client.exists("parley:events") else "0"
+        self.succeeded: dict[str, float] = {}  # command id -> ms
+        self.failed = 0
+        self.relay_ms: list[float] = []
+        self.messages = 0
+
+    def poll(self, block_ms: int = 200) -> None:
+        reply = self.client.xread({"parley:events": self.last}, count=5000, block=block_ms)
+        for _stream, rows in reply or []:
+            for entry_id, fields in rows:
+                self.last = entry_id
+                event = json.loads(fields["event"])
+                kind = event["type"]
+                if kind == "command.succeeded":
+                    self.succeeded[event["command_id"]] = stream_ms(entry_id)
+                elif kind == "command.failed":
+                    self.failed += 1
+                elif kind == "guest.message":
+                    self.messages += 1
+                    if event["text"].startswith("You said: ") and event.get("sent_at"):
+                        self.relay_ms.append(stream_ms(entry_id) - iso_ms(event["sent_at"]))
+
+
+def submit(client: redis.Redis, records: Records, commands: list[dict[str, Any]]) -> dict[str, float]:
+    """Hand commands to the guest worker as the ingestion worker does; command id -> entry ms."""
+    entries: dict[str, float] = {}
+    for command in commands:
+        raw = json.dumps(command)
+        parsed = parse_command(raw)
+        command_id = uuid.uuid4().hex
+        records.claim(parsed, command_id, raw, "0-1")
+        entry = client.xadd(keys.GUEST_COMMANDS_STREAM, {"command_id": command_id, "type": parsed.type,
+                                                         "session_key": command["session_key"]})
+        entries[command_id] = stream_ms(entry)
+    return entries
+
+
+def run_parley(redis_url: str, api_url: str, n: int, rate: float, seconds: float) -> dict[str, Any]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    settings = Settings(redis_url=redis_url)
+    records = Records(client, settings)
+    env = {**os.environ, "PARLEY_REDIS_URL": redis_url, "PARLEY_GENESYS_API_URL": api_url, "PYTHONPATH": str(ROOT)}
+    worker = subprocess.Popen([sys.executable, "-m", "parley.cli", "guest"], env=env, cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        proc = psutil.Process(worker.pid)
+        while not list(client.scan_iter("parley:heartbeat:guest:*")):
+            time.sleep(0.1)
+        time.sleep(1.0)
+        rss_idle = proc.memory_info().rss
+        reader = EventReader(client)
+        keys_ = [f"bench-{i}-{uuid.uuid4().hex[:6]}" for i in range(n)]
+        started_at = time.monotonic()
+        starts = submit(client, records, [{"type": "guest.start", "idempotency_key": f"s-{k}", "session_key": k,
+                                           "deployment_id": DEPLOYMENT} for k in keys_])
+        while sum(1 for c in starts if c in reader.succeeded) < n:
+            reader.poll()
+            if time.monotonic() - started_at > 60 + n / 50:
+                raise TimeoutError(f"only {sum(1 for c in starts if c in reader.succeeded)} of {n} sessions started")
+        start_s = time.monotonic() - started_at
+        time.sleep(1.0)
+        rss_open = proc.memory_info().rss
+        sends = traffic(client, records, reader, keys_, rate, seconds)
+        deadline = time.monotonic() + 60
+        while sum(1 for c in sends if c in reader.succeeded) < len(sends) and time.monotonic() < deadline:
+            reader.poll()
+        drain_until = time.monotonic() + 3
+        while time.monotonic() < drain_until:
+            reader.poll()
+        rss_traffic = proc.memory_info().rss
+        confirm = [reader.succeeded[c] - t for c, t in sends.items() if c in reader.succeeded]
+        return {
+            "sessions": n, "start_all_s": round(start_s, 1),
+            "rss_idle_mb": round(rss_idle / 2**20, 1), "rss_open_mb": round(rss_open / 2**20, 1),
+            "rss_after_traffic_mb": round(rss_traffic / 2**20, 1),
+            "kb_per_session": round((rss_open - rss_idle) / n / 1024, 1),
+            "sent": len(sends), "confirmed": len(confirm), "failed": reader.failed,
+            "send_to_confirm": summary(confirm), "agent_relay": summary(reader.relay_ms),
+        }
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(60)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        client.close()
+
+
+def traffic(client: redis.Redis, records: Records, reader: EventReader, session_keys: list[str], rate: float,
+            seconds: float) -> dict[str, float]:
+    """guest.send at ``rate`` per second, round robin over the sessions, for ``seconds``."""
+    sends: dict[str, float] = {}
+    total = int(rate * seconds)
+    began = time.monotonic()
+    for i in range(total):
+        due = began + i / rate
+        while (now := time.monotonic()) < due:
+            reader.poll(block_ms=max(1, int((due - now) * 1000)))
+        key = session_keys[i % len(session_keys)]
+        sends |= submit(client, records, [{"type": "guest.send", "idempotency_key": f"m-{i}-{key}",
+                                           "session_key": key, "text": f"msg {i}"}])
+    return sends
+
+
+# --- baseline: a bare client holding N sockets ------------------------------------------------------------
+
+
+async def baseline(url: str, n: int, rate: float, seconds: float) -> dict[str, Any]:
+    from websockets.asyncio.client import connect
+
+    proc = psutil.Process()
+    rss_idle = proc.memory_info().rss
+    socks: list[Any] = []
+    sent_at: dict[str, float] = {}
+    confirm: list[float] = []
+    relay: list[float] = []
+    configured = 0
+    all_configured = asyncio.Event()
+
+    async def reader(ws: Any) -> None:
+        nonlocal configured
+        async for data in ws:
+            now_ms = time.time() * 1000
+            frame = json.loads(data)
+            body = frame.get("body") if isinstance(frame.get("body"), dict) else {}
+            if frame.get("class") == "SessionResponse":
+                configured += 1
+                if configured == n:
+                    all_configured.set()
+            elif frame.get("class") == "StructuredMessage":
+                if body.get("direction") == "Inbound" and frame.get("tracingId") in sent_at:
+                    confirm.append(now_ms - sent_at.pop(frame["tracingId"]))
+                elif body.get("direction") == "Outbound" and (body.get("text") or "").startswith("You said: "):
+                    relay.append(now_ms - iso_ms(body["channel"]["time"]))
+
+    began = time.monotonic()
+    tasks = []
+    tokens = []
+    for i in range(0, n, 200):
+        batch = await asyncio.gather(*(connect(url, compression=None, ping_interval=17, ping_timeout=20)
+                                       for _ in range(min(200, n - i))))
+        for ws in batch:
+            token = str(uuid.uuid4())
+            tokens.append(token)
+            socks.append(ws)
+            tasks.append(asyncio.create_task(reader(ws)))
+            await ws.send(json.dumps({"action": "configureSession", "token": token, "deploymentId": DEPLOYMENT,
+                                      "tracingId": str(uuid.uuid4())}))
+    await asyncio.wait_for(all_configured.wait(), 120)
+    start_s = time.monotonic() - began
+    await asyncio.sleep(1.0)
+    rss_open = proc.memory_info().rss
+    total = int(rate * seconds)
+    t0 = time.monotonic()
+    for i in range(total):
+        delay = t0 + i / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tracing_id = str(uuid.uuid4())
+        k = i % n
+        sent_at[tracing_id] = time.time() * 1000
+        await socks[k].send(json.dumps({"action": "onMessage", "token": tokens[k], "tracingId": tracing_id,
+                                        "message": {"type": "Text", "text": f"msg {i}"}}))
+    await asyncio.sleep(3.0)
+    for ws in socks:
+        await ws.close()
+    for task in tasks:
+        task.cancel()
+    return {"sessions": n, "start_all_s": round(start_s, 1), "rss_idle_mb": round(rss_idle / 2**20, 1),
+            "rss_open_mb": round(rss_open / 2**20, 1), "kb_per_session": round((rss_open - rss_idle) / n / 1024, 1),
+            "sent": total, "confirmed": len(confirm), "send_to_confirm": summary(confirm),
+            "agent_relay": summary(relay)}
+
+
+def run_baseline(api_url: str, n: int, rate: float, seconds: float) -> dict[str, Any]:
+    url = api_url.replace("http://", "ws://") + f"/v1?deploymentId={DEPLOYMENT}"
+    out = subprocess.run([sys.executable, __file__, "--baseline-client", url, "--sessions", str(n), "--rate",
+                          str(rate), "--seconds", str(seconds)], capture_output=True, text=True, check=True,
+                         cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sessions", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=500.0, help="guest messages per second, all sessions")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--baseline-client", metavar="URL", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    raise_fd_limit()
+    if args.baseline_client:
+        print(json.dumps(asyncio.run(baseline(args.baseline_client, args.sessions, args.rate, args.seconds))))
+        return
+    with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp) / "redis") as server, \
+            running_emulator(EMULATOR_ENV) as emulator:
+        parley = run_parley(server.url, emulator.base_url, args.sessions, args.rate, args.seconds)
+        with contextlib.suppress(Exception):
+            emulator.client().post("/__emulator/reset")
+        base = run_baseline(emulator.base_url, args.sessions, args.rate, args.seconds)
+    report = {"parley": parley, "baseline": base, "ratio": {
+        "memory_per_session": round(parley["kb_per_session"] / max(base["kb_per_session"], 0.1), 2),
+        "confirm_p99": round(parley["send_to_confirm"]["p99_ms"] / max(base["send_to_confirm"]["p99_ms"], 0.1), 2),
+        "relay_p99": round(parley["agent_relay"]["p99_ms"] / max(base["agent_relay"]["p99_ms"], 0.1), 2),
+    }}
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+"""Unit tests of the guest worker's Redis steps (routing, taking commands, fencing, relaying, adoption,
+command endings) on fakeredis, and of its small pure helpers. No sockets, no emulator."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+import fakeredis
+import pytest
+import redis.asyncio as aredis
+
+from parley.records import Records, State
+from parley.settings import Settings
+from schemas.events import CommandResult, GuestMessage
+from schemas.validation import parse_command
+from workers.guest_batch import RedisBatcher
+from workers.guest_commands import CommandDesk
+from workers.guest_io import webmessaging_url
+from workers.guest_keys import GuestKeys, session_ident
+from workers.guest_ownership import LeaseLost, Ownership
+from workers.guest_session import rejection_details
+from workers.guest_store import RouteRequest, SessionStatus, SessionStore
+
+pytestmark = pytest.mark.anyio
+
+SETTINGS = Settings(redis_url="redis://fake")
+GROUP = "parley-guest"
+K = GuestKeys()
+WM = "e1b6f3a8-52c9-4d7e-8a10-b4c3d2e5f607"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aredis.Redis]:
+    server = fakeredis.FakeServer()
+    async_client = fakeredis.FakeAsyncRedis(server=server, decode_responses=True)
+    await async_client.xgroup_create(K.commands, GROUP, id="0", mkstream=True)
+    yield async_client
+    await async_client.aclose()
+
+
+@pytest.fixture
+async def store(client: aredis.Redis) -> SessionStore:
+    batcher = RedisBatcher(client)
+    store = SessionStore(batcher, SETTINGS)
+    await batcher.load_scripts()
+    return store
+
+
+def _sync(client: aredis.Redis) -> fakeredis.FakeRedis:
+    return fakeredis.FakeRedis(server=client.connection_pool.connection_kwargs["server"], decode_responses=True)
+
+
+async def _command(client: aredis.Redis, body: dict) -> tuple[str, str]:
+    """A claimed command record and its pending entry on the guest stream: (command id, entry id)."""
+    raw = json.dumps({"idempotency_key": uuid.uuid4().hex, **body})
+    command_id = uuid.uuid4().hex
+    Records(_sync(client), SETTINGS).claim(parse_command(raw), command_id, raw, "0-1")
+    entry = await client.xadd(K.commands, {"command_id": command_id, "type": body["type"],
+                                           "session_key": body["session_key"]})
+    await client.xreadgroup(GROUP, "router", {K.commands: ">"})
+    return command_id, entry
+
+
+def _request(ident: str, command_id: str, entry: str, kind: str, chosen: str = "w1") -> RouteRequest:
+    return RouteRequest(ident=ident, chosen=chosen, me="router", command_id=command_id, command_type=kind,
+                        group=GROUP, entry_id=entry, session_key="s1", org="default",
+                        protocol="webmessaging" if kind == "guest.start" else "", ttl_s=3600)
+
+
+async def _alive(client: aredis.Redis, *workers: str) -> None:
+    for worker in workers:
+        await client.set(K.worker(worker), "1", px=60_000)
+        await client.sadd(K.workers, worker)
+
+
+async def test_start_creates_the_session_for_the_chosen_worker_and_acks(client: aredis.Redis,
+                                                                        store: SessionStore) -> None:
+    await _alive(client, "w1")
+    ident = session_ident("default", "s1")
+    cid, entry = await _command(client, {"type": "guest.start", "session_key": "s1", "deployment_id": WM})
+    (routed,) = await store.route([_request(ident, cid, entry, "guest.start")])
+    assert (routed.outcome, routed.owner) == ("routed", "w1")
+    record = await store.load(ident)
+    assert record is not None and record.status is SessionStatus.starting and record.owner == "w1"
+    assert record.start_command_id == cid
+    assert await client.sismember(K.owned("w1"), ident)
+    assert (await client.xpending(K.commands, GROUP))["pending"] == 0
+    assert await client.xlen(K.doorbell("w1")) == 1  # the owner is told
+
+
+async def test_commands_for_no_session_or_an_ended_one_are_not_acked(client: aredis.Redis,
+                                                                     store: SessionStore) -> None:
+    ident = session_ident("default", "s1")
+    cid, entry = await _command(client, {"type": "guest.send", "session_key": "s1", "text": "hi"})
+    (routed,) = await store.route([_request(ident, cid, entry, "guest.send")])
+    assert routed.outcome == "none"
+    assert (await client.xpending(K.commands, GROUP))["pending"] == 1  # answered (failed) first, then acked
+    await client.hset(K.session(ident), mapping={"status": "ended", "owner": "w1"})
+    (routed,) = await store.route([_request(ident, cid, entry, "guest.send")])
+    assert routed.outcome == "ended"
+
+
+async def test_an_orphan_goes_to_the_chosen_worker_with_a_new_token(client: aredis.Redis,
+                                                                    store: SessionStore) -> None:
+    await _alive(client, "w1", "w2")
+    ident = session_ident("default", "s1")
+    cid, entry = await _command(client, {"type": "guest.start", "session_key": "s1", "deployment_id": WM})
+    await store.route([_request(ident, cid, entry, "guest.start", chosen="w1")])
+    old = await store.load(ident)
+    await client.delete(K.worker("w1"))  # w1 dies
+    cid2, entry2 = await _command(client, {"type": "guest.send", "session_key": "s1", "text": "hi"})
+    (routed,) = await store.route([_request(ident, cid2, entry2, "guest.send", chosen="w2")])
+    new = await store.load(ident)
+    assert routed.owner == "w2" and old is not None and new is not None and int(new.token) > int(old.token)
+    assert not await client.sismember(K.owned("w1"), ident) and await client.sismember(K.owned("w2"), ident)
+
+
+async def test_take_finish_and_fencing(client: aredis.Redis, store: SessionStore) -> None:
+    await _alive(client, "w1")
+    ident = session_ident("default", "s1")
+    start_id, entry = await _command(client, {"type": "guest.start", "session_key": "s1", "deployment_id": WM})
+    send_id, entry2 = await _command(client, {"type": "guest.send", "session_key": "s1", "text": "hi"})
+    await store.route([_request(ident, start_id, entry, "guest.start"), _request(ident, send_id, entry2, "guest.send")])
+    token = (await store.load(ident)).token  # type: ignore[union-attr]
+    taken = await store.take(ident, token)
+    assert (taken.outcome, taken.command_id, taken.record["command_id"]) == ("taken", start_id, start_id)
+    again = await store.take(ident, token)
+    assert (again.outcome, again.command_id) == ("busy", start_id)  # one command in hand at a time
+    assert (await store.take(ident, "1")).outcome == "lost"  # an older owner's token
+    nxt = await store.take(ident, token, finished=start_id, last_own_id="m1")
+    assert (nxt.outcome, nxt.command_id) == ("taken", send_id)
+    record = await store.load(ident)
+    assert record is not None and record.handed and record.last_own_id == "m1"  # a send is handed as taken
+    assert await store.finish(ident, token, send_id)
+    assert (await store.take(ident, token)).outcome == "empty"
+    assert not await store.update(ident, "1", status="live")
+
+
+async def test_relay_appends_each_id_once(client: aredis.Redis, store: SessionStore) -> None:
+    ident = session_ident("default", "s1")
+    event = GuestMessage(session_key="s1", message_id="m1", text="hello")
+    assert await store.relay(ident, [("m:m1", event), ("m:m1", event)], 3600) == 1
+    assert await store.relay(ident, [("m:m1", event), ("", event)], 3600) == 1  # '' is never deduplicated
+    assert await client.xlen(SETTINGS.events_stream) == 2
+
+
+async def test_a_dead_workers_sessions_are_adopted_exactly_once(client: aredis.Redis) -> None:
+    idents = [f"ident-{i}" for i in range(25)]
+    for ident in idents:
+        await client.hset(K.session(ident), mapping={"owner": "dead", "status": "live", "token": "1"})
+        await client.sadd(K.owned("dead"), ident)
+    await client.sadd(K.workers, "dead", "a", "b")
+    a, b = Ownership(client, "a", 10_000), Ownership(client, "b", 10_000)
+    await a.register()
+    await b.register()
+    assert await a.dead_workers() == ["dead"]
+    got_a, got_b = [], []
+    while True:
+        step_a, step_b = await a.adopt_from("dead", 4), await b.adopt_from("dead", 4)
+        got_a += step_a
+        got_b += step_b
+        if not step_a and not step_b:
+            break
+    assert sorted(got_a + got_b) == sorted(idents) and not set(got_a) & set(got_b)
+    assert not await client.sismember(K.workers, "dead")
+    assert await a.adopt_from("b", 10) == []  # a live worker's sessions are not up for adoption
+
+
+async def test_one_router_and_a_lost_lease_is_noticed(client: aredis.Redis) -> None:
+    a, b = Ownership(client, "a", 10_000), Ownership(client, "b", 10_000)
+    await a.register()
+    await b.register()
+    assert await a.renew() is True and await b.renew() is False
+    await a.release()
+    assert await b.renew() is True
+    with pytest.raises(LeaseLost):
+        await a.renew()
+
+
+async def test_commands_end_through_outcomes_in_one_script(client: aredis.Redis) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    batcher = RedisBatcher(client)
+    desk = CommandDesk(batcher, SETTINGS, ThreadPoolExecutor(1))
+    await batcher.load_scripts()
+    cid, _entry = await _command(client, {"type": "guest.send", "session_key": "s1", "text": "hi"})
+    loaded = await desk.load(cid)
+    assert loaded is not None
+    running = await desk.running(loaded.record)
+    assert (await desk.record(cid)).state is State.running  # type: ignore[union-attr]
+    await desk.fail(running, "message refused: read-only", *rejection_details("webmessaging", 409, "read-only"))
+    record = await desk.record(cid)
+    assert record is not None and record.state is State.failed
+    events = [json.loads(f["event"]) for _id, f in await client.xrange(SETTINGS.events_stream)]
+    failed = next(e for e in events if e["type"] == "command.failed")
+    assert failed["error"]["status"] == 409 and "read-only" in failed["hint"]
+    assert await client.xlen(SETTINGS.dead_stream) == 1
+    cid2, _entry = await _command(client, {"type": "guest.send", "session_key": "s1", "text": "ho"})
+    loaded2 = await desk.load(cid2)
+    assert loaded2 is not None
+    await desk.succeed(loaded2.record, CommandResult(message_id="m2"))
+    assert (await desk.record(cid2)).state is State.succeeded  # type: ignore[union-attr]
+
+
+def test_rejection_details_and_socket_url() -> None:
+    error, hint = rejection_details("webmessaging", 4011, "too long")
+    assert error.status is None and error.code == "4011" and hint and "4096 bytes" in hint
+    error, hint = rejection_details("guestchat", "chat.error.conversation.state", "not active")
+    assert error.code == "chat.error.conversation.state"
+    assert webmessaging_url("https://api.mypurecloud.ie", "d1") == "wss://webmessaging.mypurecloud.ie/v1?deploymentId=d1"
+    assert webmessaging_url("http://127.0.0.1:8089", "d1") == "ws://127.0.0.1:8089/v1?deploymentId=d1"
