@@ -15,6 +15,13 @@ def test_every_setting_is_documented() -> None:
     assert not missing
 
 
+def test_every_guest_worker_setting_is_documented() -> None:
+    from workers.guest_settings import GuestSettings
+
+    missing = [n for n in GuestSettings.model_fields if f"`PARLEY_GUEST_{n.upper()}`" not in README]
+    assert not missing
+
+
 def test_every_command_and_event_type_is_documented() -> None:
     events = EVENT_ADAPTER.json_schema()["discriminator"]["mapping"]
     missing = [t for t in [*COMMAND_MODELS, *events] if f"`{t}`" not in README]

@@ -20,8 +20,8 @@ class GuestSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PARLEY_GUEST_", extra="ignore")
 
     consumer_group: str = Field(default="parley-guest", description="Consumer group on parley:guest:commands.")
-    read_batch: int = Field(default=256, ge=1)
-    read_block_ms: int = Field(default=1000, ge=10)
+    read_batch: int = Field(default=256, ge=1, description="Guest commands routed per read.")
+    read_block_ms: int = Field(default=1000, ge=10, description="How long one read of guest commands blocks.")
 
     # Ownership. A session belongs to the worker named in its record for as long as that worker's
     # lease lives: renewing one key per worker keeps the cost flat however many sessions it holds.
@@ -33,16 +33,16 @@ class GuestSettings(BaseSettings):
 
     # Sockets and protocol timing.
     ping_interval_s: float = Field(default=17.0, gt=0, description="Websocket protocol ping (15-20 s).")
-    ping_timeout_s: float = Field(default=20.0, gt=0)
-    open_timeout_s: float = Field(default=10.0, gt=0)
+    ping_timeout_s: float = Field(default=20.0, gt=0, description="A ping unanswered this long drops the socket.")
+    open_timeout_s: float = Field(default=10.0, gt=0, description="Longest websocket opening handshake.")
     reorder_window_s: float = Field(
         default=0.025, ge=0,
         description="Agent messages are held this long to be released in server-time order; it adds to "
                     "relay latency, and history backfill covers what arrives later.",
     )
     reconnect_timeout_s: float = Field(default=300.0, gt=0, description="Give a dropped session up after this.")
-    backoff_initial_s: float = Field(default=1.0, gt=0)
-    backoff_max_s: float = Field(default=30.0, gt=0)
+    backoff_initial_s: float = Field(default=1.0, gt=0, description="First reconnect delay (then doubling).")
+    backoff_max_s: float = Field(default=30.0, gt=0, description="Longest reconnect delay.")
     webmessaging_auto_start: bool = Field(
         default=False, description="The deployments have autoStart: send Presence Join on a new session."
     )
