@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -266,6 +267,10 @@ def test_no_customer_text_or_secret_in_worker_logs(pipeline: Pipeline) -> None:
     assert done["type"] == "command.succeeded"
     logs = pipeline.logs()
     assert "parley.message.send" in logs  # the workers did log (at INFO)
+    # The OAuth token the workers use, as cached for the fleet in Redis.
+    [token_key] = list(pipeline.client.scan_iter("*:token"))
+    token = json.loads(pipeline.client.get(token_key))["access_token"]
+    assert len(token) > 20
     # Whole strings only: a fragment like "4111" turns up by chance inside hex task ids.
-    for needle in (secret_text, "4111 1111 1111 1111", pipeline.fixtures["client_secret"], pipeline.genesys_token()):
+    for needle in (secret_text, "4111 1111 1111 1111", pipeline.fixtures["client_secret"], token):
         assert needle not in logs
