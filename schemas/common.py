@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
 from schemas.limits import KEY_MAX_CHARS
 
@@ -32,9 +33,19 @@ Key = Annotated[
 
 OrgAlias = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def _genesys_id(value: str) -> str:
+    if not _UUID.match(value):
+        raise ValueError("must be a Genesys id: a UUID such as 6f1c2a9e-3b7d-4c55-9a0e-2f4b8d1e7c30")
+    return value
+
+
 GenesysId = Annotated[
     str,
-    StringConstraints(pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"),
+    AfterValidator(_genesys_id),
+    WithJsonSchema({"type": "string", "format": "uuid", "pattern": _UUID.pattern}),
 ]
 """Genesys Cloud entity ids (conversations, queues, deployments, ...) are UUIDs."""
 

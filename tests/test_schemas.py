@@ -76,7 +76,7 @@ def _with(name: str, **changes: Any) -> dict[str, Any]:
         (_with("cobrowse.start", idempotency_key=""), "idempotency_key", "at least 1"),
         (_with("cobrowse.start", idempotency_key="x" * 257), "idempotency_key", "at most 256"),
         (_with("cobrowse.start", idempotency_key="a\nb"), "idempotency_key", "control characters"),
-        (_with("cobrowse.start", conversation_id="not-a-uuid"), "conversation_id", "pattern"),
+        (_with("cobrowse.start", conversation_id="not-a-uuid"), "conversation_id", "must be a Genesys id: a UUID"),
         (_with("cobrowse.start", colour="red"), "colour", "unknown field"),
         (_with("cobrowse.start", org="has space"), "org", "pattern"),
         (_with("cobrowse.start", expires_at="2030-01-01T00:00:00"), "expires_at", "timezone"),
