@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import TypeAdapter
-
 from schemas.commands import COMMAND_ADAPTER
 from schemas.events import EVENT_ADAPTER
 from schemas.limits import COMMAND_MAX_BYTES
@@ -18,7 +16,3 @@ def json_schemas() -> dict[str, Any]:
         "bytes as UTF-8. Unknown fields are rejected."
     )
     return {"command": command, "event": EVENT_ADAPTER.json_schema()}
-
-
-def schema_of(adapter: TypeAdapter[Any]) -> dict[str, Any]:
-    return adapter.json_schema()
