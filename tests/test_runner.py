@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+import tasks.commands  # noqa: F401 - registers the real handlers first, so the fixture's fake replaces them
 from genesys.errors import GenesysError, GenesysTimeout, RateLimitInfo
 from parley import keys
 from parley.deadletters import DeadLetters
@@ -158,3 +159,37 @@ def test_worker_deaths_are_capped(redis_client, settings, behaviour) -> None:
                                                              "state": "running"})
     assert Runner(redis_client, settings).run(ref, retries=0).state is State.failed
     assert "the worker died" in read_events(redis_client)[-1]["reason"]
+
+
+def test_failed_command_can_be_replayed_from_dead_letters(redis_client, settings, behaviour) -> None:
+    from celery import Celery
+
+    from parley.producer import Producer
+    from tasks.app import make_config
+    from workers.ingest import IngestWorker
+
+    behaviour.pop(0)
+    behaviour.append(GenesysError(403, "missing.permissions"))
+    app = Celery("replay")
+    app.conf.update(make_config(settings))
+    worker = IngestWorker(redis_client, settings, app, consumer="r")
+    worker.ensure_group()
+    Producer(redis_client, settings).submit(VALID["cobrowse.start"])
+    worker.run_once(block_ms=10)
+    command_id = redis_client.get(keys.idempotency("default", "cobrowse.start", "k5"))
+    ref = CommandRef(command_id=command_id, type="cobrowse.start", org="default", idempotency_key="k5")
+    assert Runner(redis_client, settings).run(ref, retries=0).state is State.failed
+    dead = DeadLetters(redis_client, settings)
+    [letter] = dead.list()
+    # The operator fixed the role's permissions: replay. A failed command had no effect, so its key is freed.
+    assert Records(redis_client, settings).release_key_for_replay(command_id)
+    dead.replay(letter.entry_id)
+    assert dead.list() == []
+    worker.run_once(block_ms=10)
+    new_id = redis_client.get(keys.idempotency("default", "cobrowse.start", "k5"))
+    assert new_id and new_id != command_id
+    assert types(redis_client).count("command.accepted") == 2
+    ref2 = ref.model_copy(update={"command_id": new_id})
+    assert Runner(redis_client, settings).run(ref2, retries=0).state is State.succeeded
+    # A succeeded command keeps its key: replaying it again would only be a duplicate.
+    assert not Records(redis_client, settings).release_key_for_replay(new_id)
