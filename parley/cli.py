@@ -123,13 +123,13 @@ def dead_replay(entry_ids: list[str]) -> None:
     dead = DeadLetters(client, get_settings())
     records = Records(client, get_settings())
     for entry_id in entry_ids:
-        letter = next((e.letter for e in dead.list(1, entry_id) if e.entry_id == entry_id), None)
-        if letter is None:
+        entry = dead.get(entry_id)
+        if entry is None:
             typer.echo(f"{entry_id}: no such dead letter", err=True)
             raise typer.Exit(1)
-        if letter.command_id:
-            records.release_key_for_replay(letter.command_id)
-        typer.echo(f"{entry_id} -> {dead.replay(entry_id)}")
+        if entry.letter.command_id:
+            records.release_key_for_replay(entry.letter.command_id)
+        typer.echo(f"{entry_id} -> {dead.replay(entry)}")
 
 
 @app.command()

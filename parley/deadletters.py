@@ -32,18 +32,17 @@ class DeadLetters:
         rows = self._client.xrange(self.stream, min=start, count=count)
         return [DeadEntry(entry_id, DeadLetter.model_validate_json(fields[DEAD_FIELD])) for entry_id, fields in rows]
 
-    def replay(self, entry_id: str) -> str:
+    def get(self, entry_id: str) -> DeadEntry | None:
+        rows = self._client.xrange(self.stream, min=entry_id, max=entry_id)
+        return DeadEntry(entry_id, DeadLetter.model_validate_json(rows[0][1][DEAD_FIELD])) if rows else None
+
+    def replay(self, entry: DeadEntry) -> str:
         """Put the original command back on the commands stream and drop the dead letter.
 
         The idempotency key still holds for a command that was accepted before, so replay only
-        re-executes what never had an effect.
+        re-executes what never had an effect (see :meth:`parley.records.Records.release_key_for_replay`).
         """
-        rows = self._client.xrange(self.stream, min=entry_id, max=entry_id)
-        if not rows:
-            raise KeyError(f"no dead letter {entry_id}")
-        letter = DeadLetter.model_validate_json(rows[0][1][DEAD_FIELD])
         pipe = self._client.pipeline(transaction=True)
-        pipe.xadd(self._commands, {"command": letter.original})
-        pipe.xdel(self.stream, entry_id)
-        new_id = pipe.execute()[0]
-        return str(new_id)
+        pipe.xadd(self._commands, {"command": entry.letter.original})
+        pipe.xdel(self.stream, entry.entry_id)
+        return str(pipe.execute()[0])

@@ -183,7 +183,7 @@ def test_failed_command_can_be_replayed_from_dead_letters(redis_client, settings
     [letter] = dead.list()
     # The operator fixed the role's permissions: replay. A failed command had no effect, so its key is freed.
     assert Records(redis_client, settings).release_key_for_replay(command_id)
-    dead.replay(letter.entry_id)
+    dead.replay(letter)
     assert dead.list() == []
     worker.run_once(block_ms=10)
     new_id = redis_client.get(keys.idempotency("default", "cobrowse.start", "k5"))

@@ -1,0 +1,54 @@
+"""The `parley` CLI against a real redis-server: submit, dead list, dead replay, schema."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+import redis
+from typer.testing import CliRunner
+
+from parley.cli import app
+from parley.deadletters import DeadLetters
+from parley.settings import Settings, get_settings
+from schemas.dead import DeadLetter
+from tests.test_schemas import VALID
+
+
+@pytest.fixture
+def cli(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    monkeypatch.setenv("PARLEY_REDIS_URL", redis_url)
+    get_settings.cache_clear()
+    yield CliRunner()
+    get_settings.cache_clear()
+
+
+def test_submit_validates_before_enqueueing(cli: CliRunner, redis_client: redis.Redis) -> None:
+    ok = cli.invoke(app, ["submit", "-"], input=json.dumps(VALID["cobrowse.start"]))
+    assert ok.exit_code == 0 and redis_client.xlen("parley:commands") == 1
+    bad = cli.invoke(app, ["submit", "-"], input=json.dumps({**VALID["cobrowse.start"], "conversation_id": "x"}))
+    assert bad.exit_code == 1 and "must be a Genesys id" in bad.output
+    assert redis_client.xlen("parley:commands") == 1
+
+
+def test_dead_list_and_replay(cli: CliRunner, redis_client: redis.Redis, redis_url: str) -> None:
+    original = json.dumps(VALID["cobrowse.end"])
+    DeadLetters(redis_client, Settings(redis_url=redis_url)).add(
+        DeadLetter(stage="execute", reason="403 missing.permissions", original=original, command_type="cobrowse.end"))
+    listed = cli.invoke(app, ["dead", "list"])
+    assert listed.exit_code == 0 and "403 missing.permissions" in listed.output
+    entry_id = listed.output.split()[0]
+    replayed = cli.invoke(app, ["dead", "replay", entry_id])
+    assert replayed.exit_code == 0, replayed.output
+    assert redis_client.xlen("parley:dead") == 0
+    [(_id, fields)] = redis_client.xrange("parley:commands")
+    assert fields["command"] == original
+    missing = cli.invoke(app, ["dead", "replay", entry_id])
+    assert missing.exit_code == 1 and "no such dead letter" in missing.output
+
+
+def test_schema_prints_every_command(cli: CliRunner) -> None:
+    result = cli.invoke(app, ["schema"])
+    assert result.exit_code == 0
+    assert "MessageSend" in json.loads(result.output)["command"]["$defs"]
