@@ -58,6 +58,7 @@ from workers.guest_store import SessionStatus, SessionStore
 log = logging.getLogger("parley.guest")
 
 HANDOVER_TIMEOUT_S = 10.0
+LEASE_STOP_TIMEOUT_S = 5.0
 REDIS_CONNECTIONS = 64
 REDIS_RETRY_S = 1.0
 
@@ -74,6 +75,10 @@ class GuestWorker:
         self.lease_lost = False
         self._io = io
         self._routing = asyncio.Event()
+        # The lease outlives `stopping` (it is renewed while sessions are handed over) and ends on its
+        # own event: cancelling a task inside a redis-py call can be swallowed, so cancel alone is not
+        # a reliable way to stop a loop.
+        self._lease_done = asyncio.Event()
 
     # --- lifecycle ----------------------------------------------------------------------------------
 
@@ -117,8 +122,9 @@ class GuestWorker:
             await asyncio.gather(*others, return_exceptions=True)
             if not self.lease_lost:
                 await self._hand_over()  # the lease keeps being renewed until everything is closed
-            lease_task.cancel()
-            await asyncio.gather(lease_task, return_exceptions=True)
+            self._lease_done.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(lease_task, return_exceptions=True), LEASE_STOP_TIMEOUT_S)
             if not self.lease_lost:
                 await self.ownership.release()
             await genesys.aclose()
@@ -179,7 +185,7 @@ class GuestWorker:
                     await asyncio.wait_for(self.stopping.wait(), REDIS_RETRY_S)
 
     async def _lease_loop(self) -> None:
-        while True:
+        while not self._lease_done.is_set():
             try:
                 if await self.ownership.renew(may_route=not self.stopping.is_set()):
                     self._routing.set()
@@ -196,7 +202,8 @@ class GuestWorker:
                 return
             except (aredis.ConnectionError, aredis.TimeoutError, aredis.BusyLoadingError):
                 log.warning("Redis unavailable; lease not renewed")
-            await asyncio.sleep(self.guest_settings.renew_every_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lease_done.wait(), self.guest_settings.renew_every_s)
 
     async def _router_loop(self) -> None:
         while not self.stopping.is_set():
