@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import psutil
 import redis
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +46,30 @@ def body(customer: str) -> dict:
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class CpuMeter:
+    """CPU seconds (user + system) spent by each named process tree, so a run says where the time goes."""
+
+    def __init__(self, processes: dict[str, int]) -> None:
+        self.processes = {name: psutil.Process(pid) for name, pid in processes.items()}
+        self.spent: dict[str, float] = dict.fromkeys(processes, 0.0)
+
+    def _now(self) -> dict[str, float]:
+        totals = {}
+        for name, proc in self.processes.items():
+            # The bench's own children are the servers and workers measured on their own lines.
+            tree = [proc] if proc.pid == os.getpid() else [proc, *proc.children(recursive=True)]
+            totals[name] = sum(sum(p.cpu_times()[:2]) for p in tree if p.is_running())
+        return totals
+
+    def measure(self, fn, *args):  # type: ignore[no-untyped-def]
+        before = self._now()
+        result = fn(*args)
+        after = self._now()
+        for name in self.spent:
+            self.spent[name] += max(0.0, after[name] - before[name])
+        return result
 
 
 def bare_round(client: redis.Redis, n: int) -> tuple[float, list[float]]:
@@ -86,15 +113,48 @@ def parley_round(client: redis.Redis, n: int) -> tuple[float, list[float]]:
     return n / elapsed, latencies
 
 
+def set_genesys_latency(api: str, latency_ms: int) -> None:
+    """Make the emulator answer the agentless call after ``latency_ms``, as Genesys does over the internet."""
+    import httpx
+
+    httpx.delete(f"{api}/__emulator/faults").raise_for_status()
+    if latency_ms:
+        httpx.post(f"{api}/__emulator/faults", json={
+            "method": "POST", "path": "/api/v2/conversations/messages/agentless",
+            "latency_ms": latency_ms}).raise_for_status()
+
+
+@dataclass
+class Point:
+    """One Genesys latency: throughput rounds of both sides, side by side, and the CPU they spent."""
+
+    latency_ms: int
+    bare: list[float]
+    parley: list[float]
+    bare_cpu: CpuMeter
+    parley_cpu: CpuMeter
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.parley) / statistics.median(self.bare)
+
+
+def cpu_line(name: str, meter: CpuMeter, commands: int) -> str:
+    parts = "  ".join(f"{k} {v / commands * 1e3:.2f}" for k, v in meter.spent.items())
+    return f"  CPU ms per command, {name:<6}: total {sum(meter.spent.values()) / commands * 1e3:.2f}  ({parts})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--commands", type=int, default=500)
+    parser.add_argument("--commands", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, default=2)
-    parser.add_argument("--latency-samples", type=int, default=200)
-    parser.add_argument("--genesys-latency-ms", type=int, default=0,
-                        help="Emulator latency on the agentless call (real Genesys answers in ~100 ms+).")
+    parser.add_argument("--concurrency", type=int, default=8,
+                        help="Celery worker concurrency, the same for both sides.")
+    parser.add_argument("--latency-samples", type=int, default=100)
+    parser.add_argument("--genesys-latency-ms", default="0,10,25,50,100",
+                        help="Comma-separated emulator latencies on the agentless call; one measured point each.")
     args = parser.parse_args()
+    latencies_ms = [int(x) for x in args.genesys_latency_ms.split(",")]
     with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp)) as server, \
             running_emulator({"PARLEY_EMULATOR_RATE_LIMIT_ENABLED": "false"}) as emulator:
         import httpx
@@ -104,8 +164,6 @@ def main() -> None:
                          PARLEY_GENESYS_CLIENT_ID=fixtures["client_id"],
                          PARLEY_GENESYS_CLIENT_SECRET=fixtures["client_secret"],
                          PARLEY_GENESYS_RATE_LIMIT_PER_MINUTE="100000000")
-        import os
-
         os.environ.update({k: env[k] for k in ("PARLEY_REDIS_URL", "PARLEY_GENESYS_API_URL",
                                                "PARLEY_GENESYS_CLIENT_ID", "PARLEY_GENESYS_CLIENT_SECRET")})
         from bench import bare_celery
@@ -118,30 +176,38 @@ def main() -> None:
             [sys.executable, "-m", "celery", "-A", "bench.bare_celery", "worker", "-Q", "bench.bare",
              "-c", str(args.concurrency), "--loglevel", "WARNING", "-n", "bare@%h"],
             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if args.genesys_latency_ms:
-            httpx.post(f"{emulator.base_url}/__emulator/faults", json={
-                "method": "POST", "path": "/api/v2/conversations/messages/agentless",
-                "latency_ms": args.genesys_latency_ms}).raise_for_status()
         with running(ingest, parley_worker, bare_worker):
             bare_round(client, 50)  # warm up: imports, tokens, pools
             parley_round(client, 50)
-            bare_tp, parley_tp, bare_lat, parley_lat = [], [], [], []
-            for _ in range(args.rounds):
-                bare_tp.append(bare_round(client, args.commands)[0])
-                parley_tp.append(parley_round(client, args.commands)[0])
-            # Latency one command at a time (no queueing): what each command costs end to end.
+            pids = {"redis": server.process.pid, "emulator": emulator.process.pid, "bench": os.getpid()}
+            points = []
+            for latency_ms in latencies_ms:
+                set_genesys_latency(emulator.base_url, latency_ms)
+                point = Point(latency_ms, [], [], CpuMeter({**pids, "celery worker": bare_worker.pid}),
+                              CpuMeter({**pids, "ingest": ingest.pid, "celery worker": parley_worker.pid}))
+                for _ in range(args.rounds):
+                    point.bare.append(point.bare_cpu.measure(bare_round, client, args.commands)[0])
+                    point.parley.append(point.parley_cpu.measure(parley_round, client, args.commands)[0])
+                points.append(point)
+            # Latency one command at a time (no queueing), Genesys answering at once: what Parley adds.
+            set_genesys_latency(emulator.base_url, 0)
+            bare_lat: list[float] = []
+            parley_lat: list[float] = []
             for _ in range(args.latency_samples):
                 bare_lat += bare_round(client, 1)[1]
                 parley_lat += parley_round(client, 1)[1]
-    b, p = statistics.median(bare_tp), statistics.median(parley_tp)
-    print(f"commands per round: {args.commands}, rounds: {args.rounds}, celery concurrency: {args.concurrency}, "
-          f"latency samples (one at a time): {args.latency_samples}, emulator latency: {args.genesys_latency_ms} ms")
-    print(f"bare Celery task + 1 POST: {b:7.1f}/s  rounds {[round(x, 1) for x in bare_tp]}")
-    print(f"parley message.send:       {p:7.1f}/s  rounds {[round(x, 1) for x in parley_tp]}")
-    print(f"throughput ratio parley/bare: {p / b:.3f}")
+    print(f"commands per round: {args.commands}, rounds: {args.rounds}, celery concurrency: {args.concurrency} "
+          f"(both sides), {os.cpu_count()} cores")
+    for point in points:
+        print(f"Genesys latency {point.latency_ms:4d} ms: bare {statistics.median(point.bare):7.1f}/s  "
+              f"parley {statistics.median(point.parley):7.1f}/s  ratio {point.ratio:.3f}  "
+              f"(rounds bare {[round(x) for x in point.bare]}, parley {[round(x) for x in point.parley]})")
+        print(cpu_line("bare", point.bare_cpu, args.commands * args.rounds))
+        print(cpu_line("parley", point.parley_cpu, args.commands * args.rounds))
+    print(f"latency one command at a time, Genesys answering at once ({args.latency_samples} samples):")
     for name, values in (("bare", bare_lat), ("parley", parley_lat)):
-        print(f"latency {name:<6} p50 {pct(values, 0.5) * 1000:7.1f} ms  p99 {pct(values, 0.99) * 1000:7.1f} ms")
-    print(f"added by parley: p50 {(pct(parley_lat, 0.5) - pct(bare_lat, 0.5)) * 1000:.1f} ms, "
+        print(f"  {name:<6} p50 {pct(values, 0.5) * 1000:7.1f} ms  p99 {pct(values, 0.99) * 1000:7.1f} ms")
+    print(f"  added by parley: p50 {(pct(parley_lat, 0.5) - pct(bare_lat, 0.5)) * 1000:.1f} ms, "
           f"p99 {(pct(parley_lat, 0.99) - pct(bare_lat, 0.99)) * 1000:.1f} ms")
 
 

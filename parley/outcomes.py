@@ -6,6 +6,7 @@ wherever it ran and the state change and the event can never disagree.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import redis
@@ -18,6 +19,8 @@ from parley.settings import Settings
 from schemas.common import utcnow
 from schemas.dead import DeadLetter
 from schemas.events import CommandExpired, CommandFailed, CommandResult, CommandSucceeded, EventBase, GenesysErrorInfo
+
+StagedWrite = Callable[[redis.client.Pipeline], None]
 
 
 def about(record: CommandRecord) -> dict[str, str | None]:
@@ -35,9 +38,15 @@ class Outcomes:
         self.events = EventLog(client, settings)
         self.dead = DeadLetters(client, settings)
 
-    def succeed(self, record: CommandRecord, result: CommandResult, *extra: EventBase) -> None:
-        """Mark succeeded and append ``command.succeeded`` (and any ``extra`` events) atomically."""
+    def succeed(self, record: CommandRecord, result: CommandResult, *extra: EventBase,
+                staged: Sequence[StagedWrite] = ()) -> None:
+        """Mark succeeded and append ``command.succeeded`` (and any ``extra`` events) atomically.
+
+        ``staged`` writes (the executor's state cache updates, lease releases) join the transaction.
+        """
         pipe = self.client.pipeline(transaction=True)
+        for write in staged:
+            write(pipe)
         self.records.set_fields(record.command_id, pipe, state=State.succeeded.value,
                                 result=result.model_dump_json(exclude_none=True),
                                 finished_at=utcnow().isoformat(), unknown_outcome=0)
@@ -48,9 +57,11 @@ class Outcomes:
         pipe.execute()
 
     def fail(self, record: CommandRecord, reason: str, error: GenesysErrorInfo | None = None,
-             hint: str | None = None) -> None:
+             hint: str | None = None, staged: Sequence[StagedWrite] = ()) -> None:
         """Mark failed, append ``command.failed`` and keep the command as a dead letter."""
         pipe = self.client.pipeline(transaction=True)
+        for write in staged:
+            write(pipe)
         self.records.set_fields(record.command_id, pipe, state=State.failed.value, finished_at=utcnow().isoformat())
         self.events.append(CommandFailed(**about(record), reason=reason, attempts=record.attempts,
                                          error=error, hint=hint), pipe)
@@ -60,8 +71,10 @@ class Outcomes:
                                  deliveries=record.deliveries, error=error), pipe)
         pipe.execute()
 
-    def expire(self, record: CommandRecord, expires_at: datetime) -> None:
+    def expire(self, record: CommandRecord, expires_at: datetime, staged: Sequence[StagedWrite] = ()) -> None:
         pipe = self.client.pipeline(transaction=True)
+        for write in staged:
+            write(pipe)
         self.records.set_fields(record.command_id, pipe, state=State.expired.value, finished_at=utcnow().isoformat())
         self.events.append(CommandExpired(**about(record), expires_at=expires_at), pipe)
         pipe.execute()

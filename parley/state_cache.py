@@ -296,12 +296,18 @@ class StateCache:
     def get_conversation(self, key: CustomerKey) -> LiveConversation | None:
         return self._load(self.keys.live(key.ident()), LiveConversation)
 
-    def put_conversation(self, key: CustomerKey, live: LiveConversation) -> None:
-        """Remember (or re-confirm, with a new ``checked_at``) the customer's live conversation."""
+    def put_conversation(self, key: CustomerKey, live: LiveConversation,
+                         pipe: redis.client.Pipeline | None = None) -> None:
+        """Remember (or re-confirm, with a new ``checked_at``) the customer's live conversation.
+
+        With ``pipe``, the writes join that transaction (the caller executes it).
+        """
         ttl = _ms(self.ttls.conversation)
-        with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(self.keys.live(key.ident()), live.model_dump_json(), px=ttl)
-            pipe.set(self.keys.by_conversation(live.conversation_id), key.ident(), px=ttl)
+        own = pipe is None
+        pipe = self.redis.pipeline(transaction=True) if pipe is None else pipe
+        pipe.set(self.keys.live(key.ident()), live.model_dump_json(), px=ttl)
+        pipe.set(self.keys.by_conversation(live.conversation_id), key.ident(), px=ttl)
+        if own:
             pipe.execute()
 
     def invalidate_conversation(self, key: CustomerKey) -> bool:
@@ -439,6 +445,14 @@ class Lease:
     def release(self) -> bool:
         """Give the lease up; False if it had already expired or passed to another holder."""
         return bool(self._scripts.delete_if_equal(keys=[self.key], args=[self.token]))
+
+    def release_in(self, pipe: redis.client.Pipeline) -> None:
+        """Stage the release in ``pipe``, after the writes the lease protects, in the same transaction.
+
+        EVAL with the script's text, not EVALSHA: inside MULTI a script missing from Redis' cache (after
+        a restart) would fail alone and leave the lease to its TTL; EVAL never misses.
+        """
+        pipe.eval(_DELETE_IF_EQUAL, 1, self.key, self.token)
 
     def __enter__(self) -> Lease:
         return self

@@ -20,7 +20,8 @@ from parley.connections import connect
 from parley.settings import Settings, get_settings
 from schemas.commands import REST_COMMAND_TYPES
 from tasks.app import app
-from tasks.runner import CommandRef, RetryLater, Runner
+from tasks.dispatch import CommandRef, task_name
+from tasks.runner import RetryLater, Runner
 
 if TYPE_CHECKING:
     from genesys.client import GenesysClient
@@ -64,7 +65,7 @@ def _make_task(command_type: str) -> Task:
         return _execute(self, **ref)
 
     execute.__name__ = execute.__qualname__ = "execute_" + command_type.replace(".", "_")
-    return app.task(name=f"parley.{command_type}", bind=True, max_retries=None, acks_late=True)(execute)
+    return app.task(name=task_name(command_type), bind=True, max_retries=None, acks_late=True)(execute)
 
 
 COMMAND_TASKS: dict[str, Task] = {t: _make_task(t) for t in sorted(REST_COMMAND_TYPES)}
@@ -74,7 +75,3 @@ COMMAND_TASKS: dict[str, Task] = {t: _make_task(t) for t in sorted(REST_COMMAND_
 def probe(nonce: str) -> None:
     """Proves a worker is consuming: `parley status` enqueues it and waits for the key it sets."""
     runner().client.set(keys.probe(nonce), "1", ex=60)
-
-
-def task_name(command_type: str) -> str:
-    return COMMAND_TASKS[command_type].name

@@ -47,6 +47,10 @@ class RenewedLease:
         """Renew from now on (the lease was taken with :attr:`token`)."""
         _keeper().add(self)
 
+    def stop_renewing(self) -> None:
+        """Forget the lease without a Redis call: something else deleted it (the command's last transaction)."""
+        _keeper().discard(self)
+
     def release(self) -> None:
         _keeper().discard(self)
         with contextlib.suppress(redis.RedisError):  # if Redis is away, the TTL frees the lease

@@ -16,13 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import redis
-from pydantic import BaseModel, ConfigDict
 
 from genesys.errors import GenesysError
 from parley import keys
 from parley.events import EventLog
 from parley.hints import hint_for
-from parley.outcomes import Outcomes, about
+from parley.outcomes import Outcomes, StagedWrite, about
 from parley.records import CommandRecord, Records, State
 from parley.settings import Settings
 from parley.state_cache import LeaseTimeout
@@ -35,22 +34,11 @@ from schemas.events import (
     GenesysErrorInfo,
 )
 from tasks.context import HANDLERS, ExecutionContext, Refused
+from tasks.dispatch import CommandRef
 from tasks.lease import RenewedLease
 from tasks.retry_policy import Decision, Retry, RetryPolicy
 
 log = logging.getLogger("parley.runner")
-
-
-class CommandRef(BaseModel):
-    """What a Celery message carries (and Flower shows): identity and target ids, never content."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    command_id: str
-    type: str
-    org: str
-    idempotency_key: str
-    targets: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -96,18 +84,25 @@ class Runner:
             return Outcome(record.state)
         lease.keep_renewing()
         try:
-            command = COMMAND_ADAPTER.validate_json(record.body)
-            if command.expires_at is not None and command.expires_at <= utcnow():
-                return self._expire(record, command)
-            # Deliveries beyond the retries Celery scheduled are executions lost to dying workers.
-            crashes = record.deliveries - 1 - retries
-            if crashes > self.settings.max_crash_redeliveries:
-                return self._fail(record, f"the worker died {crashes} times while executing this command", None)
-            return self._execute(record, command, started)
-        finally:
+            outcome = self._begun(record, retries, started)
+        except BaseException:
             lease.release()
+            raise
+        lease.stop_renewing()  # the transaction that ended the command deleted the lease with it
+        return outcome
 
     # -- steps -------------------------------------------------------------------------------
+    def _begun(self, record: CommandRecord, retries: int, started: str) -> Outcome:
+        """Every return ends the command (succeeded, failed, expired) in one transaction; else it raises."""
+        command = COMMAND_ADAPTER.validate_json(record.body)
+        if command.expires_at is not None and command.expires_at <= utcnow():
+            return self._expire(record, command)
+        # Deliveries beyond the retries Celery scheduled are executions lost to dying workers.
+        crashes = record.deliveries - 1 - retries
+        if crashes > self.settings.max_crash_redeliveries:
+            return self._fail(record, f"the worker died {crashes} times while executing this command", None)
+        return self._execute(record, command, started)
+
     def _execute(self, record: CommandRecord, command: Command, started: str) -> Outcome:
         # ``record`` is as it was before this attempt (begin() already marked it running). An attempt
         # left "running" died mid-call; one marked unknown_outcome failed after the request may have
@@ -138,7 +133,12 @@ class Runner:
             raise  # Redis is away, not Genesys: the task layer retries when it is back (the record says running)
         except Exception as exc:  # every failure goes to the one retry policy
             return self._on_error(record, attempt, exc)
-        return self._succeed(record, result)
+        else:
+            outcome = self._succeed(record, result, ctx.success_writes())
+            ctx.committed()
+            return outcome
+        finally:
+            ctx.release_held()  # leases not released by a success's commit (failure, retry, Redis error)
 
     def _on_error(self, record: CommandRecord, attempt: int, exc: Exception) -> Outcome:
         # The Genesys client already refreshed the token once on a 401, and message.send already
@@ -163,19 +163,26 @@ class Runner:
         record = record.model_copy(update={"attempts": attempt})
         return self._fail(record, decision.reason, error, hint)
 
-    def _succeed(self, record: CommandRecord, result: CommandResult) -> Outcome:
-        self.outcomes.succeed(record, result)
+    def _succeed(self, record: CommandRecord, result: CommandResult, staged: list[StagedWrite]) -> Outcome:
+        self.outcomes.succeed(record, result, staged=[*staged, self._end_execution_lease(record)])
         return Outcome(State.succeeded, result)
 
     def _fail(self, record: CommandRecord, reason: str, error: GenesysErrorInfo | None,
               hint: str | None = None) -> Outcome:
-        self.outcomes.fail(record, reason, error, hint)
+        self.outcomes.fail(record, reason, error, hint, staged=[self._end_execution_lease(record)])
         return Outcome(State.failed)
 
     def _expire(self, record: CommandRecord, command: Command) -> Outcome:
         assert command.expires_at is not None
-        self.outcomes.expire(record, command.expires_at)
+        self.outcomes.expire(record, command.expires_at, staged=[self._end_execution_lease(record)])
         return Outcome(State.expired)
+
+    @staticmethod
+    def _end_execution_lease(record: CommandRecord) -> StagedWrite:
+        # Deleted without checking the token: the same transaction makes the command terminal, and a
+        # terminal command is never executed again whoever holds its lease, so no check can matter.
+        lease_key = keys.execution_lease(record.command_id)
+        return lambda pipe: pipe.delete(lease_key)
 
     def _lost_record(self, ref: CommandRef) -> Outcome:
         log.error("command %s has no record (retention passed before execution?)", ref.command_id)

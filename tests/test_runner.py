@@ -18,7 +18,8 @@ from schemas.commands import Command
 from schemas.events import CommandResult
 from schemas.validation import parse_command
 from tasks.context import HANDLERS, ExecutionContext
-from tasks.runner import CommandRef, RetryLater, Runner
+from tasks.dispatch import CommandRef
+from tasks.runner import RetryLater, Runner
 from tests.support.events import read_events
 from tests.test_schemas import VALID
 
@@ -193,3 +194,51 @@ def test_failed_command_can_be_replayed_from_dead_letters(redis_client, settings
     assert Runner(redis_client, settings).run(ref2, retries=0).state is State.succeeded
     # A succeeded command keeps its key: replaying it again would only be a duplicate.
     assert not Records(redis_client, settings).release_key_for_replay(new_id)
+
+
+def _staging_handler(step: BaseException | None, seen: dict):
+    """A cobrowse.start handler that holds the conversation's lease and stages a write, then ``step``."""
+    from parley.state_cache import ConversationKey
+
+    def handler(ctx: ExecutionContext, command: Command) -> CommandResult:
+        lease = ctx.hold(ConversationKey(conversation_id=command.targets["conversation_id"]), timeout_s=1)
+        seen["lease_key"] = lease.key
+        seen["held_during"] = ctx.redis.get(lease.key) == str(lease.token)
+        ctx.on_success(lambda pipe: pipe.set("test:staged", "written"))
+        if step is not None:
+            raise step
+        return CommandResult(conversation_id=command.targets["conversation_id"], join_code="J1")
+
+    return handler
+
+
+def test_staged_writes_and_lease_releases_commit_with_success(redis_client, settings, monkeypatch) -> None:
+    seen: dict = {}
+    monkeypatch.setitem(HANDLERS, "cobrowse.start", _staging_handler(None, seen))
+    ref = accept(redis_client, settings)
+    assert Runner(redis_client, settings).run(ref, retries=0).state is State.succeeded
+    assert seen["held_during"]
+    assert redis_client.get("test:staged") == "written"
+    assert not redis_client.exists(seen["lease_key"])  # the next command on the conversation may start
+    assert not redis_client.exists(keys.execution_lease(ref.command_id))  # ended with the command
+
+
+def test_failed_handler_commits_nothing_staged_and_frees_its_leases(redis_client, settings, monkeypatch) -> None:
+    seen: dict = {}
+    monkeypatch.setitem(HANDLERS, "cobrowse.start", _staging_handler(GenesysTimeout("read timeout"), seen))
+    ref = accept(redis_client, settings)
+    with pytest.raises(RetryLater):
+        Runner(redis_client, settings).run(ref, retries=0)
+    assert not redis_client.exists("test:staged")
+    assert not redis_client.exists(seen["lease_key"])
+    assert not redis_client.exists(keys.execution_lease(ref.command_id))
+
+
+def test_permanent_failure_frees_leases_and_ends_the_execution_lease(redis_client, settings, monkeypatch) -> None:
+    seen: dict = {}
+    monkeypatch.setitem(HANDLERS, "cobrowse.start", _staging_handler(GenesysError(404, "not.found", "gone"), seen))
+    ref = accept(redis_client, settings)
+    assert Runner(redis_client, settings).run(ref, retries=0).state is State.failed
+    assert not redis_client.exists("test:staged")
+    assert not redis_client.exists(seen["lease_key"])
+    assert not redis_client.exists(keys.execution_lease(ref.command_id))

@@ -487,3 +487,20 @@ def test_real_expiry_hands_the_lease_on(redis_client: redis.Redis) -> None:
     finally:
         pubsub.close()
         redis_client.config_set("notify-keyspace-events", "")
+
+
+def test_release_in_a_transaction_frees_the_lease_but_spares_a_later_holder(any_cache: StateCache) -> None:
+    key = sms_customer()
+    lease = any_cache.try_lease(key, 5_000)
+    assert lease is not None
+    with any_cache.redis.pipeline(transaction=True) as pipe:
+        any_cache.put_conversation(key, LiveConversation(conversation_id="c-1"), pipe)
+        lease.release_in(pipe)
+        pipe.execute()
+    assert any_cache.get_conversation(key) is not None
+    later = any_cache.try_lease(key, 5_000)  # free again
+    assert later is not None
+    with any_cache.redis.pipeline(transaction=True) as pipe:
+        lease.release_in(pipe)  # the first holder's release comes late: the later holder keeps it
+        pipe.execute()
+    assert later.held()

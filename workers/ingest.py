@@ -33,6 +33,7 @@ from schemas.commands import GUEST_COMMAND_TYPES, Command
 from schemas.dead import DeadLetter
 from schemas.events import CommandDuplicate, CommandRejected
 from schemas.validation import Rejection, parse_command
+from tasks.dispatch import CommandRef, dispatch
 from workers.sweeper import Sweeper
 
 log = logging.getLogger("parley.ingest")
@@ -64,11 +65,8 @@ class Dispatcher:
             pipe.xadd(keys.GUEST_COMMANDS_STREAM, {"command_id": claim.command_id, "type": command.type,
                                                    "session_key": command.targets["session_key"]})
             return
-        from tasks.commands import task_name  # deferred: importing tasks pulls in Celery config
-        ref = {"command_id": claim.command_id, "type": command.type, "org": command.org,
-               "idempotency_key": command.idempotency_key, "targets": command.targets}
-        self._celery.send_task(task_name(command.type), kwargs=ref, task_id=claim.command_id,
-                               queue=keys.CELERY_QUEUE)
+        dispatch(self._celery, CommandRef(command_id=claim.command_id, type=command.type, org=command.org,
+                                          idempotency_key=command.idempotency_key, targets=command.targets))
 
 
 class IngestWorker:

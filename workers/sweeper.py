@@ -18,6 +18,7 @@ from parley import keys
 from parley.records import Records
 from parley.settings import Settings
 from schemas.commands import GUEST_COMMAND_TYPES
+from tasks.dispatch import CommandRef, dispatch
 
 log = logging.getLogger("parley.sweeper")
 
@@ -31,8 +32,6 @@ class Sweeper:
 
     def sweep(self) -> int:
         """Re-dispatch stalled commands; returns how many were sent again."""
-        from tasks.commands import task_name  # deferred: importing tasks pulls in the Celery config
-
         sent = 0
         for command_id in self.records.stalled(self._settings.stall_after_s):
             record = self.records.get(command_id)
@@ -44,9 +43,8 @@ class Sweeper:
                 continue
             log.warning("command %s (%s) made no progress for %ss; dispatching it again",
                         command_id, record.type, self._settings.stall_after_s)
-            ref = {"command_id": command_id, "type": record.type, "org": record.org,
-                   "idempotency_key": record.idempotency_key, "targets": {}}
-            self._celery.send_task(task_name(record.type), kwargs=ref, task_id=command_id, queue=keys.CELERY_QUEUE)
+            dispatch(self._celery, CommandRef(command_id=command_id, type=record.type, org=record.org,
+                                              idempotency_key=record.idempotency_key))
             self.records.touch(command_id)
             sent += 1
         return sent

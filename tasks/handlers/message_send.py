@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import redis
+
 from genesys.errors import GenesysError
 from genesys.models import MessageConversation
 from parley import keys
 from parley.state_cache import CustomerKey, LiveConversation
 from schemas.commands import MessageSend
 from schemas.events import CommandResult
-from tasks.context import ExecutionContext, Refused, handles
+from tasks.context import ExecutionContext, Refused, StagedWrite, handles
 from tasks.handlers.reading import fetch_live
 
 CUSTOMER_LEASE_WAIT_S = 10.0
@@ -86,27 +88,31 @@ def send_message(ctx: ExecutionContext, command: MessageSend) -> CommandResult:
     refuse_third_party_chat(ctx, command.conversation_id)
     key = CustomerKey.for_message(org=command.org, channel=command.channel.value, from_address=command.from_address,
                                   to_address=command.to_address, external_contact_id=command.external_contact_id)
-    with ctx.state.lease(key, ctx.settings.natural_key_lease_ms, timeout_s=CUSTOMER_LEASE_WAIT_S):
-        live = _confirmed(ctx, key, ctx.state.get_conversation(key))
-        if ctx.recovering:
-            found = _already_sent(ctx, live)
-            if found is not None:
-                return found
-        use_existing = live is not None or command.conversation_id is not None
-        try:
-            response = _send(ctx, command, use_existing)
-        except GenesysError as exc:
-            if exc.status != 400 or exc.code != "active.conversation" or use_existing:
-                raise
-            use_existing = True  # a conversation is live after all (opened outside Parley, or cache lost)
-            response = _send(ctx, command, use_existing)
-        if live is not None and response.conversation_id != live.conversation_id:
-            ctx.state.contradicted(live.conversation_id, key)  # the cached one had ended
-        if response.conversation_id:
-            ctx.state.put_conversation(key, LiveConversation(conversation_id=response.conversation_id))
-            _claim_message(ctx, response.conversation_id, response.id)
-        return CommandResult(conversation_id=response.conversation_id, message_id=response.id,
-                             reused=use_existing and (live is None or response.conversation_id == live.conversation_id))
+    # Held until the command's outcome commits, with the cache update below: the next send to this
+    # customer then finds the conversation this one opened.
+    ctx.hold(key, timeout_s=CUSTOMER_LEASE_WAIT_S)
+    live = _confirmed(ctx, key, ctx.state.get_conversation(key))
+    if ctx.recovering:
+        found = _already_sent(ctx, live)
+        if found is not None:
+            return found
+    use_existing = live is not None or command.conversation_id is not None
+    try:
+        response = _send(ctx, command, use_existing)
+    except GenesysError as exc:
+        if exc.status != 400 or exc.code != "active.conversation" or use_existing:
+            raise
+        use_existing = True  # a conversation is live after all (opened outside Parley, or cache lost)
+        response = _send(ctx, command, use_existing)
+    if live is not None and response.conversation_id != live.conversation_id:
+        ctx.state.contradicted(live.conversation_id, key)  # the cached one had ended
+    if response.conversation_id:
+        now_live = LiveConversation(conversation_id=response.conversation_id)
+        ctx.on_success(lambda pipe: ctx.state.put_conversation(key, now_live, pipe))
+        if response.id:
+            ctx.on_success(_claim_message(ctx, response.conversation_id, response.id))
+    return CommandResult(conversation_id=response.conversation_id, message_id=response.id,
+                         reused=use_existing and (live is None or response.conversation_id == live.conversation_id))
 
 
 def _send(ctx: ExecutionContext, command: MessageSend, use_existing: bool):
@@ -117,11 +123,12 @@ def _send(ctx: ExecutionContext, command: MessageSend, use_existing: bool):
     )
 
 
-def _claim_message(ctx: ExecutionContext, conversation_id: str, message_id: str | None) -> None:
-    if not message_id:
-        return
+def _claim_message(ctx: ExecutionContext, conversation_id: str, message_id: str) -> StagedWrite:
+    """Record the message as this command's, so a recovery lookup by another command never takes it."""
     sent = keys.sent_messages(conversation_id)
-    pipe = ctx.redis.pipeline(transaction=True)
-    pipe.hset(sent, message_id, ctx.command_id)
-    pipe.expire(sent, ctx.settings.idempotency_retention_s)
-    pipe.execute()
+
+    def write(pipe: redis.client.Pipeline) -> None:
+        pipe.hset(sent, message_id, ctx.command_id)
+        pipe.expire(sent, ctx.settings.idempotency_retention_s)
+
+    return write
