@@ -8,9 +8,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 
@@ -19,6 +21,18 @@ from tests.support.events import await_events
 from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.integration
+
+
+def flower_task_page(port: int, task_id: str, timeout_s: float = 30) -> str:
+    """Flower's page for one task, once its events reached Flower (it has no push API to await)."""
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+        while True:
+            response = http.get(f"/task/{task_id}")
+            if response.status_code == 200 and "SUCCESS" in response.text:
+                return response.text
+            assert time.monotonic() < deadline, f"Flower never showed task {task_id}: {response.status_code}"
+            threading.Event().wait(0.2)  # poll interval
 
 
 def test_parley_run_starts_everything_and_status_goes_green(tmp_path: Path) -> None:
@@ -57,8 +71,12 @@ def test_parley_run_starts_everything_and_status_goes_green(tmp_path: Path) -> N
         assert submitted.returncode == 0, submitted.stderr
         client = redis.Redis(port=redis_port, decode_responses=True)
         events = await_events(client, lambda ev: any(e["type"] == "command.succeeded" for e in ev), timeout_s=60)
-        assert next(e for e in events if e["type"] == "command.succeeded")["result"]["conversation_id"]
+        succeeded = next(e for e in events if e["type"] == "command.succeeded")
+        assert succeeded["result"]["conversation_id"]
         client.close()
+        page = flower_task_page(flower_port, succeeded["command_id"])
+        assert "parley.message.send" in page and "run-1" in page  # name and reference shown...
+        assert "hello from make run" not in page  # ...never the customer's text
     finally:
         run.send_signal(signal.SIGTERM)
         try:
