@@ -11,7 +11,15 @@ after the other, at the same message rate:
   the Inbound echo carrying its tracingId;
 * agent message relay: the agent's message time (``channel.time``, stamped by the emulator when it
   emits the message) -> the ``guest.message`` event's stream id in Redis (Parley) or the frame's
-  arrival (baseline).
+  arrival (baseline);
+* CPU: the worker's (or the baseline client's) CPU time during the traffic phase, in % of one core.
+
+Isolation. On a machine with two or more cores the worker process, and the baseline client in its
+turn, gets a core of its own (``sched_setaffinity``, the same core for both), while this process (the
+load generator and the Redis reader), the emulator and redis-server share the others: the target is
+about the worker, and neither Genesys nor Redis shares the worker's CPU in production. Both sides run
+on the same event loop (uvloop where installed, as ``parley guest`` does). ``--no-pin`` runs
+everything wherever the scheduler puts it.
 
 Run:  .venv/bin/python bench/bench_guest.py --sessions 1000 --rate 500 --seconds 20
 """
@@ -29,6 +37,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +54,7 @@ from parley.redis_server import RedisServer  # noqa: E402
 from parley.settings import Settings  # noqa: E402
 from schemas.validation import parse_command  # noqa: E402
 from tests.support.emulator_server import running_emulator  # noqa: E402
+from workers.guest import use_fast_event_loop  # noqa: E402
 
 DEPLOYMENT = "e1b6f3a8-52c9-4d7e-8a10-b4c3d2e5f607"
 EMULATOR_ENV = {
@@ -75,6 +85,35 @@ def iso_ms(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000
 
 
+@dataclass(frozen=True)
+class Cores:
+    """Which CPUs the measured process gets, and which everything else gets."""
+
+    measured: frozenset[int]
+    rest: frozenset[int]
+
+    def pin_child(self) -> None:
+        """preexec_fn of the measured process (the worker, the baseline client)."""
+        os.sched_setaffinity(0, self.measured)
+
+
+def plan_cores(pin: bool) -> Cores | None:
+    cores = sorted(os.sched_getaffinity(0))
+    if not pin or len(cores) < 2:
+        return None
+    return Cores(frozenset(cores[-1:]), frozenset(cores[:-1]))
+
+
+def cpu_seconds(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return times.user + times.system
+
+
+def cpu_use(processes: dict[str, psutil.Process]) -> dict[str, float]:
+    """CPU seconds so far of the processes around the worker (emulator, redis-server, load generator)."""
+    return {name: cpu_seconds(proc) for name, proc in processes.items()}
+
+
 def raise_fd_limit() -> None:
     import resource
 
@@ -96,9 +135,12 @@ class EventReader:
         self.relay_ms: list[float] = []
         self.messages = 0
 
-    def poll(self, block_ms: int = 200) -> None:
+    def poll(self, block_ms: int = 200) -> int:
+        """Read what is new (waiting up to ``block_ms``); how many events came."""
         reply = self.client.xread({"parley:events": self.last}, count=5000, block=block_ms)
+        rows_read = 0
         for _stream, rows in reply or []:
+            rows_read += len(rows)
             for entry_id, fields in rows:
                 self.last = entry_id
                 event = json.loads(fields["event"])
@@ -111,29 +153,43 @@ class EventReader:
                     self.messages += 1
                     if event["text"].startswith("You said: ") and event.get("sent_at"):
                         self.relay_ms.append(stream_ms(entry_id) - iso_ms(event["sent_at"]))
+        return rows_read
 
 
-def submit(client: redis.Redis, records: Records, commands: list[dict[str, Any]]) -> dict[str, float]:
-    """Hand commands to the guest worker as the ingestion worker does; command id -> entry ms."""
-    entries: dict[str, float] = {}
+@dataclass(frozen=True)
+class Claimed:
+    command_id: str
+    type: str
+    session_key: str
+
+
+def claim(records: Records, commands: list[dict[str, Any]]) -> list[Claimed]:
+    """Claim commands as the ingestion worker does (record + ``command.accepted``), not handed over yet."""
+    claimed = []
     for command in commands:
         raw = json.dumps(command)
         parsed = parse_command(raw)
         command_id = uuid.uuid4().hex
         records.claim(parsed, command_id, raw, "0-1")
-        entry = client.xadd(keys.GUEST_COMMANDS_STREAM, {"command_id": command_id, "type": parsed.type,
-                                                         "session_key": command["session_key"]})
-        entries[command_id] = stream_ms(entry)
-    return entries
+        claimed.append(Claimed(command_id, parsed.type, command["session_key"]))
+    return claimed
 
 
-def run_parley(redis_url: str, api_url: str, n: int, rate: float, seconds: float) -> dict[str, Any]:
+def hand_over(client: redis.Redis, claimed: list[Claimed]) -> dict[str, float]:
+    """Append claimed commands to the guest stream, as the ingestion worker does next; id -> entry ms."""
+    return {c.command_id: stream_ms(client.xadd(keys.GUEST_COMMANDS_STREAM, {
+        "command_id": c.command_id, "type": c.type, "session_key": c.session_key})) for c in claimed}
+
+
+def run_parley(redis_url: str, api_url: str, n: int, rate: float, seconds: float, cores: Cores | None,
+               environment: dict[str, psutil.Process]) -> dict[str, Any]:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     settings = Settings(redis_url=redis_url)
     records = Records(client, settings)
     env = {**os.environ, "PARLEY_REDIS_URL": redis_url, "PARLEY_GENESYS_API_URL": api_url, "PYTHONPATH": str(ROOT)}
     worker = subprocess.Popen([sys.executable, "-m", "parley.cli", "guest"], env=env, cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              preexec_fn=cores.pin_child if cores else None)
     try:
         proc = psutil.Process(worker.pid)
         while not list(client.scan_iter("parley:heartbeat:guest:*")):
@@ -143,8 +199,8 @@ def run_parley(redis_url: str, api_url: str, n: int, rate: float, seconds: float
         reader = EventReader(client)
         keys_ = [f"bench-{i}-{uuid.uuid4().hex[:6]}" for i in range(n)]
         started_at = time.monotonic()
-        starts = submit(client, records, [{"type": "guest.start", "idempotency_key": f"s-{k}", "session_key": k,
-                                           "deployment_id": DEPLOYMENT} for k in keys_])
+        starts = hand_over(client, claim(records, [{"type": "guest.start", "idempotency_key": f"s-{k}",
+                                                    "session_key": k, "deployment_id": DEPLOYMENT} for k in keys_]))
         while sum(1 for c in starts if c in reader.succeeded) < n:
             reader.poll()
             if time.monotonic() - started_at > 60 + n / 50:
@@ -152,7 +208,12 @@ def run_parley(redis_url: str, api_url: str, n: int, rate: float, seconds: float
         start_s = time.monotonic() - started_at
         time.sleep(1.0)
         rss_open = proc.memory_info().rss
+        cpu_before, env_before, traffic_began = cpu_seconds(proc), cpu_use(environment), time.monotonic()
         sends = traffic(client, records, reader, keys_, rate, seconds)
+        traffic_s = time.monotonic() - traffic_began
+        cpu_pct = (cpu_seconds(proc) - cpu_before) / traffic_s * 100
+        env_pct = {name: round((used - env_before[name]) / traffic_s * 100)
+                   for name, used in cpu_use(environment).items()}
         deadline = time.monotonic() + 60
         while sum(1 for c in sends if c in reader.succeeded) < len(sends) and time.monotonic() < deadline:
             reader.poll()
@@ -166,6 +227,7 @@ def run_parley(redis_url: str, api_url: str, n: int, rate: float, seconds: float
             "rss_idle_mb": round(rss_idle / 2**20, 1), "rss_open_mb": round(rss_open / 2**20, 1),
             "rss_after_traffic_mb": round(rss_traffic / 2**20, 1),
             "kb_per_session": round((rss_open - rss_idle) / n / 1024, 1),
+            "cpu_pct": round(cpu_pct), "environment_cpu_pct": env_pct,
             "sent": len(sends), "confirmed": len(confirm), "failed": reader.failed,
             "send_to_confirm": summary(confirm), "agent_relay": summary(reader.relay_ms),
         }
@@ -180,17 +242,22 @@ def run_parley(redis_url: str, api_url: str, n: int, rate: float, seconds: float
 
 def traffic(client: redis.Redis, records: Records, reader: EventReader, session_keys: list[str], rate: float,
             seconds: float) -> dict[str, float]:
-    """guest.send at ``rate`` per second, round robin over the sessions, for ``seconds``."""
-    sends: dict[str, float] = {}
+    """guest.send at ``rate`` per second, round robin over the sessions, for ``seconds``. The sends are
+    claimed beforehand, so that while it is timed this process only appends to the guest stream (and
+    reads events): it shares its core with the emulator and redis-server."""
     total = int(rate * seconds)
+    keys_ = [session_keys[i % len(session_keys)] for i in range(total)]
+    planned = claim(records, [{"type": "guest.send", "idempotency_key": f"m-{i}-{key}", "session_key": key,
+                               "text": f"msg {i}"} for i, key in enumerate(keys_)])
+    while reader.poll(block_ms=1):
+        pass  # past the command.accepted events of the claims
+    sends: dict[str, float] = {}
     began = time.monotonic()
-    for i in range(total):
+    for i, command in enumerate(planned):
         due = began + i / rate
         while (now := time.monotonic()) < due:
             reader.poll(block_ms=max(1, int((due - now) * 1000)))
-        key = session_keys[i % len(session_keys)]
-        sends |= submit(client, records, [{"type": "guest.send", "idempotency_key": f"m-{i}-{key}",
-                                           "session_key": key, "text": f"msg {i}"}])
+        sends |= hand_over(client, [command])
     return sends
 
 
@@ -242,6 +309,7 @@ async def baseline(url: str, n: int, rate: float, seconds: float) -> dict[str, A
     start_s = time.monotonic() - began
     await asyncio.sleep(1.0)
     rss_open = proc.memory_info().rss
+    cpu_before = cpu_seconds(proc)
     total = int(rate * seconds)
     t0 = time.monotonic()
     for i in range(total):
@@ -253,6 +321,7 @@ async def baseline(url: str, n: int, rate: float, seconds: float) -> dict[str, A
         sent_at[tracing_id] = time.time() * 1000
         await socks[k].send(json.dumps({"action": "onMessage", "token": tokens[k], "tracingId": tracing_id,
                                         "message": {"type": "Text", "text": f"msg {i}"}}))
+    cpu_pct = (cpu_seconds(proc) - cpu_before) / (time.monotonic() - t0) * 100
     await asyncio.sleep(3.0)
     for ws in socks:
         await ws.close()
@@ -260,15 +329,15 @@ async def baseline(url: str, n: int, rate: float, seconds: float) -> dict[str, A
         task.cancel()
     return {"sessions": n, "start_all_s": round(start_s, 1), "rss_idle_mb": round(rss_idle / 2**20, 1),
             "rss_open_mb": round(rss_open / 2**20, 1), "kb_per_session": round((rss_open - rss_idle) / n / 1024, 1),
-            "sent": total, "confirmed": len(confirm), "send_to_confirm": summary(confirm),
+            "cpu_pct": round(cpu_pct), "sent": total, "confirmed": len(confirm), "send_to_confirm": summary(confirm),
             "agent_relay": summary(relay)}
 
 
-def run_baseline(api_url: str, n: int, rate: float, seconds: float) -> dict[str, Any]:
+def run_baseline(api_url: str, n: int, rate: float, seconds: float, cores: Cores | None) -> dict[str, Any]:
     url = api_url.replace("http://", "ws://") + f"/v1?deploymentId={DEPLOYMENT}"
     out = subprocess.run([sys.executable, __file__, "--baseline-client", url, "--sessions", str(n), "--rate",
                           str(rate), "--seconds", str(seconds)], capture_output=True, text=True, check=True,
-                         cwd=ROOT)
+                         cwd=ROOT, preexec_fn=cores.pin_child if cores else None)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -277,19 +346,29 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=500.0, help="guest messages per second, all sessions")
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--no-pin", dest="pin", action="store_false",
+                        help="do not give the worker (and the baseline client) a core of its own")
     parser.add_argument("--baseline-client", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     raise_fd_limit()
     if args.baseline_client:
+        use_fast_event_loop()  # the loop `parley guest` runs on
         print(json.dumps(asyncio.run(baseline(args.baseline_client, args.sessions, args.rate, args.seconds))))
         return
+    cores = plan_cores(args.pin)
+    if cores:
+        os.sched_setaffinity(0, cores.rest)  # redis-server and the emulator inherit it
     with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp) / "redis") as server, \
             running_emulator(EMULATOR_ENV) as emulator:
-        parley = run_parley(server.url, emulator.base_url, args.sessions, args.rate, args.seconds)
+        assert server.process is not None
+        environment = {"emulator": psutil.Process(emulator.process.pid), "redis": psutil.Process(server.process.pid),
+                       "load": psutil.Process()}
+        parley = run_parley(server.url, emulator.base_url, args.sessions, args.rate, args.seconds, cores, environment)
         with contextlib.suppress(Exception):
             emulator.client().post("/__emulator/reset")
-        base = run_baseline(emulator.base_url, args.sessions, args.rate, args.seconds)
-    report = {"parley": parley, "baseline": base, "ratio": {
+        base = run_baseline(emulator.base_url, args.sessions, args.rate, args.seconds, cores)
+    isolation = {"worker_cores": sorted(cores.measured), "other_cores": sorted(cores.rest)} if cores else None
+    report = {"isolation": isolation, "parley": parley, "baseline": base, "ratio": {
         "memory_per_session": round(parley["kb_per_session"] / max(base["kb_per_session"], 0.1), 2),
         "confirm_p99": round(parley["send_to_confirm"]["p99_ms"] / max(base["send_to_confirm"]["p99_ms"], 0.1), 2),
         "relay_p99": round(parley["agent_relay"]["p99_ms"] / max(base["agent_relay"]["p99_ms"], 0.1), 2),

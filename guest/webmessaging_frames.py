@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import (
     AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
-    JsonValue,
     ValidationError,
 )
 from pydantic.alias_generators import to_camel
@@ -293,7 +292,7 @@ class Envelope(_Incoming):
     type: str
     class_: str = Field(alias="class")
     code: int
-    body: JsonValue = None
+    body: Any = None  # already JSON (json.loads made it): validating it as JsonValue would walk it twice
     tracing_id: str | None = None
 
 

@@ -15,7 +15,7 @@ from parley.records import Records, State
 from parley.settings import Settings
 from schemas.events import CommandResult, GuestMessage
 from schemas.validation import parse_command
-from workers.guest_batch import RedisBatcher
+from workers.guest_batch import RedisBatcher, pack_with_hiredis
 from workers.guest_commands import CommandDesk
 from workers.guest_io import webmessaging_url
 from workers.guest_keys import GuestKeys, session_ident
@@ -216,3 +216,15 @@ def test_rejection_details_and_socket_url() -> None:
     assert error.code == "chat.error.conversation.state"
     assert webmessaging_url("https://api.mypurecloud.ie", "d1") == "wss://webmessaging.mypurecloud.ie/v1?deploymentId=d1"
     assert webmessaging_url("http://127.0.0.1:8089", "d1") == "ws://127.0.0.1:8089/v1?deploymentId=d1"
+
+
+def test_hiredis_packing_matches_redis_py() -> None:
+    """The worker's connections pack with hiredis; the bytes on the wire are redis-py's own."""
+    pool = aredis.ConnectionPool.from_url("redis://localhost:6379/0")
+    pack_with_hiredis(pool)
+    packing, plain = pool.connection_class(), aredis.Connection()
+    commands = [("SCRIPT LOAD", "return 1"), ("EVALSHA", "ab12", 2, "k1", "k2", 1.5, 3, b"raw", "caf\u00e9"),
+                (b"XADD", "s", "MAXLEN", "~", 10_000, "*", "event", "{}"), ("SET", "k", 1e20)]
+    assert b"".join(packing.pack_commands(commands)) == b"".join(plain.pack_commands(commands))
+    for command in commands:
+        assert b"".join(packing.pack_command(*command)) == b"".join(plain.pack_command(*command))

@@ -45,7 +45,7 @@ from genesys.client import AsyncGenesysClient
 from parley.connections import connect, redis_url
 from parley.settings import Settings
 from parley.state_cache import StateCache
-from workers.guest_batch import RedisBatcher
+from workers.guest_batch import RedisBatcher, pack_with_hiredis
 from workers.guest_commands import CommandDesk
 from workers.guest_io import SessionIO, rest_caller, websocket_connector
 from workers.guest_keys import GuestKeys
@@ -89,6 +89,7 @@ class GuestWorker:
         pool = aredis.BlockingConnectionPool.from_url(
             redis_url(self.settings), decode_responses=True, max_connections=REDIS_CONNECTIONS, timeout=None,
             socket_connect_timeout=5, socket_keepalive=True, health_check_interval=15, retry_on_timeout=True)
+        pack_with_hiredis(pool)
         self.redis = aredis.Redis(connection_pool=pool)
         sync_redis: redis.Redis = connect(self.settings)
         executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="guest-state-cache")
@@ -267,17 +268,29 @@ class GuestWorker:
 
 def _tune_gc() -> None:
     """Thousands of long-lived session objects make full collections slow and pointless: keep what exists
-    at start-up out of them, and collect the young generation less often (fewer pauses in the relay path)."""
+    at start-up out of them (freeze) and make full collections rare. A young collection stops the whole
+    worker for time proportional to the young generation (measured at ten thousand sessions: about 2 us
+    per object, so some 40 ms at a threshold of 20,000 and 150 ms at its worst): a modest threshold makes
+    the pauses short, which is what relay latency at the 99th percentile sees, for somewhat more work in
+    all (measured: about 9 % of a core instead of 6 %)."""
     gc.freeze()
-    gc.set_threshold(20_000, 20, 50)
+    gc.set_threshold(5_000, 10, 50)
+
+
+def use_fast_event_loop() -> bool:
+    """uvloop where installed (it comes with uvicorn[standard]): its C event loop and transports cost
+    the relay path less per frame and per timer than asyncio's; True when it is in use."""
+    try:
+        import uvloop
+    except ImportError:
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
 
 
 def main(settings: Settings, guest_settings: GuestSettings | None = None) -> int:
     """Run one guest worker until SIGTERM/SIGINT; the process exit status (1 when the lease was lost)."""
-    with contextlib.suppress(ImportError):
-        import uvloop  # optional: a faster event loop where installed
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    use_fast_event_loop()
 
     async def serve() -> int:
         worker = GuestWorker(settings, guest_settings)
