@@ -13,6 +13,8 @@ after the other, at the same message rate:
   emits the message) -> the ``guest.message`` event's stream id in Redis (Parley) or the frame's
   arrival (baseline);
 * CPU: the worker's (or the baseline client's) CPU time during the traffic phase, in % of one core.
+* redis-server forks (AOF rewrites) during the traffic phase: each one loads the emulator's core for a
+  second or two, which the latency tail of that run shows.
 
 Isolation. On a machine with two or more cores the worker process, and the baseline client in its
 turn, gets a core of its own (``sched_setaffinity``, the same core for both), while this process (the
@@ -114,6 +116,13 @@ def cpu_use(processes: dict[str, psutil.Process]) -> dict[str, float]:
     return {name: cpu_seconds(proc) for name, proc in processes.items()}
 
 
+def redis_forks(client: redis.Redis) -> int:
+    """Forks so far of redis-server: its AOF rewrites. A rewrite child shares the emulator's core for a
+    second or two, and the relay and confirm latencies of that moment show it; reported so a run's tail
+    can be read in that light (the load is the same either way)."""
+    return int(client.info("stats")["total_forks"])
+
+
 def raise_fd_limit() -> None:
     import resource
 
@@ -209,8 +218,10 @@ def run_parley(redis_url: str, api_url: str, n: int, rate: float, seconds: float
         time.sleep(1.0)
         rss_open = proc.memory_info().rss
         cpu_before, env_before, traffic_began = cpu_seconds(proc), cpu_use(environment), time.monotonic()
+        forks_before = redis_forks(client)
         sends = traffic(client, records, reader, keys_, rate, seconds)
         traffic_s = time.monotonic() - traffic_began
+        forks = redis_forks(client) - forks_before
         cpu_pct = (cpu_seconds(proc) - cpu_before) / traffic_s * 100
         env_pct = {name: round((used - env_before[name]) / traffic_s * 100)
                    for name, used in cpu_use(environment).items()}
@@ -227,7 +238,7 @@ def run_parley(redis_url: str, api_url: str, n: int, rate: float, seconds: float
             "rss_idle_mb": round(rss_idle / 2**20, 1), "rss_open_mb": round(rss_open / 2**20, 1),
             "rss_after_traffic_mb": round(rss_traffic / 2**20, 1),
             "kb_per_session": round((rss_open - rss_idle) / n / 1024, 1),
-            "cpu_pct": round(cpu_pct), "environment_cpu_pct": env_pct,
+            "cpu_pct": round(cpu_pct), "environment_cpu_pct": env_pct, "redis_forks_during_traffic": forks,
             "sent": len(sends), "confirmed": len(confirm), "failed": reader.failed,
             "send_to_confirm": summary(confirm), "agent_relay": summary(reader.relay_ms),
         }

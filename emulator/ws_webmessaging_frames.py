@@ -27,7 +27,6 @@ from genesys.models import WebMessagingMessage
 from guest.common import iso_time
 from guest.webmessaging_frames import (
     ConnectionClosedEvent,
-    Envelope,
     MessageEvent,
     MessagingChannel,
     PresenceInfo,
@@ -167,8 +166,12 @@ def encode(
     raw: JsonValue = (
         body if isinstance(body, str) else _tidy(body.model_dump(mode="json", by_alias=True, exclude_none=True))
     )
-    envelope = Envelope(type=frame_type, class_=cls, code=code, body=raw, tracing_id=tracing_id)
-    return json.dumps(envelope.model_dump(mode="json", by_alias=True, exclude_none=True), separators=(",", ":"))
+    # The envelope is built as a dict (in Envelope's field order and aliases): validating and dumping an
+    # Envelope would walk the already dumped body twice more, on every frame.
+    envelope: dict[str, JsonValue] = {"type": frame_type, "class": cls, "code": code, "body": raw}
+    if tracing_id is not None:
+        envelope["tracingId"] = tracing_id
+    return json.dumps(envelope, separators=(",", ":"))
 
 
 def _tidy(value: JsonValue) -> JsonValue:

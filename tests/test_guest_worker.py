@@ -234,6 +234,10 @@ def test_full_conversation_ended_by_guest(harness: Harness, worker: WorkerThread
     assert len(harness.ledger("guest.message.received")) == 2
     received = Counter(messages(read_events(harness.client), sk))
     assert all(n == 1 for n in received.values()), received
+    # Relays have a lane of their own, held until the start is recorded, and the end comes last.
+    kinds = [e["type"] for e in read_events(harness.client) if e.get("session_key") == sk]
+    assert kinds.index("guest.started") < min(kinds.index("guest.agent_joined"), kinds.index("guest.message"))
+    assert [k for k in kinds if k.startswith("guest.")][-1] == "guest.ended"
 
 
 @pytest.mark.parametrize("protocol", ["webmessaging", "guestchat"])

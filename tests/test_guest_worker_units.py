@@ -3,6 +3,7 @@ command endings) on fakeredis, and of its small pure helpers. No sockets, no emu
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -11,6 +12,7 @@ import fakeredis
 import pytest
 import redis.asyncio as aredis
 
+from parley import keys
 from parley.records import Records, State
 from parley.settings import Settings
 from schemas.events import CommandResult, GuestMessage
@@ -20,6 +22,7 @@ from workers.guest_commands import CommandDesk
 from workers.guest_io import webmessaging_url
 from workers.guest_keys import GuestKeys, session_ident
 from workers.guest_ownership import LeaseLost, Ownership
+from workers.guest_relay import RelayLane
 from workers.guest_session import rejection_details
 from workers.guest_store import RouteRequest, SessionStatus, SessionStore
 
@@ -29,6 +32,7 @@ SETTINGS = Settings(redis_url="redis://fake")
 GROUP = "parley-guest"
 K = GuestKeys()
 WM = "e1b6f3a8-52c9-4d7e-8a10-b4c3d2e5f607"
+SETTINGS_INFLIGHT = keys.INFLIGHT_ZSET
 
 
 @pytest.fixture
@@ -122,13 +126,19 @@ async def test_an_orphan_goes_to_the_chosen_worker_with_a_new_token(client: ared
     assert not await client.sismember(K.owned("w1"), ident) and await client.sismember(K.owned("w2"), ident)
 
 
-async def test_take_finish_and_fencing(client: aredis.Redis, store: SessionStore) -> None:
+async def _start_and_send_routed(client: aredis.Redis, store: SessionStore) -> tuple[str, str, str, str]:
+    """A guest.start and a guest.send for session s1, routed to the live worker w1: (ident, ids, token)."""
     await _alive(client, "w1")
     ident = session_ident("default", "s1")
     start_id, entry = await _command(client, {"type": "guest.start", "session_key": "s1", "deployment_id": WM})
     send_id, entry2 = await _command(client, {"type": "guest.send", "session_key": "s1", "text": "hi"})
     await store.route([_request(ident, start_id, entry, "guest.start"), _request(ident, send_id, entry2, "guest.send")])
     token = (await store.load(ident)).token  # type: ignore[union-attr]
+    return ident, start_id, send_id, token
+
+
+async def test_take_finish_and_fencing(client: aredis.Redis, store: SessionStore) -> None:
+    ident, start_id, send_id, token = await _start_and_send_routed(client, store)
     taken = await store.take(ident, token)
     assert (taken.outcome, taken.command_id, taken.record["command_id"]) == ("taken", start_id, start_id)
     again = await store.take(ident, token)
@@ -193,9 +203,7 @@ async def test_commands_end_through_outcomes_in_one_script(client: aredis.Redis)
     cid, _entry = await _command(client, {"type": "guest.send", "session_key": "s1", "text": "hi"})
     loaded = await desk.load(cid)
     assert loaded is not None
-    running = await desk.running(loaded.record)
-    assert (await desk.record(cid)).state is State.running  # type: ignore[union-attr]
-    await desk.fail(running, "message refused: read-only", *rejection_details("webmessaging", 409, "read-only"))
+    await desk.fail(loaded.record, "message refused: read-only", *rejection_details("webmessaging", 409, "read-only"))
     record = await desk.record(cid)
     assert record is not None and record.state is State.failed
     events = [json.loads(f["event"]) for _id, f in await client.xrange(SETTINGS.events_stream)]
@@ -228,3 +236,100 @@ def test_hiredis_packing_matches_redis_py() -> None:
     assert b"".join(packing.pack_commands(commands)) == b"".join(plain.pack_commands(commands))
     for command in commands:
         assert b"".join(packing.pack_command(*command)) == b"".join(plain.pack_command(*command))
+
+
+class _LaneRedis:
+    """The relay lane's two writes, recorded; each write waits until the test lets it finish."""
+
+    def __init__(self) -> None:
+        self.log: list[object] = []
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.writing = asyncio.Event()
+        self.errors: list[Exception] = []
+
+    async def write(self, events: list[tuple[str, object]]) -> None:
+        self.writing.set()
+        await self.gate.wait()
+        self.log.append([dedup for dedup, _event in events])
+
+    async def checkpoint(self, checkpoint: str) -> None:
+        self.log.append(f"cp:{checkpoint}")
+
+    def lane(self) -> RelayLane:
+        return RelayLane(self.write, self.checkpoint, self.errors.append)  # type: ignore[arg-type]
+
+
+def _ev(n: int) -> tuple[str, GuestMessage]:
+    return f"m:{n}", GuestMessage(session_key="s1", message_id=str(n), text="x")
+
+
+async def test_relay_lane_keeps_order_and_batches_what_queued_behind_a_write() -> None:
+    fake = _LaneRedis()
+    lane = fake.lane()
+    fake.gate.clear()
+    lane.put([_ev(1)])
+    await fake.writing.wait()  # the first write is in flight
+    lane.put([_ev(2)])
+    lane.checkpoint("after-2")
+    lane.put([_ev(3)])  # queued after the checkpoint: the checkpoint goes with this batch, after it
+    fake.gate.set()
+    await lane.flush()
+    assert fake.log == [["m:1"], ["m:2", "m:3"], "cp:after-2"]
+
+
+async def test_relay_lane_holds_until_released_and_reports_failures() -> None:
+    fake = _LaneRedis()
+    lane = fake.lane()
+    lane.hold()
+    lane.put([_ev(1)])
+    lane.put([_ev(2)])
+    await asyncio.sleep(0)
+    assert fake.log == []  # held: waiting for guest.started
+    await lane.flush()  # releases
+    assert fake.log == [["m:1", "m:2"]]
+
+    async def broken(events: list[tuple[str, object]]) -> None:
+        raise ConnectionError("redis down")
+
+    failing = RelayLane(broken, fake.checkpoint, fake.errors.append)  # type: ignore[arg-type]
+    failing.put([_ev(3)])
+    with pytest.raises(ConnectionError):
+        await failing.flush()
+    assert isinstance(fake.errors[0], ConnectionError)
+    failing.put([_ev(4)])  # a failed lane writes nothing more (the runner is going down)
+    assert failing._task is None
+
+
+async def test_one_script_records_the_ending_and_takes_the_next_command_running(client: aredis.Redis,
+                                                                                 store: SessionStore) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    desk = CommandDesk(store._batcher, SETTINGS, ThreadPoolExecutor(1))
+    await store._batcher.load_scripts()
+    ident, start_id, send_id, token = await _start_and_send_routed(client, store)
+    taken = await store.take(ident, token, begin=True)
+    start = desk.parse(taken.record)
+    assert start is not None and start.record.state is State.running and start.record.attempts == 1
+    assert await client.zscore(SETTINGS_INFLIGHT, start_id) is not None
+
+    # A Redis error in the ending aborts the script: nothing is taken.
+    await client.set("not-a-hash", "x")
+    with pytest.raises(Exception, match="WRONGTYPE"):
+        await store.take(ident, token, finished=start_id, ending=[4, "HSET", "not-a-hash", "f", "v"], begin=True)
+    assert (await store.load(ident)).current == start_id  # type: ignore[union-attr]
+
+    nxt = await store.take(ident, token, finished=start_id, ending=desk.succeeded(start.record, CommandResult()),
+                           begin=True, last_own_id="m0")
+    assert (await desk.record(start_id)).state is State.succeeded  # type: ignore[union-attr]
+    assert await client.zscore(SETTINGS_INFLIGHT, start_id) is None
+    events = [json.loads(f["event"])["type"] for _id, f in await client.xrange(SETTINGS.events_stream)]
+    assert events[-1] == "command.succeeded"
+    assert (nxt.outcome, nxt.command_id, nxt.record["state"], nxt.record["attempts"]) == ("taken", send_id,
+                                                                                         "running", "1")
+    # A fenced owner's ending is still recorded (it is what happened); it takes nothing.
+    send = desk.parse(nxt.record)
+    assert send is not None
+    lost = await store.take(ident, "1", finished=send_id, ending=desk.failed(send.record, "refused"), begin=True)
+    assert lost.outcome == "lost" and (await desk.record(send_id)).state is State.failed  # type: ignore[union-attr]
+    assert (await store.load(ident)).current == send_id  # type: ignore[union-attr]

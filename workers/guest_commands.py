@@ -1,4 +1,4 @@
-"""The command side of the guest worker: read a command's record, mark it running, end it.
+"""The command side of the guest worker: read a command's record, end it.
 
 Commands end through :class:`parley.outcomes.Outcomes`, the one place that writes record state, the
 event and the dead letter in a single transaction. Outcomes is synchronous, and a thread pool is no
@@ -6,14 +6,15 @@ answer at hundreds of endings a second (each thread waits for the GIL behind the
 Outcomes runs unchanged against a client whose pipelines record their transaction instead of sending
 it (:class:`_Recorder`); the recorded commands are then run by one Lua script (:data:`_ATOMIC`), which
 Redis executes as atomically as MULTI/EXEC, on the coalesced pipeline of :mod:`workers.guest_batch`.
-The ``running`` mark uses the same record helper on that pipeline. Only the rare state cache writes
-go to a thread.
+A session runner records an ending in the same script that takes its next command (and marks that one
+running): :meth:`succeeded` and :meth:`failed` give the ending as script arguments for it. Only the
+rare state cache writes go to a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -23,10 +24,9 @@ import redis
 
 from parley import keys
 from parley.outcomes import Outcomes, about
-from parley.records import CommandRecord, State
+from parley.records import CommandRecord
 from parley.settings import Settings
 from schemas.commands import Command
-from schemas.common import utcnow
 from schemas.events import CommandResult, CommandRetrying, EventBase, GenesysErrorInfo
 from schemas.validation import Rejection, parse_command
 from workers.guest_batch import RedisBatcher
@@ -53,16 +53,22 @@ def _texts(data: dict[bytes | str, bytes | str]) -> dict[str, str]:
             for k, v in data.items()}
 
 
-# ARGV: for each command, its length n then its n words. All of them, atomically (as MULTI/EXEC would).
-_ATOMIC = """
-local i = 1
-while i <= #ARGV do
-  local n = tonumber(ARGV[i])
-  redis.call(unpack(ARGV, i + 1, i + n))
-  i = i + n + 1
+# Recorded commands as script arguments ("words"): for each command, its length n then its n words.
+# Run in one script they are atomic, as MULTI/EXEC would be. Shared with the store's take script, which
+# records a command's ending and takes the next command in one round trip.
+RUN_WORDS = """
+local function run_words(words, from)
+  local i = from
+  while i <= #words do
+    local n = tonumber(words[i])
+    redis.call(unpack(words, i + 1, i + n))
+    i = i + n + 1
+  end
 end
-return 1
 """
+_ATOMIC = RUN_WORDS + "run_words(ARGV, 1)\nreturn 1\n"
+
+Words = Sequence[str | int | float]
 
 
 class _RecordingPipeline(redis.client.Pipeline):
@@ -122,30 +128,31 @@ class CommandDesk:
         except Rejection as rejection:
             raise UnreadableCommand(record, rejection.reason) from None
 
-    async def running(self, record: CommandRecord) -> CommandRecord:
-        """Mark the command running (one more attempt); returns the record as it now reads."""
-        attempts = record.attempts + 1
-        started = utcnow().isoformat()
-        await self._batcher.run(lambda pipe: self.outcomes.records.set_fields(
-            record.command_id, pipe, state=State.running.value, attempts=attempts, started_at=started))  # type: ignore[arg-type]
-        return record.model_copy(update={"state": State.running, "attempts": attempts, "started_at": started})
+    def succeeded(self, record: CommandRecord, result: CommandResult, *extra: EventBase) -> Words:
+        """The success as words, for a script to run (:data:`RUN_WORDS`)."""
+        self.outcomes.succeed(record, result, *extra)
+        return self._recorded()
+
+    def failed(self, record: CommandRecord, reason: str, error: GenesysErrorInfo | None = None,
+               hint: str | None = None) -> Words:
+        """The failure as words, for a script to run (:data:`RUN_WORDS`)."""
+        self.outcomes.fail(record, reason, error=error, hint=hint)
+        return self._recorded()
 
     async def succeed(self, record: CommandRecord, result: CommandResult, *extra: EventBase) -> None:
-        self.outcomes.succeed(record, result, *extra)
-        await self._send_recorded()
+        await self._atomic([], self.succeeded(record, result, *extra))
 
     async def fail(self, record: CommandRecord, reason: str, error: GenesysErrorInfo | None = None,
                    hint: str | None = None) -> None:
-        self.outcomes.fail(record, reason, error=error, hint=hint)
-        await self._send_recorded()
+        await self._atomic([], self.failed(record, reason, error, hint))
 
-    async def _send_recorded(self) -> None:
+    def _recorded(self) -> Words:
         (stack,) = self._recorder.stacks  # Outcomes ran synchronously just now: exactly one transaction
         self._recorder.stacks.clear()
         words: list[str | int | float] = []
         for args, _options in stack:
             words += [len(args), *(a.decode() if isinstance(a, bytes) else a for a in args)]
-        await self._atomic([], words)
+        return words
 
     async def retrying(self, record: CommandRecord, attempt: int, delay_s: float, reason: str,
                        error: GenesysErrorInfo | None = None) -> None:

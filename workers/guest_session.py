@@ -8,7 +8,12 @@ order by one task, so the machine never sees two inputs at once. After each inpu
 the machine's outputs (frames, then intents, then events) until it has nothing left to say, and sleeps
 until the next input or ``next_deadline()``.
 
-Commands are taken from the session's inbox one at a time (:meth:`workers.guest_store.SessionStore.take`):
+Relays (agent messages, joins, typing, the end) are the exception among the writes: they go on the
+session's relay lane (:mod:`workers.guest_relay`), in order among themselves, without waiting behind
+the command path's Redis calls; a new session's lane is held until its ``guest.started`` is written.
+
+Commands are taken from the session's inbox one at a time (:meth:`workers.guest_store.SessionStore.take`,
+which also records the previous command's ending and marks the taken one running, in one script):
 
 * ``guest.start`` (the one that created the session) succeeds once the machine says the session is
   started, and its ``first_message`` is confirmed if it has one; ``command.succeeded`` and
@@ -79,9 +84,10 @@ from schemas.events import (
     GuestStarted,
     GuestTypingEvent,
 )
-from workers.guest_commands import CommandDesk, UnreadableCommand
+from workers.guest_commands import CommandDesk, UnreadableCommand, Words
 from workers.guest_guestchat import GuestChatAdapter
 from workers.guest_io import Connection, ConnectRefused, RestIntent, SessionIO
+from workers.guest_relay import RelayLane
 from workers.guest_settings import GuestSettings
 from workers.guest_store import SessionRecord, SessionSecret, SessionStatus, SessionStore, Taken
 from workers.guest_webmessaging import WebMessagingAdapter
@@ -180,13 +186,20 @@ class _Frame:
 
 
 @dataclass(frozen=True)
+class _LaneFailed:
+    """The relay lane's write failed (Redis, or fenced): the runner fails as if it had made it."""
+
+    error: Exception
+
+
+@dataclass(frozen=True)
 class _RestDone:
     intent: RestIntent
     body: str | None
     error: GenesysError | GenesysTransportError | None
 
 
-_Input = _Poke | _Tick | _Stop | _Opened | _Lost | _Frame | _RestDone
+_Input = _Poke | _Tick | _Stop | _Opened | _Lost | _Frame | _RestDone | _LaneFailed
 _POKE, _TICK = _Poke(), _Tick()
 
 
@@ -269,6 +282,8 @@ class SessionRunner:
         self._start: GuestStart | None = None
         self._adapter: ProtocolAdapter | None = None
         self._links = _Links()
+        self._lane = RelayLane(self._write_relayed, self._write_checkpoint,
+                               lambda exc: self._queue.put_nowait(_LaneFailed(exc)))
         self._in_hand: _InHand | None = None
         self._next: Taken | None = None  # taken while finishing the previous command, not begun yet
         self._reconcile: _Reconcile | None = None
@@ -390,6 +405,8 @@ class SessionRunner:
                     machine.receive_text(data, now)
             case _RestDone():
                 await self._rest_done(item, now)
+            case _LaneFailed(error=error):
+                raise error
 
     async def _drain(self, now: float) -> None:
         """Carry out everything the machine asks, in its order, until it is quiet."""
@@ -443,6 +460,7 @@ class SessionRunner:
         return True
 
     async def _stop(self, handover: bool) -> None:
+        await self._lane.flush()  # what was relayed is in Redis before the checkpoint says so
         if handover and not self._finished and self._adapter is not None:
             checkpoint = self._adapter.checkpoint()
             if checkpoint is not None:
@@ -454,6 +472,7 @@ class SessionRunner:
     async def _teardown(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        self._lane.cancel()  # only a failed or fenced runner gets here with writes queued
         links = self._links
         tasks = [t for t in (links.reader, *links.tasks) if t is not None and not t.done()]
         for task in tasks:
@@ -471,7 +490,8 @@ class SessionRunner:
         ctx = self._ctx
         finished = ""
         while self._in_hand is None and not self._finished:
-            taken, self._next = self._next or await ctx.store.take(self.ident, self._token, finished=finished), None
+            taken, self._next = self._next or await ctx.store.take(self.ident, self._token, finished=finished,
+                                                                   begin=True), None
             if taken.outcome == "lost":
                 raise _Fenced
             if taken.outcome not in ("taken", "busy"):
@@ -484,11 +504,9 @@ class SessionRunner:
                 continue
             if loaded is None or loaded.record.state.terminal:
                 continue
-            record = loaded.record
-            if record.state.value == "accepted":
-                record = await ctx.desk.running(record)
             adopted = taken.outcome == "busy" and self._record is not None and self._record.handed
-            await self._begin(_InHand(record, loaded.command, "send", adopted=adopted), now)
+            # The take marked the record running (begin=True), so it reads as it now is in Redis.
+            await self._begin(_InHand(loaded.record, loaded.command, "send", adopted=adopted), now)
 
     async def _begin(self, hand: _InHand, now: float) -> None:
         self._in_hand = hand
@@ -496,6 +514,7 @@ class SessionRunner:
         match command:
             case GuestStart() if self._record is not None and hand.record.command_id == self._record.start_command_id:
                 hand.kind = "start"
+                self._lane.hold()  # agent events wait for guest.started, which ending this command writes
                 if self._started:
                     await self._start_progress(now)
             case GuestStart():
@@ -571,23 +590,27 @@ class SessionRunner:
     async def _succeed(self, result: CommandResult, *extra: EventBase, **finish: str) -> None:
         hand, self._in_hand = self._in_hand, None
         assert hand is not None
-        await self._ctx.desk.succeed(hand.record, result, *extra)
-        await self._finish_command(hand.record.command_id, **finish)
+        await self._finish_command(hand.record.command_id, self._ctx.desk.succeeded(hand.record, result, *extra),
+                                   **finish)
 
     async def _fail(self, reason: str, error: GenesysErrorInfo | None = None, hint: str | None = None) -> None:
         hand, self._in_hand = self._in_hand, None
         assert hand is not None
-        await self._ctx.desk.fail(hand.record, reason, error, hint)
-        await self._finish_command(hand.record.command_id)
+        await self._finish_command(hand.record.command_id, self._ctx.desk.failed(hand.record, reason, error, hint))
 
-    async def _finish_command(self, command_id: str, **fields: str) -> None:
-        """Clear the command and, in the same round trip, take the next one; it is begun through the
-        queue rather than by recursion."""
+    async def _finish_command(self, command_id: str, ending: Words, **fields: str) -> None:
+        """Record the command's ending, clear it and take the next one, all in one round trip; the next
+        is begun through the queue rather than by recursion."""
+        await self._record_ending(command_id, ending, **fields)
+        self._lane.release()  # held only until guest.started (written with a start's ending) is in Redis
+
+    async def _record_ending(self, command_id: str, ending: Words, **fields: str) -> None:
         if self._finished:
-            if not await self._ctx.store.finish(self.ident, self._token, command_id, **fields):
+            if not await self._ctx.store.finish(self.ident, self._token, command_id, ending=ending, **fields):
                 raise _Fenced
             return
-        taken = await self._ctx.store.take(self.ident, self._token, finished=command_id, **fields)
+        taken = await self._ctx.store.take(self.ident, self._token, finished=command_id, ending=ending, begin=True,
+                                           **fields)
         if taken.outcome == "lost":
             raise _Fenced
         if taken.outcome in ("taken", "busy"):
@@ -607,12 +630,12 @@ class SessionRunner:
             case SessionStarted():
                 await self._on_started(event, now)
             case AgentMessage():
-                await self._relay_message(event, now)
+                self._relay_message(event, now)
             case AgentJoined():
-                await self._relay([(f"joined:{event.member_id}",
-                                    GuestAgentJoined(**self._about(), agent_name=event.display_name))])
+                self._relay([(f"joined:{event.member_id}",
+                              GuestAgentJoined(**self._about(), agent_name=event.display_name))])
             case AgentTyping():
-                await self._relay([("", GuestTypingEvent(**self._about()))])
+                self._relay([("", GuestTypingEvent(**self._about()))])
             case GuestMessageConfirmed() if hand is not None and hand.tracing_id == event.tracing_id:
                 await self._text_delivered(event.message_id)
             case MessageRejected() if hand is not None and hand.tracing_id == event.tracing_id:
@@ -622,7 +645,7 @@ class SessionRunner:
                                               "rate limited (429): sent again after the delay")
             case ConversationDisconnected():
                 self._agent_ended = True
-                await self._relay([("ended", GuestEnded(**self._about(), by="agent", reason="agent ended"))])
+                self._relay([("ended", GuestEnded(**self._about(), by="agent", reason="agent ended"))])
                 if not self._ending:
                     self._ending = True
                     self._require_adapter().machine.end(now)  # close our side cleanly
@@ -692,7 +715,8 @@ class SessionRunner:
         self._finished = True
         ctx = self._ctx
         log.info("session %s: ended by %s (%s)", self.short, by, reason)
-        await self._relay([("ended", GuestEnded(**self._about(), by=by, reason=reason))])
+        self._relay([("ended", GuestEnded(**self._about(), by=by, reason=reason))])
+        await self._lane.flush()
         hand = self._in_hand
         if hand is not None:
             if hand.kind == "end":
@@ -710,7 +734,7 @@ class SessionRunner:
 
     # --- relaying ---------------------------------------------------------------------------------------
 
-    async def _relay_message(self, event: AgentMessage, now: float) -> None:
+    def _relay_message(self, event: AgentMessage, now: float) -> None:
         bot = (event.originating_entity or "").lower() == "bot"
         batch: list[tuple[str, EventBase]] = []
         if not bot and not self._joined_announced and self._protocol() == "webmessaging":
@@ -720,17 +744,22 @@ class SessionRunner:
         batch.append((f"m:{event.message_id}", GuestMessage(**self._about(), message_id=event.message_id,
                                                             text=event.text, sender="bot" if bot else "agent",
                                                             sent_at=event.time)))
-        await self._relay(batch)
+        self._relay(batch)
         if now - self._checkpoint_at >= self._ctx.settings.checkpoint_every_s:
-            await self._save_checkpoint(now)
+            self._checkpoint_at = now
+            checkpoint = self._require_adapter().checkpoint()
+            if checkpoint is not None:
+                self._lane.checkpoint(checkpoint)
 
-    async def _relay(self, events: list[tuple[str, EventBase]]) -> None:
+    def _relay(self, events: list[tuple[str, EventBase]]) -> None:
+        """Queue events on the relay lane (:mod:`workers.guest_relay`): written in order, not waited for."""
+        self._lane.put(events)
+
+    async def _write_relayed(self, events: list[tuple[str, EventBase]]) -> None:
         await self._ctx.store.relay(self.ident, events, self._ctx.settings.session_ttl_s)
 
-    async def _save_checkpoint(self, now: float) -> None:
-        checkpoint = self._require_adapter().checkpoint()
-        self._checkpoint_at = now
-        if checkpoint is not None and not await self._ctx.store.update(self.ident, self._token, checkpoint=checkpoint):
+    async def _write_checkpoint(self, checkpoint: str) -> None:
+        if not await self._ctx.store.update(self.ident, self._token, checkpoint=checkpoint):
             raise _Fenced
 
     async def _save_secret_ttl(self, now: float) -> None:

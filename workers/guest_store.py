@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Literal
 
@@ -36,6 +37,7 @@ from parley.events import EVENT_FIELD, EventLog
 from parley.settings import Settings
 from schemas.events import EventBase
 from workers.guest_batch import RedisBatcher
+from workers.guest_commands import RUN_WORDS, Words
 from workers.guest_keys import GuestKeys
 
 DOORBELL_MAXLEN = 10_000
@@ -93,24 +95,41 @@ return {'routed', owner}
 """
 
 # KEYS: session, inbox. ARGV: 1 token, 2 now (s), 3 command key prefix, 4 finished command id ('' = none),
-# 5 take ('1' = take the next command), then field/value pairs to set with the finish.
-# Finishing clears ``current`` (if it is still that command); taking makes the next command after the
-# cursor current and returns it with its command record, so one round trip ends a command and starts
-# the next. A guest.send is marked ``handed`` as it is taken: it goes to the machine right away, and an
-# adopter that finds it so checks history before sending it (a check too many is harmless).
-_ADVANCE = """
+# 5 take ('1' = take the next command), 6 in-flight index key, 7 started_at ('' = do not mark running),
+# 8 n, then n words of field/value pairs to set with the finish, then the finished command's ending
+# (Outcomes' transaction as words, see workers.guest_commands.RUN_WORDS; none for a bare finish).
+# The ending is recorded first, whoever owns the session now (it is what happened); a Redis error in it
+# aborts the script, so nothing is taken unless it was recorded. Finishing clears ``current`` (if it is
+# still that command); taking makes the next command after the cursor current and returns it with its
+# command record, so one round trip ends a command and starts the next. With a started_at, a command
+# taken still ``accepted`` is marked running as Records.set_fields does (state, attempts, started_at,
+# the in-flight index), saving the runner that round trip too. A guest.send is marked ``handed`` as it
+# is taken: it goes to the machine right away, and an adopter that finds it so checks history before
+# sending it (a check too many is harmless).
+_ADVANCE = RUN_WORDS + """
+local nfields = tonumber(ARGV[8])
+run_words(ARGV, 9 + nfields)
 if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return {'lost'} end
 local current = redis.call('HGET', KEYS[1], 'current')
 if ARGV[4] ~= '' and current == ARGV[4] then
   local fields = {'current', '', 'current_type', '', 'handed', '0'}
-  for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+  for i = 9, 8 + nfields do fields[#fields + 1] = ARGV[i] end
   redis.call('HSET', KEYS[1], unpack(fields))
   current = ''
 end
 if ARGV[5] ~= '1' then return {'finished'} end
+local function begin(cmd)
+  local key = ARGV[3] .. cmd
+  if ARGV[7] ~= '' and redis.call('HGET', key, 'state') == 'accepted' then
+    redis.call('HINCRBY', key, 'attempts', 1)
+    redis.call('HSET', key, 'state', 'running', 'started_at', ARGV[7])
+    redis.call('ZADD', ARGV[6], ARGV[2], cmd)
+  end
+  return redis.call('HGETALL', key)
+end
 if current and current ~= '' then
   local kind = redis.call('HGET', KEYS[1], 'current_type')
-  return {'busy', current, kind, unpack(redis.call('HGETALL', ARGV[3] .. current))}
+  return {'busy', current, kind, unpack(begin(current))}
 end
 local cursor = redis.call('HGET', KEYS[1], 'cursor') or '0-0'
 local rows = redis.call('XRANGE', KEYS[2], '(' .. cursor, '+', 'COUNT', 1)
@@ -121,7 +140,7 @@ for i = 1, #fields, 2 do
 end
 redis.call('HSET', KEYS[1], 'cursor', rows[1][1], 'current', cmd, 'current_type', kind, 'taken_at', ARGV[2],
            'handed', kind == 'guest.send' and '1' or '0')
-return {'taken', cmd, kind, unpack(redis.call('HGETALL', ARGV[3] .. cmd))}
+return {'taken', cmd, kind, unpack(begin(cmd))}
 """
 
 # KEYS: session. ARGV: token, then field/value pairs.
@@ -277,20 +296,26 @@ class SessionStore:
         fields = {_text(k): _text(v) for k, v in data.items()}
         return SessionRecord.model_validate({"ident": ident, **fields})
 
-    async def take(self, ident: str, token: str, *, finished: str = "", **fields: str) -> Taken:
-        """Finish ``finished`` (setting ``fields``), then make the next command current; ``busy`` when one
-        already is (a previous owner's), with its record either way."""
-        return await self._step(ident, token, finished, True, fields)
+    async def take(self, ident: str, token: str, *, finished: str = "", ending: Words = (), begin: bool = False,
+                   **fields: str) -> Taken:
+        """Record ``finished``'s ``ending`` (:meth:`CommandDesk.succeeded`, :meth:`~CommandDesk.failed`),
+        finish it (setting ``fields``), then make the next command current, marked running if ``begin``;
+        ``busy`` when one already is (a previous owner's), with its record either way."""
+        return await self._step(ident, token, finished, ending, fields, take=True, begin=begin)
 
-    async def finish(self, ident: str, token: str, command_id: str, **fields: str) -> bool:
-        """Clear ``current`` once the command has ended; False if the session is no longer ours."""
-        return (await self._step(ident, token, command_id, False, fields)).outcome != "lost"
+    async def finish(self, ident: str, token: str, command_id: str, *, ending: Words = (), **fields: str) -> bool:
+        """Record the command's ``ending`` and clear ``current``; False if the session is no longer ours."""
+        return (await self._step(ident, token, command_id, ending, fields, take=False, begin=False)).outcome != "lost"
 
-    async def _step(self, ident: str, token: str, finished: str, take: bool, fields: dict[str, str]) -> Taken:
+    async def _step(self, ident: str, token: str, finished: str, ending: Words, fields: dict[str, str], *,
+                    take: bool, begin: bool) -> Taken:
         flat = [x for pair in fields.items() for x in pair]
+        now = time.time()
+        started_at = datetime.fromtimestamp(now, UTC).isoformat() if begin else ""
         reply = [_text(x) for x in await self._advance(
             keys=[self.keys.session(ident), self.keys.inbox(ident)],
-            args=[token, time.time(), keys.command(""), finished, "1" if take else "0", *flat])]
+            args=[token, now, keys.command(""), finished, "1" if take else "0", keys.INFLIGHT_ZSET, started_at,
+                  len(flat), *flat, *ending])]
         outcome, rest = reply[0], reply[1:]
         if outcome not in ("taken", "busy"):
             return Taken(outcome)  # type: ignore[arg-type]
