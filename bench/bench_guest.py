@@ -21,7 +21,8 @@ turn, gets a core of its own (``sched_setaffinity``, the same core for both), wh
 load generator and the Redis reader), the emulator and redis-server share the others: the target is
 about the worker, and neither Genesys nor Redis shares the worker's CPU in production. Both sides run
 on the same event loop (uvloop where installed, as ``parley guest`` does). ``--no-pin`` runs
-everything wherever the scheduler puts it.
+everything wherever the scheduler puts it. ``--no-aof-rewrite`` keeps AOF persistence but turns off
+redis-server's automatic rewrites, whose fork otherwise lands on the emulator's core mid-traffic.
 
 Run:  .venv/bin/python bench/bench_guest.py --sessions 1000 --rate 500 --seconds 20
 """
@@ -359,6 +360,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="do not give the worker (and the baseline client) a core of its own")
+    parser.add_argument("--no-aof-rewrite", dest="aof_rewrite", action="store_false",
+                        help="turn off redis-server's automatic AOF rewrites (as operators schedule them off-peak), "
+                             "so no fork loads the emulator's core during traffic")
     parser.add_argument("--baseline-client", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     raise_fd_limit()
@@ -372,6 +376,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp) / "redis") as server, \
             running_emulator(EMULATOR_ENV) as emulator:
         assert server.process is not None
+        if not args.aof_rewrite:
+            redis.Redis.from_url(server.url).config_set("auto-aof-rewrite-percentage", 0)
         environment = {"emulator": psutil.Process(emulator.process.pid), "redis": psutil.Process(server.process.pid),
                        "load": psutil.Process()}
         parley = run_parley(server.url, emulator.base_url, args.sessions, args.rate, args.seconds, cores, environment)
