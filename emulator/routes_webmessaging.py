@@ -3,7 +3,8 @@
 Both take the Web Messaging guest JWT (``getJwt`` on the guest socket, or
 ``POST /__emulator/webmessaging/sessions``). History is the JWT's session: its messages both ways and
 its presence events, across its conversations, newest first, ``pageSize``/``pageNumber`` paged; each
-entity is the StructuredMessage the socket carried (same ``id`` and ``channel.messageId``).
+entity is the StructuredMessage the socket carried (same ``id`` and ``channel.messageId``). History
+checks ``Origin`` as the socket's upgrade does (403 outside the deployment's allowed domains).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from starlette.responses import Response
 from emulator.api import Auth, Call, api_route, no_content, ok
 from emulator.bodies import query_int
 from emulator.errors import ApiError
+from emulator.ws_webmessaging import allowed_origin
 from emulator.ws_webmessaging_frames import history_entity
 from genesys.models import WebMessagingMessageEntityList
 
@@ -25,6 +27,11 @@ async def get_history(call: Call) -> Response:
     session = state.webmessaging_session(subject) if subject else None
     if session is None:
         raise ApiError(404, "session.not.found")
+    deployment = call.emulator.fixtures.deployment(session.deployment_id, "webmessaging")
+    require = call.emulator.config.webmessaging_require_origin
+    if deployment is None or not allowed_origin(deployment, call.request.headers.get("origin"), require=require):
+        # The same check as the socket's upgrade: the deployment's allowed domains.
+        raise ApiError(403, "origin.not.allowed")
     items = state.webmessaging_history(session)
     start = (page_number - 1) * page_size
     return ok(

@@ -68,10 +68,12 @@ class Operation(Generic[T]):
     auth: Auth = field(default_factory=OAuth)
     body: RequestModel | None = field(default=None, repr=False)
     params: dict[str, QueryValue] = field(default_factory=dict, repr=False)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    """Extra request headers (the guest APIs' ``Origin``)."""
 
 
 def build_request(op: Operation[T], base_url: str, bearer: str | None) -> httpx.Request:
-    headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+    headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **op.headers}
     if bearer:
         headers["Authorization"] = f"Bearer {bearer}"
     params = {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in op.params.items()}

@@ -172,6 +172,10 @@ class ChatRequest(Intent):
     def params(self) -> dict[str, str | int]:
         return {}
 
+    @property
+    def headers(self) -> dict[str, str]:
+        return {}
+
     def json_body(self) -> dict[str, JsonValue] | None:
         return None
 

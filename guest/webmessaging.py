@@ -146,6 +146,8 @@ class WebMessagingConfig(BaseModel):
     custom_attributes: dict[str, str] = Field(default_factory=dict, repr=False)
     clear_on_end: bool = Field(default=True, description="Deployment has conversationClear enabled.")
     reorder_window: float = Field(default=1.0, ge=0)
+    origin: str | None = Field(default=None, description="Origin header of the history GET (the socket's "
+                               "too): Genesys checks it against the deployment's allowed domains.")
     dedup_capacity: int = Field(default=1024, ge=16)
     typing_interval: float = Field(default=5.0, ge=0)
     echo_interval: float = Field(default=30.0, ge=30, description="Genesys allows 2 echoes/minute.")
@@ -181,10 +183,15 @@ class FetchMessageHistory(Intent):
     page_number: int
     page_size: int
     jwt: SecretStr
+    origin: str | None = None
 
     @property
     def params(self) -> dict[str, int]:
         return {"pageSize": self.page_size, "pageNumber": self.page_number}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Origin": self.origin} if self.origin else {}
 
 
 @dataclass
@@ -700,6 +707,7 @@ class WebMessagingSession(SansIOMachine):
                 page_number=backfill.page,
                 page_size=self.config.history_page_size,
                 jwt=self._jwt,
+                origin=self.config.origin,
             )
         )
 

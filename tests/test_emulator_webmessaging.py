@@ -51,3 +51,12 @@ async def test_the_session_is_gone_after_a_reset(emulator_app: Starlette, emu_cl
     async with asgi_client(emulator_app, token=jwt) as guest:
         response = await guest.get(HISTORY)
     assert (response.status_code, response.json()["code"]) == (404, "session.not.found")
+
+
+async def test_history_checks_origin_like_the_socket(emulator_app: Starlette, emu_client: httpx.AsyncClient) -> None:
+    async with asgi_client(emulator_app, token=await session_jwt(emu_client)) as guest:
+        refused = await guest.get(HISTORY, headers={"Origin": "https://elsewhere.example.org"})
+        allowed = await guest.get(HISTORY, headers={"Origin": "https://parley.example.com"})
+        unnamed = await guest.get(HISTORY)  # no Origin: allowed unless the emulator is told to require one
+    assert (refused.status_code, refused.json()["code"]) == (403, "origin.not.allowed")
+    assert allowed.status_code == 200 and unnamed.status_code == 200

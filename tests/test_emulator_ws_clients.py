@@ -117,7 +117,7 @@ class Driver:
             if self._ws is not None:
                 await self._ws.close(intent.code, intent.reason)
         elif isinstance(intent, FetchMessageHistory):
-            headers = {"Authorization": f"bearer {intent.jwt.get_secret_value()}"}
+            headers = {"Authorization": f"bearer {intent.jwt.get_secret_value()}", **intent.headers}
             response = await self.http.get(intent.path, params=intent.params, headers=headers)
             self._answer(intent.request_id, intent.method, intent.path, response)
         elif isinstance(intent, ChatRequest):
@@ -158,7 +158,8 @@ def of(kind: type[GuestEvent], events: list[GuestEvent]) -> list[GuestEvent]:
 
 async def test_the_web_messaging_machine_talks_to_the_emulator(server: EmulatorServer, http: httpx.AsyncClient) -> None:
     config = WebMessagingConfig(
-        deployment_id=WEBMESSAGING_DEPLOYMENT, token=str(uuid.uuid4()), auto_start=True, reorder_window=0.05
+        deployment_id=WEBMESSAGING_DEPLOYMENT, token=str(uuid.uuid4()), auto_start=True, reorder_window=0.05,
+        origin=ORIGIN,
     )
     machine = WebMessagingSession(config)
     url = f"{ws_base(server.base_url)}/v1?deploymentId={WEBMESSAGING_DEPLOYMENT}&application=parley-1.0"

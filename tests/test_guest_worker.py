@@ -108,6 +108,9 @@ class Harness:
         self.http.close()
 
 
+ORIGIN = "https://parley.example.com"  # in the web messaging deployment's allowed domains
+
+
 def start(session_key: str, protocol: str = "webmessaging", **extra: Any) -> dict[str, Any]:
     command: dict[str, Any] = {"type": "guest.start", "idempotency_key": f"start-{uuid.uuid4().hex[:8]}",
                                "session_key": session_key}
@@ -428,8 +431,10 @@ def test_adopter_sends_a_handed_message_only_if_history_lacks_it(harness: Harnes
     from workers.guest_keys import GuestKeys, session_ident
 
     sk = f"cust-{uuid.uuid4().hex[:8]}"
+    # Genesys checks Origin on the socket and on the history GET the adopter makes.
+    harness.http.patch("/__emulator/config", json={"webmessaging_require_origin": True}).raise_for_status()
     first = WorkerThread(harness.settings, fast_settings()).start()
-    assert harness.run(start(sk, first_message="hello"))["type"] == "command.succeeded"
+    assert harness.run(start(sk, first_message="hello", origin=ORIGIN))["type"] == "command.succeeded"
     harness.wait(has_message(sk, "You said: hello"))
     first.crash()
 
@@ -446,7 +451,7 @@ def test_adopter_sends_a_handed_message_only_if_history_lacks_it(harness: Harnes
     if delivered:  # it did reach Genesys: send it on the session's own token, as the dead owner did
         token = json.loads(harness.client.get(keys_.secret(ident)))["token"]
         url = harness.emulator.base_url.replace("http://", "ws://") + f"/v1?deploymentId={WM_DEPLOYMENT}"
-        with connect(url) as ws:
+        with connect(url, origin=ORIGIN) as ws:
             ws.send(json.dumps({"action": "configureSession", "token": token, "deploymentId": WM_DEPLOYMENT,
                                 "tracingId": "t-configure"}))
             ws.recv(timeout=10)

@@ -71,6 +71,9 @@ class RestIntent(Protocol):
     @property
     def jwt(self) -> SecretStr | None: ...
 
+    @property
+    def headers(self) -> dict[str, str]: ...
+
 
 Connector = Callable[[str, str | None], Awaitable[Connection]]
 RestCaller = Callable[[RestIntent], Awaitable[str | None]]
@@ -144,6 +147,7 @@ def rest_caller(client: AsyncGenesysClient) -> RestCaller:
             auth=GuestJwt(jwt.get_secret_value()) if jwt is not None else Anonymous(),
             body=_PassThroughBody.model_validate(body) if body is not None else None,
             params={k: v for k, v in dict(intent.params).items() if v is not None},
+            headers=intent.headers,
         )
         result = await client.call(op)
         return result.text if result is not None and result.text else None

@@ -54,6 +54,7 @@ class WebMessagingAdapter:
             clear_on_end=settings.webmessaging_clear_on_end,
             custom_attributes=start.custom_attributes or {},
             reorder_window=settings.reorder_window_s,
+            origin=start.origin,
             dedup_capacity=settings.dedup_capacity,
             reconnect_timeout=settings.reconnect_timeout_s,
             backoff=backoff(settings),
