@@ -99,7 +99,7 @@ class WebChatMessage(_Wire):
 
 
 class WebChatMessageEntityList(_Wire):
-    entities: list[WebChatMessage] = []
+    entities: list[WebChatMessage] = Field(default_factory=list)
     next: str | None = None
 
 

@@ -133,7 +133,7 @@ class RelayCheckpoint(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    seen_ids: list[str] = []
+    seen_ids: list[str] = Field(default_factory=list)
     watermark: datetime | None = None
 
 

@@ -191,9 +191,9 @@ class StructuredMessage(_Body):
     text: str | None = Field(default=None, repr=False)
     direction: Literal["Inbound", "Outbound"] | None = None
     channel: MessagingChannel | None = None
-    content: list[MessageContent] = []
-    events: list[MessageEvent] = []
-    metadata: dict[str, str | int | float | bool | None] = {}
+    content: list[MessageContent] = Field(default_factory=list)
+    events: list[MessageEvent] = Field(default_factory=list)
+    metadata: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
     originating_entity: str | None = None
 
     @property
@@ -343,7 +343,7 @@ def parse_server_frame(data: str | bytes) -> ServerFrame:
 class HistoryPage(_Incoming):
     """WebMessagingMessageEntityList; pages are newest first."""
 
-    entities: list[StructuredMessage] = []
+    entities: list[StructuredMessage] = Field(default_factory=list)
     page_size: int | None = None
     page_number: int | None = None
     page_count: int | None = None

@@ -18,8 +18,11 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, frozen=True)
 
 
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _no_control_chars(value: str) -> str:
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+    if _CONTROL_CHARS.search(value):  # a regex: a per-character loop was a tenth of the guest worker's CPU
         raise ValueError("must not contain control characters")
     return value
 

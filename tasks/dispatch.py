@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from celery import Celery
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from parley import keys
 
@@ -19,7 +19,7 @@ class CommandRef(BaseModel):
     type: str
     org: str
     idempotency_key: str
-    targets: dict[str, str] = {}
+    targets: dict[str, str] = Field(default_factory=dict)
 
 
 def task_name(command_type: str) -> str:
