@@ -286,8 +286,8 @@ def test_socket_dropped_mid_conversation_loses_and_doubles_nothing(
     assert harness.run(start(sk, protocol, first_message="first"))["type"] == "command.succeeded"
     harness.wait(has_message(sk, "You said: first"))
     # The agent answers at once, and the worker reconnects after 0.1-0.2 s: an answer to a message
-    # confirmed just before a drop is written while the socket is down, so only the history backfill
-    # after the reconnect can bring it.
+    # confirmed just before a drop may be written while the socket is down, and then only the history
+    # backfill after the reconnect brings it (the next test makes that case certain).
     harness.http.patch("/__emulator/config", json={"agent_reply_delay_s": 0}).raise_for_status()
     texts = [f"message {i}" for i in range(8)]
     for i, text in enumerate(texts):
@@ -303,6 +303,22 @@ def test_socket_dropped_mid_conversation_loses_and_doubles_nothing(
     succeeded = [e for e in events if e["type"] == "command.succeeded" and e.get("command_type") == "guest.send"]
     assert len(succeeded) == len(texts)
     assert len(harness.ledger("guest.message.received")) == len(texts) + 1, "a guest message was sent twice"
+
+
+def test_agent_message_sent_while_the_socket_is_down_comes_from_history_once(
+    harness: Harness, worker: WorkerThread
+) -> None:
+    """The agent speaks between a drop and the reconnect (the worker waits at least 0.1 s to reconnect):
+    no socket carries it, so only the history backfill after the reconnect can relay it."""
+    sk = f"cust-{uuid.uuid4().hex[:8]}"
+    assert harness.run(start(sk, first_message="first"))["type"] == "command.succeeded"
+    harness.wait(has_message(sk, "You said: first"))
+    [session] = harness.http.get("/__emulator/webmessaging/sessions").json()["sessions"]
+    assert harness.admin("sockets/drop", {"session_id": session["session_id"], "abrupt": True})["sockets"] == 1
+    harness.admin(f"conversations/{session['conversation_id']}/agent/messages", {"text": "said while you were away"})
+    events = harness.wait(has_message(sk, "said while you were away"), timeout_s=30)
+    assert messages(events, sk).count("said while you were away") == 1
+    assert harness.run(send(sk, "still here"))["type"] == "command.succeeded"  # the session lives on
 
 
 def test_reordered_and_duplicated_frames_are_relayed_once_in_order(harness: Harness, worker: WorkerThread) -> None:
