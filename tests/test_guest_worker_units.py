@@ -333,3 +333,22 @@ async def test_one_script_records_the_ending_and_takes_the_next_command_running(
     lost = await store.take(ident, "1", finished=send_id, ending=desk.failed(send.record, "refused"), begin=True)
     assert lost.outcome == "lost" and (await desk.record(send_id)).state is State.failed  # type: ignore[union-attr]
     assert (await store.load(ident)).current == send_id  # type: ignore[union-attr]
+
+
+def test_guest_sockets_take_the_environment_proxy_websockets_would(monkeypatch: pytest.MonkeyPatch) -> None:
+    from websockets.proxy import get_proxy
+    from websockets.uri import parse_uri
+
+    from workers.guest_io import _proxy_for
+
+    monkeypatch.setenv("https_proxy", "http://proxy.example:3128")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    _proxy_for.cache_clear()
+    try:
+        for uri in ("wss://webmessaging.mypurecloud.ie/v1", "ws://127.0.0.1:8089/v1"):
+            target = parse_uri(uri)
+            assert _proxy_for(target.secure, target.host, target.port) == get_proxy(target)
+        assert _proxy_for(True, "webmessaging.mypurecloud.ie", 443) == "http://proxy.example:3128"
+        assert _proxy_for(False, "127.0.0.1", 8089) is None  # loopback bypasses it
+    finally:
+        _proxy_for.cache_clear()

@@ -16,6 +16,7 @@ URIs are never logged: a Guest Chat event stream URI carries the guest JWT in it
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -25,7 +26,9 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import websockets
 from pydantic import ConfigDict, SecretStr
 from websockets.asyncio.client import connect as ws_connect
+from websockets.proxy import get_proxy
 from websockets.typing import Origin
+from websockets.uri import parse_uri
 
 from genesys.client import AsyncGenesysClient
 from genesys.models import RequestModel
@@ -97,11 +100,22 @@ def webmessaging_url(api_url: str, deployment_id: str) -> str:
     return urlunsplit((scheme, host, "/v1", urlencode({"deploymentId": deployment_id}), ""))
 
 
+@functools.cache
+def _proxy_for(secure: bool, host: str, port: int) -> str | None:
+    """The proxy websockets would pick from the environment for this endpoint, looked up once per
+    endpoint: websockets reads the whole environment on every connect (twice), a measurable share of
+    the worker's CPU while thousands of sessions open or are adopted. The environment is read at the
+    first connect to an endpoint; a proxy set later needs a restart, like every other setting."""
+    return get_proxy(parse_uri(f"{'wss' if secure else 'ws'}://{host}:{port}/"))
+
+
 def websocket_connector(settings: GuestSettings) -> Connector:
     async def connect(uri: str, origin: str | None) -> Connection:
+        target = parse_uri(uri)
         try:
             return await ws_connect(
                 uri,
+                proxy=_proxy_for(target.secure, target.host, target.port),
                 origin=Origin(origin) if origin else None,
                 compression=None,
                 ping_interval=settings.ping_interval_s,
