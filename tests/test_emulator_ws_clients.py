@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -33,6 +33,7 @@ from guest.events import (
 from guest.guestchat import ChatRequest, GuestChatConfig, GuestChatSession
 from guest.webmessaging import FetchMessageHistory, WebMessagingConfig, WebMessagingSession
 from tests.support.emulator_server import (
+    FAST_AGENT_ENV,
     GUESTCHAT_DEPLOYMENT,
     QUEUE,
     WEBMESSAGING_DEPLOYMENT,
@@ -46,16 +47,8 @@ pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[EmulatorServer]:
-    env = {"PARLEY_EMULATOR_AGENT_JOIN_DELAY_S": "0.05", "PARLEY_EMULATOR_AGENT_REPLY_DELAY_S": "0.05"}
-    with running_emulator(env) as running:
+    with running_emulator(FAST_AGENT_ENV) as running:
         yield running
-
-
-@pytest.fixture
-async def http(server: EmulatorServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=5.0) as client:
-        (await client.post("/__emulator/reset")).raise_for_status()
-        yield client
 
 
 class Driver:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from emulator.app import RedactTokenPaths
-from tests.support.emulator_server import EmulatorServer, guest_chat_body, running_emulator
+from tests.support.emulator_server import FAST_AGENT_ENV, EmulatorServer, guest_chat_body, running_emulator
 from tests.support.ws_client import ChatStream, chat_stream, refused_status
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -28,18 +28,10 @@ GUEST = "/api/v2/webchat/guest/conversations"
 def server() -> Iterator[EmulatorServer]:
     env = {
         "PARLEY_EMULATOR_HEARTBEAT_INTERVAL_S": "0.2",
-        "PARLEY_EMULATOR_AGENT_JOIN_DELAY_S": "0.05",
-        "PARLEY_EMULATOR_AGENT_REPLY_DELAY_S": "0.05",
+        **FAST_AGENT_ENV,
     }
     with running_emulator(env) as running:
         yield running
-
-
-@pytest.fixture
-async def http(server: EmulatorServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=5.0) as client:
-        (await client.post("/__emulator/reset")).raise_for_status()
-        yield client
 
 
 @dataclass

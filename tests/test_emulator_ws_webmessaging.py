@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -17,6 +17,7 @@ import pytest
 from emulator.fixtures import SEED
 from tests.support import contract
 from tests.support.emulator_server import (
+    FAST_AGENT_ENV,
     WEBMESSAGING_DEPLOYMENT,
     EmulatorServer,
     agentless_body,
@@ -36,16 +37,8 @@ READ_ONLY = "Session is read-only, no new messages allowed"
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[EmulatorServer]:
-    env = {"PARLEY_EMULATOR_AGENT_JOIN_DELAY_S": "0.05", "PARLEY_EMULATOR_AGENT_REPLY_DELAY_S": "0.05"}
-    with running_emulator(env) as running:
+    with running_emulator(FAST_AGENT_ENV) as running:
         yield running
-
-
-@pytest.fixture
-async def http(server: EmulatorServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=5.0) as client:
-        (await client.post("/__emulator/reset")).raise_for_status()
-        yield client
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@
 - As a pytest plugin (registered in tests/conftest.py) it provides the fixtures ``emulator_config``
   (override it for other settings), ``emulator_app``, ``emulator`` (its state), ``emu_client`` (no
   token), ``emu_token`` and ``emu_api`` (bearer token). Async tests use ``pytest.mark.anyio``.
+  Against a server on loopback: ``http``, an async client on the emulator of the test module's own
+  ``server`` fixture (an :class:`EmulatorServer`), reset before each test.
 """
 
 from __future__ import annotations
@@ -196,6 +198,10 @@ def _wait_ready(server: EmulatorServer, output: Any, timeout_s: float) -> None:
     raise TimeoutError(f"emulator not ready on {server.base_url} within {timeout_s}s")
 
 
+FAST_AGENT_ENV = {"PARLEY_EMULATOR_AGENT_JOIN_DELAY_S": "0.05", "PARLEY_EMULATOR_AGENT_REPLY_DELAY_S": "0.05"}
+"""A simulated agent that joins and answers within 50 ms, for socket tests."""
+
+
 # --- pytest fixtures (use as a plugin) ----------------------------------------------------------------
 @pytest.fixture
 def emulator_config() -> EmulatorConfig:
@@ -229,3 +235,11 @@ async def emu_token(emu_client: httpx.AsyncClient) -> str:
 async def emu_api(emulator_app: Starlette, emu_token: str) -> AsyncIterator[httpx.AsyncClient]:
     async with asgi_client(emulator_app, token=emu_token) as http:
         yield http
+
+
+@pytest.fixture
+async def http(server: EmulatorServer) -> AsyncIterator[httpx.AsyncClient]:
+    """An async client on the module's ``server`` (a running emulator), reset first."""
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=5.0) as client:
+        (await client.post("/__emulator/reset")).raise_for_status()
+        yield client
