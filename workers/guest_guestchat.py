@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
 
 from pydantic import SecretStr, ValidationError
 
-from guest.common import jwt_expiry, parse_time
+from guest.common import find_own_message, jwt_expiry
 from guest.events import Intent, OpenSocket
 from guest.guestchat import CreateConversation, FetchHistory, GuestChatConfig, GuestChatSession
 from guest.guestchat_frames import WebChatMessageEntityList
@@ -88,13 +87,8 @@ class GuestChatAdapter:
             page = WebChatMessageEntityList.model_validate_json(body or b"")
         except ValidationError:
             return None
-        floor = datetime.fromtimestamp(since - self._slack_s, UTC)
-        for message in page.entities:
-            when = parse_time(message.timestamp)
-            if (message.sender.id == self.machine.member_id and message.body == text and message.id != last_own_id
-                    and (when is None or when >= floor)):
-                return message.id
-        return None
+        own = ((m.id, m.body, m.timestamp) for m in page.entities if m.sender.id == self.machine.member_id)
+        return find_own_message(own, text, since, self._slack_s, last_own_id)
 
     def checkpoint(self) -> str | None:
         return None  # dedup across workers is the Redis relay set; backfill reads from the start

@@ -12,11 +12,10 @@ from __future__ import annotations
 import contextlib
 import random
 import uuid
-from datetime import UTC, datetime
 
 from pydantic import SecretStr, ValidationError
 
-from guest.common import parse_time
+from guest.common import find_own_message
 from guest.events import Intent, OpenSocket
 from guest.webmessaging import FetchMessageHistory, RelayCheckpoint, WebMessagingConfig, WebMessagingSession
 from guest.webmessaging_frames import HistoryPage
@@ -88,13 +87,8 @@ class WebMessagingAdapter:
             page = HistoryPage.model_validate_json(body or b"")
         except ValidationError:
             return None
-        floor = datetime.fromtimestamp(since - self._slack_s, UTC)
-        for entity in page.entities:
-            when = parse_time(entity.time)
-            if (entity.direction == "Inbound" and entity.text == text and entity.dedup_key != last_own_id
-                    and (when is None or when >= floor)):
-                return entity.dedup_key
-        return None
+        own = ((e.dedup_key, e.text, e.time) for e in page.entities if e.direction == "Inbound")
+        return find_own_message(own, text, since, self._slack_s, last_own_id)
 
     def checkpoint(self) -> str | None:
         cp = self.machine.checkpoint()
