@@ -55,33 +55,31 @@ def _still_live(ctx: ExecutionContext, session: CobrowseSession) -> bool:
 @handles("cobrowse.start")
 def start_cobrowse(ctx: ExecutionContext, command: CobrowseStart) -> CommandResult:
     cid = command.conversation_id
-    with ctx.state.lease(ConversationKey(conversation_id=cid), ctx.settings.natural_key_lease_ms,
-                         timeout_s=CONVERSATION_LEASE_WAIT_S):
-        live = ctx.state.get_cobrowse(cid)
-        if live is not None and _still_live(ctx, live):
-            return _result(live, reused=True)
-        note = None
-        try:
-            started = ctx.genesys.start_cobrowse(cid)
-        except GenesysError as exc:
-            if exc.status != 409 or not has_live_cobrowse(ctx.genesys.get_conversation(cid)):
-                raise
-            ctx.genesys.patch_cobrowse_session(cid)
-            started = ctx.genesys.start_cobrowse(cid)
-            note = "a live cobrowse without a known join code was ended and a fresh one started"
-        session = _cached(cid, started)
-        ctx.state.put_cobrowse(session)
-        return _result(session, reused=False, note=note)
+    ctx.hold(ConversationKey(conversation_id=cid), timeout_s=CONVERSATION_LEASE_WAIT_S)  # until the outcome commits
+    live = ctx.state.get_cobrowse(cid)
+    if live is not None and _still_live(ctx, live):
+        return _result(live, reused=True)
+    note = None
+    try:
+        started = ctx.genesys.start_cobrowse(cid)
+    except GenesysError as exc:
+        if exc.status != 409 or not has_live_cobrowse(ctx.genesys.get_conversation(cid)):
+            raise
+        ctx.genesys.patch_cobrowse_session(cid)
+        started = ctx.genesys.start_cobrowse(cid)
+        note = "a live cobrowse without a known join code was ended and a fresh one started"
+    session = _cached(cid, started)
+    ctx.state.put_cobrowse(session)
+    return _result(session, reused=False, note=note)
 
 
 @handles("cobrowse.end")
 def end_cobrowse(ctx: ExecutionContext, command: CobrowseEnd) -> CommandResult:
     cid = command.conversation_id
-    with ctx.state.lease(ConversationKey(conversation_id=cid), ctx.settings.natural_key_lease_ms,
-                         timeout_s=CONVERSATION_LEASE_WAIT_S):
-        if not has_live_cobrowse(ctx.genesys.get_conversation(cid)):
-            ctx.state.invalidate_cobrowse(cid)
-            return CommandResult(conversation_id=cid, final_state="disconnected", already_ended=True)
-        ctx.genesys.patch_cobrowse_session(cid)
+    ctx.hold(ConversationKey(conversation_id=cid), timeout_s=CONVERSATION_LEASE_WAIT_S)  # until the outcome commits
+    if not has_live_cobrowse(ctx.genesys.get_conversation(cid)):
         ctx.state.invalidate_cobrowse(cid)
-        return CommandResult(conversation_id=cid, final_state="disconnected", already_ended=False)
+        return CommandResult(conversation_id=cid, final_state="disconnected", already_ended=True)
+    ctx.genesys.patch_cobrowse_session(cid)
+    ctx.state.invalidate_cobrowse(cid)
+    return CommandResult(conversation_id=cid, final_state="disconnected", already_ended=False)
