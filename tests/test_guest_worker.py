@@ -36,6 +36,7 @@ from tests.support.events import await_events, read_events
 from tests.support.processes import parley_env, stop
 from workers.guest import GuestWorker
 from workers.guest_settings import GuestSettings
+from workers.guest_store import SessionStore
 
 pytestmark = pytest.mark.integration
 
@@ -169,6 +170,10 @@ class WorkerThread:
         self._thread.join(10)
         _CRASHED.append(self)
 
+    def call_soon(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` on the worker's event loop."""
+        self._loop.call_soon_threadsafe(callback)
+
     def _main(self) -> None:
         with contextlib.suppress(RuntimeError):  # "Event loop stopped before Future completed" on crash()
             self._loop.run_until_complete(self.worker.run(ready=self._ready.set))
@@ -241,6 +246,36 @@ def test_full_conversation_ended_by_guest(harness: Harness, worker: WorkerThread
     kinds = [e["type"] for e in read_events(harness.client) if e.get("session_key") == sk]
     assert kinds.index("guest.started") < min(kinds.index("guest.agent_joined"), kinds.index("guest.message"))
     assert [k for k in kinds if k.startswith("guest.")][-1] == "guest.ended"
+
+
+def test_agent_answer_is_relayed_while_the_commands_ending_is_still_in_redis(
+        harness: Harness, worker: WorkerThread, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guest's echo and the agent's answer come back to back; recording the send's ending (a Redis
+    round trip) must not hold the answer up. The ending is held at a gate here until the answer is in
+    ``parley:events``: a runner that waited for it would never relay the answer."""
+    sk = f"cust-{uuid.uuid4().hex[:8]}"
+    assert harness.run(start(sk))["type"] == "command.succeeded"
+    gate, gated = asyncio.Event(), threading.Event()
+    held: list[str] = []
+    take = SessionStore.take
+
+    async def gated_take(self: SessionStore, ident: str, token: str, *, finished: str = "", **kw: Any) -> Any:
+        if finished and finished in held:
+            gated.set()
+            await gate.wait()
+        return await take(self, ident, token, finished=finished, **kw)
+
+    monkeypatch.setattr(SessionStore, "take", gated_take)
+    command = send(sk, "Where is my parcel?")
+    held.append(harness.submit(command))
+    try:
+        harness.wait(has_message(sk, "You said: Where is my parcel?"), timeout_s=15)
+        assert gated.is_set(), "the send's ending went through the gate"
+        assert not [e for e in read_events(harness.client)
+                    if e.get("idempotency_key") == command["idempotency_key"] and e["type"] in TERMINAL]
+    finally:
+        worker.call_soon(gate.set)
+    assert harness.outcome(command["idempotency_key"])["type"] == "command.succeeded"
 
 
 @pytest.mark.parametrize("protocol", ["webmessaging", "guestchat"])
