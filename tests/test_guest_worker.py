@@ -28,6 +28,7 @@ import pytest
 import redis
 
 from parley import keys
+from parley.redis_server import RedisServer
 from parley.records import Records
 from parley.settings import Settings
 from schemas.validation import parse_command
@@ -354,6 +355,24 @@ def test_agent_message_sent_while_the_socket_is_down_comes_from_history_once(
     events = harness.wait(has_message(sk, "said while you were away"), timeout_s=30)
     assert messages(events, sk).count("said while you were away") == 1
     assert harness.run(send(sk, "still here"))["type"] == "command.succeeded"  # the session lives on
+
+
+@pytest.mark.parametrize("protocol", ["webmessaging", "guestchat"])
+def test_sessions_carry_on_after_redis_restarts(harness: Harness, worker: WorkerThread, redis_server: RedisServer,
+                                                protocol: str) -> None:
+    """Redis goes away and comes back from its AOF: the worker's connections break (its multiplexed
+    one included), runners that were mid-call start again, and the session goes on: nothing lost,
+    nothing relayed twice."""
+    sk = f"cust-{uuid.uuid4().hex[:8]}"
+    assert harness.run(start(sk, protocol, first_message="before the restart"))["type"] == "command.succeeded"
+    harness.wait(has_message(sk, "You said: before the restart"))
+    redis_server.restart()
+    for text in ("after the restart", "and once more"):
+        assert harness.run(send(sk, text), timeout_s=60)["type"] == "command.succeeded"
+        harness.wait(has_message(sk, f"You said: {text}"))
+    received = Counter(messages(read_events(harness.client), sk))
+    assert all(n == 1 for n in received.values()), received
+    assert len(harness.ledger("guest.message.received")) == 3
 
 
 def test_reordered_and_duplicated_frames_are_relayed_once_in_order(harness: Harness, worker: WorkerThread) -> None:

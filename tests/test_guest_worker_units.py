@@ -352,3 +352,22 @@ def test_guest_sockets_take_the_environment_proxy_websockets_would(monkeypatch: 
         assert _proxy_for(False, "127.0.0.1", 8089) is None  # loopback bypasses it
     finally:
         _proxy_for.cache_clear()
+
+
+async def test_a_worker_loop_that_fails_on_a_bug_is_started_again(monkeypatch: pytest.MonkeyPatch,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    import workers.guest as guest_module
+
+    monkeypatch.setattr(guest_module, "REDIS_RETRY_S", 0.01)
+    worker = guest_module.GuestWorker(SETTINGS)
+    runs: list[int] = []
+
+    async def routing() -> None:
+        runs.append(len(runs))
+        if len(runs) == 1:
+            raise AttributeError("a bug")
+        worker.request_stop()
+
+    await worker._guarded(routing)
+    assert runs == [0, 1]
+    assert "routing failed; starting it again" in caplog.text

@@ -129,6 +129,7 @@ class GuestWorker:
             if not self.lease_lost:
                 await self.ownership.release()
             await genesys.aclose()
+            await batcher.aclose()
             await self.redis.aclose()
             sync_redis.close()
             executor.shutdown(wait=False)
@@ -176,14 +177,17 @@ class GuestWorker:
     # --- loops --------------------------------------------------------------------------------------
 
     async def _guarded(self, loop: Callable[[], Awaitable[None]]) -> None:
-        """Run ``loop`` until stopping, riding out Redis outages."""
+        """Run ``loop`` until stopping, riding out Redis outages (and bugs: a loop that died quietly
+        would leave commands unrouted or doorbells unheard while the worker looked healthy)."""
         while not self.stopping.is_set():
             try:
                 await loop()
             except (aredis.ConnectionError, aredis.TimeoutError, aredis.BusyLoadingError):
                 log.warning("Redis unavailable; retrying")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), REDIS_RETRY_S)
+            except Exception:
+                log.exception("%s failed; starting it again", getattr(loop, "__name__", "a worker loop"))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), REDIS_RETRY_S)
 
     async def _lease_loop(self) -> None:
         while not self._lease_done.is_set():

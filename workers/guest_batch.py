@@ -1,11 +1,11 @@
-"""Many sessions' Redis commands coalesced into one pipeline per event-loop turn.
+"""Many sessions' Redis commands coalesced into one batch per event-loop turn.
 
 Thousands of session runners each make a few small Redis calls per message (take the next command,
 relay an event, mark a record). One round trip each costs more in client overhead (connection
 checkout, a write and a read per call) than Redis spends on them, so calls made in the same turn of
-the event loop go out together in one non-transactional pipeline. Each caller still awaits its own
-results, and a caller's calls keep their order (it awaits one before it makes the next); every script
-stays atomic on its own.
+the event loop go out together in one write on a multiplexed connection (:mod:`workers.redis_mux`),
+like a non-transactional pipeline. Each caller still awaits its own results, and a caller's calls keep
+their order (it awaits one before it makes the next); every script stays atomic on its own.
 
 The worker's connections also pack commands with hiredis (:func:`pack_with_hiredis`): redis-py's
 asyncio connection packs in Python, argument by argument, which profiling showed to be the largest
@@ -20,15 +20,15 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import redis.asyncio as aredis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import DataError, NoScriptError
+
+from workers.redis_mux import RedisMux
 
 try:
     import hiredis
 except ImportError:  # redis[hiredis] brings it; without it redis-py's own packing stays
     hiredis = None
 
-Stage = Callable[[Pipeline], None]
 
 
 def _hiredis_pack(args: tuple[Any, ...]) -> bytes:
@@ -67,6 +67,10 @@ def pack_with_hiredis(pool: aredis.ConnectionPool) -> None:
         pool.connection_class = _packing_class(pool.connection_class)
 
 
+Command = tuple[Any, ...]  # one Redis command's arguments, name first
+Stage = Callable[[list[Command]], None]  # adds a caller's commands to the batch
+
+
 class Script:
     """A Lua script called by SHA inside batches (loaded up front, and again if Redis forgot it)."""
 
@@ -76,16 +80,21 @@ class Script:
         self.sha = ""
 
     async def __call__(self, keys: Sequence[str], args: Sequence[str | int | float]) -> Any:
-        (result,) = await self._batcher.run(lambda pipe: self.stage(pipe, keys, args))
+        (result,) = await self._batcher.run(lambda commands: self.stage(commands, keys, args))
         return result
 
-    def stage(self, pipe: Pipeline, keys: Sequence[str], args: Sequence[str | int | float]) -> None:
-        pipe.evalsha(self.sha, len(keys), *keys, *args)
+    def stage(self, commands: list[Command], keys: Sequence[str], args: Sequence[str | int | float]) -> None:
+        commands.append(("EVALSHA", self.sha, len(keys), *keys, *args))
 
 
 class RedisBatcher:
+    """Calls made in the same turn of the event loop go out together on one multiplexed connection
+    (:mod:`workers.redis_mux`); ``redis`` stays the client for everything else."""
+
     def __init__(self, client: aredis.Redis) -> None:
         self.redis = client
+        pool = client.connection_pool
+        self._mux = RedisMux(lambda: pool.connection_class(**pool.connection_kwargs))
         self._scripts: list[Script] = []
         self._pending: list[tuple[Stage, asyncio.Future[list[Any]]]] = []
 
@@ -98,8 +107,11 @@ class RedisBatcher:
         for script in self._scripts:
             script.sha = await self.redis.script_load(script.source)
 
+    async def aclose(self) -> None:
+        await self._mux.aclose()
+
     async def run(self, stage: Stage) -> list[Any]:
-        """Stage commands on the next pipeline; their results, in order, once it has run."""
+        """Stage commands on the next batch; their results, in order, once it has run."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
         if not self._pending:
@@ -114,11 +126,11 @@ class RedisBatcher:
     async def _execute(self) -> None:
         batch, self._pending = self._pending, []
         try:
-            results = await self._pipeline(batch)
+            results = await self._send(batch)
         except NoScriptError:
             await self.load_scripts()  # Redis restarted or flushed its script cache
             try:
-                results = await self._pipeline(batch)
+                results = await self._send(batch)
             except Exception as exc:
                 self._fail(batch, exc)
                 return
@@ -134,14 +146,14 @@ class RedisBatcher:
             else:
                 future.set_result(result)
 
-    async def _pipeline(self, batch: list[tuple[Stage, asyncio.Future[list[Any]]]]) -> list[list[Any]]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            sizes = []
-            for stage, _future in batch:
-                before = len(pipe.command_stack)
-                stage(pipe)
-                sizes.append(len(pipe.command_stack) - before)
-            flat = await pipe.execute(raise_on_error=False)
+    async def _send(self, batch: list[tuple[Stage, asyncio.Future[list[Any]]]]) -> list[list[Any]]:
+        commands: list[Command] = []
+        sizes = []
+        for stage, _future in batch:
+            before = len(commands)
+            stage(commands)
+            sizes.append(len(commands) - before)
+        flat = await self._mux.execute(commands)
         if any(isinstance(r, NoScriptError) for r in flat):
             raise NoScriptError("script cache flushed")
         out, at = [], 0

@@ -30,13 +30,12 @@ from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, SecretStr
-from redis.asyncio.client import Pipeline
 
 from parley import keys
 from parley.events import EVENT_FIELD, EventLog
 from parley.settings import Settings
 from schemas.events import EventBase
-from workers.guest_batch import RedisBatcher
+from workers.guest_batch import Command, RedisBatcher
 from workers.guest_commands import RUN_WORDS, Words
 from workers.guest_keys import GuestKeys
 
@@ -277,10 +276,10 @@ class SessionStore:
             return []
         k, now_ms = self.keys, int(time.time() * 1000)
 
-        def stage(pipe: Pipeline) -> None:
+        def stage(commands: list[Command]) -> None:
             for r in requests:
                 self._route.stage(
-                    pipe,
+                    commands,
                     [k.session(r.ident), k.inbox(r.ident), k.fence(r.ident), k.relayed(r.ident), k.secret(r.ident),
                      k.commands],
                     [r.chosen, r.command_id, r.command_type, r.group, r.entry_id, now_ms, r.ttl_s * 1000,
