@@ -20,7 +20,7 @@ from emulator.bodies import parse_body
 from emulator.config import EmulatorConfig
 from emulator.errors import ApiError
 from emulator.faults import FaultList, FaultSpec
-from emulator.ledger import LedgerFilter, LedgerPage
+from emulator.ledger import LedgerFilter, wire_page
 from emulator.runtime import ConfigPatch, Emulator
 from emulator.state import Conversation
 
@@ -106,7 +106,7 @@ async def ledger(request: Request) -> Response:
         )
     except ValidationError as exc:
         raise ApiError(400, "invalid.query.param.value", message=str(exc.errors()[0]["msg"])) from None
-    return JSONResponse(LedgerPage(entries=emulator_of(request).ledger.entries(query)).wire())
+    return JSONResponse(wire_page(emulator_of(request).ledger.entries(query)))
 
 
 async def reset(request: Request) -> Response:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 log = logging.getLogger("emulator")
 
@@ -40,8 +41,11 @@ LedgerKind = Literal[
 ]
 
 
-class LedgerEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+@dataclass(slots=True, kw_only=True)
+class LedgerEntry:
+    """One side effect. A dataclass, not a model: entries are made by the emulator's own typed calls,
+    several per guest message, so validating each one would only cost time; an unknown field is still
+    a TypeError. The admin API dumps them as a model would (:func:`wire_page`)."""
 
     seq: int
     at: datetime
@@ -64,14 +68,14 @@ class LedgerEntry(BaseModel):
     text_length: int | None = None
 
 
-class LedgerPage(BaseModel):
-    entries: list[LedgerEntry]
+_ENTRY = TypeAdapter(LedgerEntry)
 
-    def wire(self) -> dict[str, list[dict[str, object]]]:
-        """Entries without their empty fields, but always with ``conversation_id`` (null when none)."""
-        return {
-            "entries": [{"conversation_id": None, **e.model_dump(mode="json", exclude_none=True)} for e in self.entries]
-        }
+
+def wire_page(entries: Iterable[LedgerEntry]) -> dict[str, list[dict[str, object]]]:
+    """``GET /__emulator/ledger``: entries without their empty fields, but always with
+    ``conversation_id`` (null when none)."""
+    dump = _ENTRY.dump_python
+    return {"entries": [{"conversation_id": None, **dump(e, mode="json", exclude_none=True)} for e in entries]}
 
 
 class LedgerFilter(BaseModel):
@@ -98,14 +102,15 @@ class Ledger:
 
     def __init__(self) -> None:
         self._entries: list[LedgerEntry] = []
-        self._listeners: list[LedgerListener] = []
+        # Replaced, never changed in place, so that record() iterates it without a copy.
+        self._listeners: tuple[LedgerListener, ...] = ()
         self._lock = threading.Lock()
 
     def record(self, at: datetime, kind: LedgerKind, **fields: str | int | None) -> LedgerEntry:
         with self._lock:
             entry = LedgerEntry(seq=len(self._entries) + 1, at=at, kind=kind, **fields)
             self._entries.append(entry)
-            listeners = list(self._listeners)
+            listeners = self._listeners
         for listener in listeners:
             try:
                 listener(entry)
@@ -116,12 +121,14 @@ class Ledger:
     def subscribe(self, listener: LedgerListener) -> Callable[[], None]:
         """Call ``listener`` for every later entry; returns the function that unsubscribes it."""
         with self._lock:
-            self._listeners.append(listener)
+            self._listeners = (*self._listeners, listener)
 
         def unsubscribe() -> None:
             with self._lock:
-                if listener in self._listeners:
-                    self._listeners.remove(listener)
+                listeners = list(self._listeners)
+                if listener in listeners:
+                    listeners.remove(listener)
+                self._listeners = tuple(listeners)
 
         return unsubscribe
 

@@ -17,9 +17,10 @@ happened from the ledger's listeners, never from here.
 
 from __future__ import annotations
 
+import os
+import random
 import secrets
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -46,8 +47,21 @@ class Media(StrEnum):
     COBROWSE = "cobrowse"
 
 
+# Ids come from a private Mersenne Twister (seeded from the OS), not from uuid4(): ids must be unique,
+# not unpredictable - none is a credential (OAuth tokens, the JWT key and cobrowse join codes come
+# from ``secrets``) - and uuid4() costs a syscall and a UUID object per id, several per guest message.
+# A private generator: a test seeding ``random`` must not make ids repeat; reseeded in a forked child,
+# as ``random``'s own is, so that parent and child do not draw the same ids.
+_ids = random.Random()
+os.register_at_fork(after_in_child=_ids.seed)
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))  # the version and variant bits
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant
+
+
 def new_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID, as text."""
+    h = "%032x" % (_ids.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass

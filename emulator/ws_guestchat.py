@@ -52,7 +52,8 @@ class GuestChatStreams:
         emulator.ledger.subscribe(self._on_entry)
 
     def _on_entry(self, entry: LedgerEntry) -> None:
-        if entry.conversation_id is None:
+        # An entry naming a Web Messaging session is about a messaging conversation, never a Guest Chat.
+        if entry.conversation_id is None or entry.session_id is not None:
             return
         links = self._emulator.links.of_conversation(entry.conversation_id)
         conv = self._emulator.state.get(entry.conversation_id) if links else None

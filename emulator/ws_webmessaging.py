@@ -56,6 +56,9 @@ class GuestConnection:
         self._deployment = deployment
         self._requests = SlidingWindow(REQUESTS_PER_MINUTE, 60.0)
         self._echoes = SlidingWindow(ECHOES_PER_MINUTE, 60.0)
+        # Where the deployment's flow routes: the fixtures never change, so looked up once, not per message.
+        fixtures = emulator.fixtures
+        self._queue: Queue = fixtures.queue_by_id(deployment.queue_id or "") or fixtures.queues[0]
 
     async def on_text(self, text: str) -> None:
         try:
@@ -201,12 +204,6 @@ class GuestConnection:
     def _duration_s(self) -> int:
         return self._emulator.config.webmessaging_session_duration_s
 
-    @property
-    def _queue(self) -> Queue:
-        fixtures = self._emulator.fixtures
-        queue = fixtures.queue_by_id(self._deployment.queue_id or "") or fixtures.queues[0]
-        return queue
-
     def _limit(self, window: SlidingWindow, text: str) -> None:
         if not self._emulator.config.webmessaging_limits_enabled:
             return
@@ -217,12 +214,14 @@ class GuestConnection:
     @staticmethod
     def _custom_attributes(request: ClientRequest) -> dict[str, str]:
         attributes = request.custom_attributes
+        if not attributes:
+            return attributes  # most messages carry none: no need to measure them
         size = len(json.dumps(attributes, separators=(",", ":"), ensure_ascii=False).encode())
         if size > frames.MAX_CUSTOM_DATA_BYTES:
             raise RequestRefused(4013, f"Custom attributes size {size} is larger than {frames.MAX_CUSTOM_DATA_BYTES}")
         return attributes
 
-    def _reply(self, cls: str, body: BaseModel, request: ClientRequest) -> None:
+    def _reply(self, cls: str, body: BaseModel | frames.Body, request: ClientRequest) -> None:
         self._link.send(frames.encode("response", cls, body, tracing_id=request.tracing_id))
 
 

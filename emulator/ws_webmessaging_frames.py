@@ -4,10 +4,14 @@ Server frames are ``{type, class, code, body, tracingId}`` (``contracts/genesys-
 .swagger.json``). Their bodies are the guest package's models (:mod:`guest.webmessaging_frames`);
 where the server writes more than a client reads, a subclass here adds it (SessionResponse's
 ``allowedMedia``; the ``name``/``message`` the contract requires of TooManyRequestsErrorMessage).
-Two wire habits of Genesys are kept: whole numbers are integers (``"expirationDate": 1700000000``,
-not ``1700000000.0``, which typed clients reading a Long refuse), and empty lists and objects inside
-a body are left out. Class ``string`` error frames carry a bare text body and the error in ``code``,
-as real frames do, although the contract's BaseMessage declares ``body`` an object.
+StructuredMessage bodies, the frames of every chat message (several per guest message, each sent
+to every socket of the session), are the exception: they are written directly as the dict that
+model would dump to (:data:`Body`), because building and dumping the models cost more than the rest
+of a message's handling. Two wire habits of Genesys are kept: whole numbers are integers
+(``"expirationDate": 1700000000``, not ``1700000000.0``, which typed clients reading a Long refuse),
+and empty lists and objects inside a body are left out. Class ``string`` error frames carry a bare
+text body and the error in ``code``, as real frames do, although the contract's BaseMessage declares
+``body`` an object.
 
 Client requests are read leniently (:class:`ClientRequest`): the guest package's request models are
 strict because we author them, but a server must take what any SDK sends.
@@ -27,16 +31,10 @@ from genesys.models import WebMessagingMessage
 from guest.common import iso_time
 from guest.webmessaging_frames import (
     ConnectionClosedEvent,
-    MessageEvent,
-    MessagingChannel,
-    PresenceInfo,
-    Recipient,
     SessionClearedEvent,
     SessionExpiredEvent,
     SessionResponse,
-    StructuredMessage,
     TooManyRequestsErrorMessage,
-    TypingInfo,
 )
 
 MAX_TEXT_BYTES = 4096
@@ -84,8 +82,9 @@ class RequestEvent(_Lenient):
 class RequestMessage(_Lenient):
     type: str | None = None  # an attachment-only message may omit it
     text: str | None = Field(default=None, repr=False)
-    events: list[RequestEvent] = []
-    metadata: dict[str, str] = {}
+    # Factories, not ``[]``/``{}`` defaults: pydantic deep-copies a mutable default on every request.
+    events: list[RequestEvent] = Field(default_factory=list)
+    metadata: dict[str, str] = Field(default_factory=dict)
 
 
 class RequestChannelMetadata(_Lenient):
@@ -159,19 +158,28 @@ class GetConfigurationResponse(_Wire):
 
 
 # --- encoding ------------------------------------------------------------------------------------------
+# A body as it goes on the wire: camelCase keys, no null and no empty list or object inside.
+Body = dict[str, JsonValue]
+
+# Built once: json.dumps with non-default separators builds an encoder on every call. ASCII-escaped
+# (json.dumps' default), as frames have always been written.
+_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
 def encode(
-    frame_type: FrameType, cls: str, body: BaseModel | str, *, code: int = 200, tracing_id: str | None = None
+    frame_type: FrameType, cls: str, body: BaseModel | Body | str, *, code: int = 200, tracing_id: str | None = None
 ) -> str:
-    """One server frame as text."""
+    """One server frame as text. ``body``: a model (dumped and tidied here), a :data:`Body` built as
+    written (StructuredMessage), or the bare text of a class ``string`` error."""
     raw: JsonValue = (
-        body if isinstance(body, str) else _tidy(body.model_dump(mode="json", by_alias=True, exclude_none=True))
+        _tidy(body.model_dump(mode="json", by_alias=True, exclude_none=True)) if isinstance(body, BaseModel) else body
     )
     # The envelope is built as a dict (in Envelope's field order and aliases): validating and dumping an
     # Envelope would walk the already dumped body twice more, on every frame.
-    envelope: dict[str, JsonValue] = {"type": frame_type, "class": cls, "code": code, "body": raw}
+    envelope: Body = {"type": frame_type, "class": cls, "code": code, "body": raw}
     if tracing_id is not None:
         envelope["tracingId"] = tracing_id
-    return json.dumps(envelope, separators=(",", ":"))
+    return _JSON.encode(envelope)
 
 
 def _tidy(value: JsonValue) -> JsonValue:
@@ -233,82 +241,106 @@ def configuration(duration_s: int) -> GetConfigurationResponse:
 
 
 # --- StructuredMessage bodies ------------------------------------------------------------------------
+# Written as guest.webmessaging_frames.StructuredMessage (and its MessagingChannel, Recipient,
+# MessageEvent) dump with by_alias and exclude_none, then tidied: the same keys in the same order.
 def _time(at: datetime) -> str:
     return iso_time(at.timestamp())
 
 
-def _channel(message_id: str, at: datetime, sender: Recipient | None = None) -> MessagingChannel:
+def _channel(message_id: str, at: datetime, sender: Body | None = None) -> Body:
     # Genesys' ids: ``id`` is 32 hex digits, ``channel.messageId`` a UUID; both name the same message.
-    return MessagingChannel(time=_time(at), type="Private", message_id=message_id, from_=sender)
+    channel: Body = {"time": _time(at), "type": "Private", "messageId": message_id}
+    if sender is not None:
+        channel["from"] = sender
+    return channel
 
 
 def _hex(uuid_text: str) -> str:
     return uuid_text.replace("-", "")
 
 
-def structured(conv: Conversation, message: StoredMessage) -> StructuredMessage:
+def _structured(
+    kind: str,
+    message_id: str,
+    direction: str,
+    channel: Body,
+    *,
+    text: str | None = None,
+    events: list[JsonValue] | None = None,
+    metadata: dict[str, JsonValue] | None = None,
+    originating_entity: str | None = None,
+) -> Body:
+    """A StructuredMessage body in the model's field order, leaving out what is None or empty."""
+    body: Body = {"type": kind, "id": _hex(message_id)}
+    if text is not None:
+        body["text"] = text
+    body["direction"] = direction
+    body["channel"] = channel
+    if events:
+        body["events"] = events
+    if metadata:
+        body["metadata"] = metadata
+    if originating_entity is not None:
+        body["originatingEntity"] = originating_entity
+    return body
+
+
+def structured(conv: Conversation, message: StoredMessage) -> Body:
     """A stored message of a guest's conversation: Inbound (the guest's own) or Outbound."""
     if message.direction == "inbound":
-        return StructuredMessage(
-            type="Text",
-            id=_hex(message.id),
-            text=message.text,
-            direction="Inbound",
-            channel=_channel(message.id, message.timestamp),
-        )
+        return _structured("Text", message.id, "Inbound", _channel(message.id, message.timestamp), text=message.text)
     sender = conv.participant(message.participant_id)
     human = sender is not None and sender.purpose == "agent"
     name = (sender.name if sender else None) or ""
     first, _, last = name.partition(" ")
-    return StructuredMessage(
-        type="Text",
-        id=_hex(message.id),
+    return _structured(
+        "Text",
+        message.id,
+        "Outbound",
+        _channel(message.id, message.timestamp, {"nickname": name, "firstName": first, "lastName": last}),
         text=message.text,
-        direction="Outbound",
-        channel=_channel(message.id, message.timestamp, Recipient(nickname=name, first_name=first, last_name=last)),
         originating_entity="Human" if human else "Bot",
     )
 
 
-def presence(event: SessionEvent) -> StructuredMessage:
+def presence(event: SessionEvent) -> Body:
     """A Presence event: the guest's Join (Inbound), the agent's or flow's Disconnect (Outbound)."""
-    return StructuredMessage(
-        type="Event",
-        id=_hex(event.id),
-        direction="Inbound" if event.direction == "Inbound" else "Outbound",
-        channel=_channel(event.id, event.at),
-        events=[MessageEvent(event_type="Presence", presence=PresenceInfo(type=event.presence))],
-        metadata={"readOnly": "true"} if event.read_only else {},
+    return _structured(
+        "Event",
+        event.id,
+        "Inbound" if event.direction == "Inbound" else "Outbound",
+        _channel(event.id, event.at),
+        events=[{"eventType": "Presence", "presence": {"type": event.presence}}],
+        metadata={"readOnly": "true"} if event.read_only else None,
     )
 
 
-def agent_typing(message_id: str, at: datetime) -> StructuredMessage:
-    return StructuredMessage(
-        type="Event",
-        id=_hex(message_id),
-        direction="Outbound",
-        channel=_channel(message_id, at),
-        events=[MessageEvent(event_type="Typing", typing=TypingInfo(type="On", duration=TYPING_DURATION_MS))],
+def agent_typing(message_id: str, at: datetime) -> Body:
+    return _structured(
+        "Event",
+        message_id,
+        "Outbound",
+        _channel(message_id, at),
+        events=[{"eventType": "Typing", "typing": {"type": "On", "duration": TYPING_DURATION_MS}}],
     )
 
 
 def echo_reply(
     message_id: str, at: datetime, text: str, session: WebMessagingSession, duration_s: int, metadata: dict[str, str]
-) -> StructuredMessage:
+) -> Body:
     """The answer to ``echo``: the text back, with the session's lifetime as string metadata (and the
     request's own metadata, e.g. the health-check ``customMessageId`` older servers echoed)."""
     expiry = {"expirationDate": str(int(session.expires_at))} if session.expires_at else {}
-    return StructuredMessage(
-        type="Text",
-        id=_hex(message_id),
+    return _structured(
+        "Text",
+        message_id,
+        "Inbound",
+        _channel(message_id, at),
         text=text,
-        direction="Inbound",
-        channel=_channel(message_id, at),
         metadata={**metadata, "durationSeconds": str(duration_s), **expiry},
     )
 
 
 def history_entity(item: HistoryItem) -> WebMessagingMessage:
     """One line of ``GET /api/v2/webmessaging/messages``: the same message the socket carried."""
-    body = presence(item) if isinstance(item, SessionEvent) else structured(*item)
-    return WebMessagingMessage.model_validate(_tidy(body.model_dump(mode="json", by_alias=True, exclude_none=True)))
+    return WebMessagingMessage.model_validate(presence(item) if isinstance(item, SessionEvent) else structured(*item))

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 MAX_CONNECTIONS = 3
 # Conversations ended by these did not end "from the agent's side": no Presence Disconnect.
 _GUEST_SIDE = frozenset({"customer", "guest"})
+# The ledger kinds that push a frame to the session's sockets (see _on_entry).
+_PUSHED = frozenset({"agent.message.sent", "message.sent", "agent.typing", "conversation.disconnected"})
 
 
 class WebMessagingSessions:
@@ -134,7 +136,7 @@ class WebMessagingSessions:
 
     # --- what others do in the session's conversation -------------------------------------------------
     def _on_entry(self, entry: LedgerEntry) -> None:
-        if entry.session_id is None or entry.conversation_id is None:
+        if entry.kind not in _PUSHED or entry.session_id is None or entry.conversation_id is None:
             return
         state = self._emulator.state
         session = state.webmessaging_session(entry.session_id)
