@@ -118,11 +118,27 @@ def cpu_use(processes: dict[str, psutil.Process]) -> dict[str, float]:
     return {name: cpu_seconds(proc) for name, proc in processes.items()}
 
 
-def redis_forks(client: redis.Redis) -> int:
-    """Forks so far of redis-server: its AOF rewrites. A rewrite child shares the emulator's core for a
-    second or two, and the relay and confirm latencies of that moment show it; reported so a run's tail
-    can be read in that light (the load is the same either way)."""
-    return int(client.info("stats")["total_forks"])
+@dataclass(frozen=True)
+class RedisStalls:
+    """What redis-server did during the traffic that stalls its replies: forks (AOF rewrites; the last
+    fork's duration, during which Redis answers nobody) and delayed AOF writes (an fsync still running
+    after two seconds, typically while a rewrite child fills the disk: Redis then holds its writes, and
+    the replies behind them)."""
+
+    forks: int
+    last_fork_ms: float
+    delayed_fsyncs: int
+
+    @classmethod
+    def read(cls, client: redis.Redis) -> RedisStalls:
+        stats, persistence = client.info("stats"), client.info("persistence")
+        return cls(int(stats["total_forks"]), int(stats["latest_fork_usec"]) / 1000,
+                   int(persistence.get("aof_delayed_fsync", 0)))
+
+    def since(self, before: RedisStalls) -> dict[str, float]:
+        return {"redis_forks_during_traffic": self.forks - before.forks,
+                "redis_last_fork_ms": round(self.last_fork_ms, 1) if self.forks > before.forks else 0.0,
+                "redis_delayed_aof_fsyncs": self.delayed_fsyncs - before.delayed_fsyncs}
 
 
 def raise_fd_limit() -> None:
@@ -220,10 +236,10 @@ def run_parley(redis_url: str, api_url: str, n: int, rate: float, seconds: float
         time.sleep(1.0)
         rss_open = proc.memory_info().rss
         cpu_before, env_before, traffic_began = cpu_seconds(proc), cpu_use(environment), time.monotonic()
-        forks_before = redis_forks(client)
+        stalls_before = RedisStalls.read(client)
         sends = traffic(client, records, reader, keys_, rate, seconds)
         traffic_s = time.monotonic() - traffic_began
-        forks = redis_forks(client) - forks_before
+        stalls = RedisStalls.read(client).since(stalls_before)
         cpu_pct = (cpu_seconds(proc) - cpu_before) / traffic_s * 100
         env_pct = {name: round((used - env_before[name]) / traffic_s * 100)
                    for name, used in cpu_use(environment).items()}
@@ -240,7 +256,7 @@ def run_parley(redis_url: str, api_url: str, n: int, rate: float, seconds: float
             "rss_idle_mb": round(rss_idle / 2**20, 1), "rss_open_mb": round(rss_open / 2**20, 1),
             "rss_after_traffic_mb": round(rss_traffic / 2**20, 1),
             "kb_per_session": round((rss_open - rss_idle) / n / 1024, 1),
-            "cpu_pct": round(cpu_pct), "environment_cpu_pct": env_pct, "redis_forks_during_traffic": forks,
+            "cpu_pct": round(cpu_pct), "environment_cpu_pct": env_pct, **stalls,
             "sent": len(sends), "confirmed": len(confirm), "failed": reader.failed,
             "send_to_confirm": summary(confirm), "agent_relay": summary(reader.relay_ms),
         }
