@@ -174,6 +174,19 @@ class Backoff(BaseModel):
         return base * (1.0 - self.jitter * rng.random())
 
 
+NOT_HELD = float("-inf")  # a Throttle never taken, an outbox not held: due at any time, never a deadline
+
+
+def earliest(times: Iterable[float | None]) -> float | None:
+    """The earliest of a machine's deadlines, skipping None and :data:`NOT_HELD`. Machines answer this
+    before every input their session handles, so it is a plain loop."""
+    found: float | None = None
+    for t in times:
+        if t is not None and t != NOT_HELD and (found is None or t < found):
+            found = t
+    return found
+
+
 class Throttle:
     """At most one action per ``interval`` seconds."""
 
@@ -182,7 +195,7 @@ class Throttle:
         self._last: float | None = None
 
     def next_allowed(self) -> float:
-        return float("-inf") if self._last is None else self._last + self.interval
+        return NOT_HELD if self._last is None else self._last + self.interval
 
     def allows(self, now: float) -> bool:
         return now >= self.next_allowed()
@@ -221,7 +234,7 @@ class Outbox:
     def __init__(self) -> None:
         self._queue: deque[OutboxItem] = deque()
         self.in_flight: OutboxItem | None = None
-        self.held_until: float = float("-inf")
+        self.held_until: float = NOT_HELD
 
     def add(self, item: OutboxItem) -> None:
         self._queue.append(item)
@@ -276,12 +289,12 @@ class Outbox:
     def expire_hold(self, now: float) -> None:
         """Forget a hold that has passed, so it stops being reported as a deadline."""
         if self.held_until <= now:
-            self.held_until = float("-inf")
+            self.held_until = NOT_HELD
 
     @property
     def hold_ends(self) -> float | None:
         """When the hold on the next message ends, if one is held."""
-        held = self.held_until != float("-inf") and self.in_flight is None and bool(self._queue)
+        held = self.held_until != NOT_HELD and self.in_flight is None and bool(self._queue)
         return self.held_until if held else None
 
     def drain_queued(self) -> list[OutboxItem]:

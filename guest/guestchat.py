@@ -45,6 +45,7 @@ from guest.common import (
     ReorderBuffer,
     SansIOMachine,
     Throttle,
+    earliest,
     jwt_expiry,
     parse_time,
 )
@@ -325,7 +326,7 @@ class GuestChatSession(SansIOMachine):
             item = self._outbox.head()
             if item is not None and item.first_sent_at is not None:
                 times.append(item.first_sent_at + self.config.not_active_timeout)
-        return min((t for t in times if t is not None and t != float("-inf")), default=None)
+        return earliest(times)
 
     # --- inputs: commands -------------------------------------------------------------------
 

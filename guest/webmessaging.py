@@ -46,6 +46,7 @@ from guest.common import (
     ReorderBuffer,
     SansIOMachine,
     Throttle,
+    earliest,
     iso_time,
     parse_time,
 )
@@ -299,14 +300,11 @@ class WebMessagingSession(SansIOMachine):
         """When ``timer`` must be called next; None when nothing is scheduled."""
         if self.state in _TERMINAL:
             return None
-        times = [self._reconnect.reconnect_at, self._configure_at, self._in_flight_deadline]
+        times = [self._reconnect.reconnect_at, self._configure_at, self._in_flight_deadline,
+                 self._backfill.deadline if self._backfill is not None else self._buffer.next_deadline(),
+                 self._outbox.hold_ends, self._echo_due_at()]
         times += [p.deadline for p in self._pending.values()]
-        if self._backfill is not None:
-            times.append(self._backfill.deadline)
-        else:
-            times.append(self._buffer.next_deadline())
-        times += [self._outbox.hold_ends, self._echo_due_at()]
-        return min((t for t in times if t is not None and t != float("-inf")), default=None)
+        return earliest(times)
 
     def checkpoint(self) -> RelayCheckpoint:
         return RelayCheckpoint(seen_ids=self._seen.snapshot(), watermark=self._watermark)

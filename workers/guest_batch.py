@@ -35,10 +35,11 @@ def _hiredis_pack(args: tuple[Any, ...]) -> bytes:
     """One command in RESP, as redis-py's sync client packs it when hiredis is there (same encoding
     of str, bytes, int and float; a multi-word command name such as 'SCRIPT LOAD' is split). The worker
     never sends bytearrays or memoryviews, which hiredis refuses (a DataError, as for any other type)."""
-    if isinstance(args[0], str):
-        args = (*args[0].encode().split(), *args[1:])
-    elif b" " in args[0]:
-        args = (*args[0].split(), *args[1:])
+    name = args[0]
+    # Only a multi-word name is rebuilt: copying a script call's many arguments for nothing was a
+    # measurable part of the worker's packing (hiredis takes str and bytes alike).
+    if (" " in name) if isinstance(name, str) else (b" " in name):
+        args = (*name.split(), *args[1:])
     try:
         return hiredis.pack_command(args)
     except TypeError as exc:

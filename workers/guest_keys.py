@@ -6,13 +6,17 @@ Sessions are named by ``ident``, the hash of (org, session_key) that the state c
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from parley import keys
 from parley.state_cache import GuestKey
 
 
+@functools.lru_cache(maxsize=65_536)
 def session_ident(org: str, session_key: str) -> str:
+    """The session's ident (a hash, computed through a model): cached, as every routed command needs it
+    and a busy session key comes back again and again."""
     return GuestKey(org=org, session_key=session_key).ident()
 
 

@@ -382,9 +382,12 @@ class SessionRunner:
         self._queue.put_nowait(_TICK)
 
     def _deadline(self) -> float | None:
-        times = [self._adapter.machine.next_deadline() if self._adapter is not None else None,
-                 self._reconcile.deadline if self._reconcile is not None else None]
-        return min((t for t in times if t is not None), default=None)
+        # Asked before every input: kept to plain comparisons.
+        deadline = self._adapter.machine.next_deadline() if self._adapter is not None else None
+        reconcile = self._reconcile
+        if reconcile is not None and (deadline is None or reconcile.deadline < deadline):
+            return reconcile.deadline
+        return deadline
 
     async def _handle(self, item: _Input, now: float) -> None:
         adapter = self._require_adapter()
