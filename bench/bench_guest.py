@@ -235,9 +235,10 @@ def run_parley(redis_url: str, api_url: str, n: int, rate: float, seconds: float
         start_s = time.monotonic() - started_at
         time.sleep(1.0)
         rss_open = proc.memory_info().rss
+        planned = plan_sends(records, reader, keys_, rate, seconds)
         cpu_before, env_before, traffic_began = cpu_seconds(proc), cpu_use(environment), time.monotonic()
         stalls_before = RedisStalls.read(client)
-        sends = traffic(client, records, reader, keys_, rate, seconds)
+        sends = traffic(client, planned, rate)
         traffic_s = time.monotonic() - traffic_began
         stalls = RedisStalls.read(client).since(stalls_before)
         cpu_pct = (cpu_seconds(proc) - cpu_before) / traffic_s * 100
@@ -269,19 +270,25 @@ def run_parley(redis_url: str, api_url: str, n: int, rate: float, seconds: float
         client.close()
 
 
-def traffic(client: redis.Redis, records: Records, reader: EventReader, session_keys: list[str], rate: float,
-            seconds: float) -> dict[str, float]:
-    """guest.send at ``rate`` per second, round robin over the sessions, for ``seconds``. The sends are
-    claimed beforehand, and the events are read afterwards (their stream ids are the timestamps), so
-    that while it is timed this process only appends to the guest stream: it shares its core with the
-    emulator and redis-server, and a reader following the events live cost that core a fifth of itself,
-    which no consumer of Parley's events puts next to Genesys or Redis in production."""
+def plan_sends(records: Records, reader: EventReader, session_keys: list[str], rate: float,
+               seconds: float) -> list[Claimed]:
+    """The traffic's guest.send commands, round robin over the sessions, claimed as the ingestion worker
+    would (before the timed phase: claiming is the ingestion worker's work, not the guest worker's)."""
     total = int(rate * seconds)
     keys_ = [session_keys[i % len(session_keys)] for i in range(total)]
     planned = claim(records, [{"type": "guest.send", "idempotency_key": f"m-{i}-{key}", "session_key": key,
                                "text": f"msg {i}"} for i, key in enumerate(keys_)])
     while reader.poll(block_ms=1):
         pass  # past the command.accepted events of the claims
+    return planned
+
+
+def traffic(client: redis.Redis, planned: list[Claimed], rate: float) -> dict[str, float]:
+    """Hand the planned sends over at ``rate`` per second. The events are read afterwards (their stream
+    ids are the timestamps), so that while it is timed this process only appends to the guest stream:
+    it shares its core with the emulator and redis-server, and a reader following the events live cost
+    that core a fifth of itself, which no consumer of Parley's events puts next to Genesys or Redis in
+    production."""
     sends: dict[str, float] = {}
     began = time.monotonic()
     for i, command in enumerate(planned):

@@ -465,6 +465,9 @@ class SessionRunner:
             await ctx.store.put_secret(self.ident, adapter.secret, ctx.settings.session_ttl_s)
         self._adapter = adapter
         now = time.time()
+        # The first checkpoint comes a period after opening, not with the first agent message: until then
+        # an adopter reads the (short) history and the relay set keeps it exactly once.
+        self._checkpoint_at = now
         log.info("session %s: %s %s (%s)", self.short, "resuming" if adapter.resuming else "starting",
                  adapter.protocol, record.status.value)
         adapter.start(now)
