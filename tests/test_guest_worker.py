@@ -28,8 +28,8 @@ import pytest
 import redis
 
 from parley import keys
-from parley.redis_server import RedisServer
 from parley.records import Records
+from parley.redis_server import RedisServer
 from parley.settings import Settings
 from schemas.validation import parse_command
 from tests.support.emulator_server import ROOT, EmulatorServer, running_emulator

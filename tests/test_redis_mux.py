@@ -119,3 +119,30 @@ async def test_batcher_calls_scripts_and_reloads_them_after_a_flush(pool: aredis
         assert await incr(["n"], [1]) == 61
     finally:
         await batcher.aclose()
+
+
+async def test_a_batch_window_gathers_calls_made_over_several_loop_turns(pool: aredis.ConnectionPool) -> None:
+    client = aredis.Redis(connection_pool=pool)
+    batcher = RedisBatcher(client, window_s=0.05)
+    echo = batcher.script("return ARGV[1]")
+    await batcher.load_scripts()
+    writes: list[int] = []
+    execute = batcher._mux.execute
+
+    async def counted(commands: list[tuple[object, ...]]) -> list[object]:
+        writes.append(len(commands))
+        return await execute(commands)
+
+    batcher._mux.execute = counted  # type: ignore[method-assign]
+
+    async def later(turns: int, text: str) -> object:
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        return await echo([], [text])
+
+    try:
+        assert await asyncio.gather(*(later(turns, f"t{turns}") for turns in range(5))) == [
+            f"t{turns}" for turns in range(5)]
+        assert writes == [5]
+    finally:
+        await batcher.aclose()

@@ -96,7 +96,7 @@ class GuestWorker:
         genesys = AsyncGenesysClient(self.settings, self.redis)
         io = self._io or SessionIO(connect=websocket_connector(gs), rest=rest_caller(genesys),
                                    api_url=genesys.endpoints.api_url)
-        batcher = RedisBatcher(self.redis)
+        batcher = RedisBatcher(self.redis, gs.batch_window_s)
         self.store = SessionStore(batcher, self.settings, self.keys)
         self.desk = CommandDesk(batcher, self.settings, executor)
         await batcher.load_scripts()

@@ -54,6 +54,13 @@ class GuestSettings(BaseSettings):
     )
     dedup_capacity: int = Field(default=128, ge=16, description="Agent message ids a session keeps in memory.")
 
+
+    # Redis.
+    batch_window_s: float = Field(
+        default=0.001, ge=0, le=0.05,
+        description="How long a batch of Redis calls waits for more before it goes; 0 = the next loop turn.",
+    )
+
     # Persistence.
     session_ttl_s: int = Field(default=72 * HOUR_S, ge=60, description="Until Genesys reports the real lifetime.")
     ended_retention_s: int = Field(default=HOUR_S, ge=1, description="Keep an ended session's record this long.")
