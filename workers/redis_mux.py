@@ -2,14 +2,14 @@
 
 Redis answers the commands sent on a connection in the order they were sent. So callers need not take
 turns on pooled connections: each writes its commands as soon as they are ready and queues a future,
-and one reader task hands every reply, in order, to the future at the head of the queue. Per call this
-saves the pool checkout (a lock and a condition), a pipeline object and a reply loop per caller: with
-thousands of guest sessions making a few small calls per message, that overhead was the largest
-Python-level cost of the guest worker's Redis traffic.
+and one reader task hands every reply, in order, to the future at the head of the queue. No call waits
+for a pooled connection to come free, and none pays a pool checkout, a pipeline object or a timeout of
+its own. Measured with ``bench/bench_guest.py`` at ten thousand sessions and 500 messages a second, the
+guest worker's relay p99 went from 83 to 48 ms when its scripts moved here from a 64-connection pool.
 
 Only redis-py's public connection API is used (``connect``, ``send_packed_command``, ``read_response``,
-``disconnect``), so TLS, unix sockets, AUTH, SELECT and hiredis parsing are whatever the URL and
-redis-py make of them.
+``disconnect``, the ``socket_timeout`` attribute), so TLS, unix sockets, AUTH, SELECT and hiredis
+parsing are whatever the URL and redis-py make of them.
 
 Failure: when the connection breaks, every call waiting on it fails with the error (its commands may or
 may not have run, as with any connection error) and the connection is dropped; the next call opens a
