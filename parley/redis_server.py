@@ -59,6 +59,9 @@ class RedisServer:
     def start(self, timeout_s: float = 10.0) -> RedisServer:
         if self.port == 0:
             self.port = free_port(self.host)
+        # Absolute: redis-server changes into --dir while it reads its arguments, so a relative
+        # --logfile (the default data dir, .parley, is relative) would be looked for inside it.
+        self.data_dir = self.data_dir.resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
             redis_server_binary(),

@@ -15,3 +15,14 @@ def test_real_redis_server_persists_across_restart(tmp_path: Path) -> None:
         assert client.get("k") == b"v"
         assert client.config_get("appendonly")["appendonly"] == "yes"
         client.close()
+
+
+def test_a_relative_data_dir_works_as_parley_runs_default_does(tmp_path: Path, monkeypatch) -> None:
+    """``parley run`` keeps its data in ``.parley`` (relative); redis-server changes into --dir before it
+    opens --logfile, so both must reach it absolute."""
+    monkeypatch.chdir(tmp_path)
+    with RedisServer(Path(".parley") / "redis") as server:
+        client = redis.Redis.from_url(server.url)
+        assert client.ping()
+        client.close()
+    assert (tmp_path / ".parley" / "redis" / "redis.log").exists()
