@@ -85,9 +85,12 @@ class RedisServer:
         try:
             while True:
                 if self.process is not None and self.process.poll() is not None:
-                    raise RuntimeError(f"redis-server exited with {self.process.returncode}")
+                    self._refuse_foreign(client)
+                    raise RuntimeError(f"redis-server exited with {self.process.returncode} "
+                                       f"(its log: {self.data_dir / 'redis.log'})")
                 try:
                     if client.ping():
+                        self._refuse_foreign(client)
                         return
                 except (redis.ConnectionError, redis.TimeoutError):
                     if time.monotonic() > deadline:
@@ -95,6 +98,19 @@ class RedisServer:
                     time.sleep(0.02)  # polling a starting process: there is no event to await
         finally:
             client.close()
+
+    def _refuse_foreign(self, client: redis.Redis) -> None:
+        """Raise when the Redis on our port is not the one just started: ours exits at once, port taken,
+        and the caller must not quietly use someone else's data."""
+        assert self.process is not None
+        try:
+            serving = int(client.info("server")["process_id"])
+        except (redis.ConnectionError, redis.TimeoutError):
+            return  # nobody there
+        if serving != self.process.pid:
+            self.stop(kill=True)
+            raise RuntimeError(f"port {self.port} is already served by another Redis (pid {serving}): stop it, "
+                               "or choose another port (PARLEY_EMBEDDED_REDIS_PORT for parley run)")
 
     def stop(self, *, kill: bool = False) -> None:
         if self.process is None or self.process.poll() is not None:

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import pytest
 import redis
 
 from parley.redis_server import RedisServer
@@ -26,3 +27,12 @@ def test_a_relative_data_dir_works_as_parley_runs_default_does(tmp_path: Path, m
         assert client.ping()
         client.close()
     assert (tmp_path / ".parley" / "redis" / "redis.log").exists()
+
+
+def test_a_port_already_served_by_another_redis_is_a_clear_error(tmp_path: Path) -> None:
+    with RedisServer(tmp_path / "first") as first:
+        second = RedisServer(tmp_path / "second", port=first.port)
+        with pytest.raises(RuntimeError, match=f"port {first.port} is already served by another Redis"):
+            second.start()
+        assert second.process is not None and second.process.poll() is not None
+        assert redis.Redis.from_url(first.url).ping()  # the first one is untouched
