@@ -238,6 +238,8 @@ class IngestWorker:
                     self._process_all(self.reclaim())
                     self.sweeper.sweep()
             except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
+                if self.stop_event.is_set():
+                    break  # the stop signal cut a blocking read short: not an outage
                 log.warning("Redis unavailable; retrying")
                 self.stop_event.wait(1.0)
             except redis.ResponseError as exc:
