@@ -8,23 +8,41 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import redis
 import typer
 
-from parley.settings import get_settings
+from parley.settings import Settings, get_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Drive Genesys Cloud conversations from Redis.")
 dead_app = typer.Typer(no_args_is_help=True, help="Inspect and replay dead letters.")
 app.add_typer(dead_app, name="dead")
 
 
-def _client():
-    from parley.connections import RedisNotConfigured, connect
+def _client() -> redis.Redis:
+    """Redis for the commands a user types: PARLEY_REDIS_URL, or else the one ``parley run`` embeds."""
+    from parley.connections import connect
+    from parley.redis_server import embedded
 
+    settings = get_settings()
+    url = settings.redis_url or embedded(settings).url
+    client = connect(settings.model_copy(update={"redis_url": url}))
     try:
-        return connect(get_settings())
-    except RedisNotConfigured as exc:
-        typer.echo(str(exc), err=True)
+        client.ping()
+    except (redis.ConnectionError, redis.TimeoutError):
+        hint = "is the Redis up?" if settings.redis_url else "start `parley run`, or set PARLEY_REDIS_URL"
+        typer.echo(f"no Redis answers at {url}: {hint}", err=True)
         raise typer.Exit(2) from None
+    return client
+
+
+def _worker_settings() -> Settings:
+    """Settings for a worker run on its own: it needs PARLEY_REDIS_URL (``parley run`` passes it on)."""
+    settings = get_settings()
+    if not settings.redis_url:
+        typer.echo("PARLEY_REDIS_URL is not set: point it at a Redis, or use `parley run`, which starts one",
+                   err=True)
+        raise typer.Exit(2)
+    return settings
 
 
 def _logging() -> None:
@@ -139,8 +157,8 @@ def ingest() -> None:
     from tasks.app import app as celery_app
     from workers.ingest import IngestWorker
 
+    settings = _worker_settings()
     _logging()
-    settings = get_settings()
     worker = IngestWorker(connect(settings), settings, celery_app)
     worker.install_signal_handlers()
     worker.run()
@@ -151,8 +169,9 @@ def guest() -> None:
     """Run a guest worker (holds guest sessions' websockets; several may run side by side)."""
     from workers.guest import main
 
+    settings = _worker_settings()
     _logging()
-    raise typer.Exit(main(get_settings()))
+    raise typer.Exit(main(settings))
 
 
 @app.command()
@@ -163,8 +182,8 @@ def webhook() -> None:
     from parley.connections import connect
     from workers.webhook import WebhookRelay
 
+    settings = _worker_settings()
     _logging()
-    settings = get_settings()
     relay = WebhookRelay(connect(settings), settings)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: relay.stop_event.set())

