@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -24,13 +25,19 @@ def _client() -> redis.Redis:
     from parley.redis_server import embedded
 
     settings = get_settings()
-    url = settings.redis_url or embedded(settings).url
-    client = connect(settings.model_copy(update={"redis_url": url}))
+    hint = "is the Redis up?"
+    if not settings.redis_url:
+        # Through the environment, like `parley run` tells its workers: whatever reads the settings
+        # later in this process (the Celery app the status probe uses) finds the same Redis.
+        os.environ["PARLEY_REDIS_URL"] = embedded(settings).url
+        get_settings.cache_clear()
+        settings = get_settings()
+        hint = "start `parley run`, or set PARLEY_REDIS_URL"
+    client = connect(settings)
     try:
         client.ping()
     except (redis.ConnectionError, redis.TimeoutError):
-        hint = "is the Redis up?" if settings.redis_url else "start `parley run`, or set PARLEY_REDIS_URL"
-        typer.echo(f"no Redis answers at {url}: {hint}", err=True)
+        typer.echo(f"no Redis answers at {settings.redis_url}: {hint}", err=True)
         raise typer.Exit(2) from None
     return client
 

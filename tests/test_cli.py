@@ -57,7 +57,9 @@ def test_schema_prints_every_command(cli: CliRunner) -> None:
 
 @pytest.fixture
 def cli_without_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    monkeypatch.delenv("PARLEY_REDIS_URL", raising=False)
+    # set, then removed: monkeypatch then puts the variable back as it was, whatever the CLI sets
+    monkeypatch.setenv("PARLEY_REDIS_URL", "redis://unused")
+    monkeypatch.delenv("PARLEY_REDIS_URL")
     get_settings.cache_clear()
     yield CliRunner()
     get_settings.cache_clear()
@@ -72,6 +74,9 @@ def test_typed_commands_find_the_redis_parley_run_embeds(cli_without_url: CliRun
     ok = cli_without_url.invoke(app, ["submit", "-"], input=json.dumps(VALID["cobrowse.start"]))
     assert ok.exit_code == 0, ok.output
     assert redis_client.xlen("parley:commands") == 1
+    # status probes Celery through the same Redis (nothing consumes here: down, but no traceback)
+    status = cli_without_url.invoke(app, ["status", "--timeout", "0.2"])
+    assert status.exit_code == 1 and "DOWN  celery" in status.output, status.output
 
 
 def test_no_redis_to_talk_to_is_a_clear_error(cli_without_url: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
