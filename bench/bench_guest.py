@@ -13,14 +13,15 @@ after the other, at the same message rate:
   emits the message) -> the ``guest.message`` event's stream id in Redis (Parley) or the frame's
   arrival (baseline);
 * CPU: the worker's (or the baseline client's) CPU time during the traffic phase, in % of one core.
-* redis-server forks (AOF rewrites) during the traffic phase: each one loads the emulator's core for a
-  second or two, which the latency tail of that run shows.
+* Redis stalls during the traffic phase (:class:`RedisStalls`): forks for AOF rewrites (each loads the
+  emulator's core for a second or two), the last fork's duration, delayed AOF fsyncs; a run's tail can
+  be read in their light.
 
 Isolation. On a machine with two or more cores the worker process, and the baseline client in its
 turn, gets a core of its own (``sched_setaffinity``, the same core for both), while this process (the
-load generator; it reads the events after the traffic, by their stream ids), the emulator and
-redis-server share the others: the target is
-about the worker, and neither Genesys nor Redis shares the worker's CPU in production. Both sides run
+load generator; it claims the sends before the timed phase and reads the events after it, by their
+stream ids), the emulator and redis-server share the others: the target is about the worker, and
+neither Genesys nor Redis shares the worker's CPU in production. Both sides run
 on the same event loop (uvloop where installed, as ``parley guest`` does). ``--no-pin`` runs
 everything wherever the scheduler puts it. ``--no-aof-rewrite`` keeps AOF persistence but turns off
 redis-server's automatic rewrites, whose fork otherwise lands on the emulator's core mid-traffic.
