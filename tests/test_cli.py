@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +17,7 @@ from parley.deadletters import DeadLetters
 from parley.redis_server import free_port
 from parley.settings import Settings, get_settings
 from schemas.dead import DeadLetter
+from tests.support.emulator_server import ROOT
 from tests.test_schemas import VALID
 
 
@@ -74,9 +78,12 @@ def test_typed_commands_find_the_redis_parley_run_embeds(cli_without_url: CliRun
     ok = cli_without_url.invoke(app, ["submit", "-"], input=json.dumps(VALID["cobrowse.start"]))
     assert ok.exit_code == 0, ok.output
     assert redis_client.xlen("parley:commands") == 1
-    # status probes Celery through the same Redis (nothing consumes here: down, but no traceback)
-    status = cli_without_url.invoke(app, ["status", "--timeout", "0.2"])
-    assert status.exit_code == 1 and "DOWN  celery" in status.output, status.output
+    # status, as its own process (its Celery app is built on import), probes Celery through the same
+    # Redis: nothing consumes here, so it reports celery down rather than failing on localhost:6379
+    env = {k: v for k, v in os.environ.items() if k != "PARLEY_REDIS_URL"} | {"PYTHONPATH": str(ROOT)}
+    status = subprocess.run([sys.executable, "-m", "parley.cli", "status", "--timeout", "0.2"], env=env,
+                            capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert status.returncode == 1 and "DOWN  celery" in status.stdout, status.stdout + status.stderr
 
 
 def test_no_redis_to_talk_to_is_a_clear_error(cli_without_url: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
