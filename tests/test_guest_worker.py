@@ -36,6 +36,7 @@ from tests.support.emulator_server import ROOT, EmulatorServer, running_emulator
 from tests.support.events import await_events, read_events
 from tests.support.processes import parley_env, stop
 from workers.guest import GuestWorker
+from workers.guest_session import SessionRunner
 from workers.guest_settings import GuestSettings
 from workers.guest_store import SessionStore
 
@@ -277,6 +278,29 @@ def test_agent_answer_is_relayed_while_the_commands_ending_is_still_in_redis(
     finally:
         worker.call_soon(gate.set)
     assert harness.outcome(command["idempotency_key"])["type"] == "command.succeeded"
+
+
+def test_a_session_takes_its_first_command_before_it_connects(harness: Harness, worker: WorkerThread,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Later commands are taken off the input path, the first one is not: a guest.start must hold the
+    relay lane before any agent event, and an adopter must know of a maybe-sent message before the
+    resumed session's history backfill arrives (else it waits for a backfill that already came)."""
+    order: list[str] = []
+    take, connect = SessionStore.take, SessionRunner._connect
+
+    async def recorded_take(self: SessionStore, ident: str, token: str, **kw: Any) -> Any:
+        taken = await take(self, ident, token, **kw)
+        order.append(f"taken {taken.type}")
+        return taken
+
+    async def recorded_connect(self: SessionRunner, gen: int, uri: str, origin: str | None) -> None:
+        order.append("connect")
+        await connect(self, gen, uri, origin)
+
+    monkeypatch.setattr(SessionStore, "take", recorded_take)
+    monkeypatch.setattr(SessionRunner, "_connect", recorded_connect)
+    assert harness.run(start(f"cust-{uuid.uuid4().hex[:8]}"))["type"] == "command.succeeded"
+    assert order.index("taken guest.start") < order.index("connect"), order
 
 
 @pytest.mark.parametrize("protocol", ["webmessaging", "guestchat"])

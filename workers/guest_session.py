@@ -472,6 +472,7 @@ class SessionRunner:
                  adapter.protocol, record.status.value)
         adapter.start(now)
         self._pump_commands()
+        await self._take_before_connecting(now)
         await self._drain(now)
         return True
 
@@ -524,6 +525,16 @@ class SessionRunner:
                                                         begin=True, **fields))
         step.add_done_callback(lambda task: self._queue.put_nowait(_Stepped(task)) if not task.cancelled() else None)
         self._step = step
+
+    async def _take_before_connecting(self, now: float) -> None:
+        """At open, unlike later, the first command is waited for before the socket opens (the machine's
+        socket request goes out with the first drain): a guest.start must hold the relay lane before any
+        agent event arrives, and a message an adopted session may already have sent must be known
+        before the resumed session's history backfill, which settles it, comes in."""
+        while self._step is not None and self._in_hand is None:
+            step = self._step
+            await asyncio.wait([step])
+            await self._stepped(_Stepped(step), now)
 
     async def _settle_step(self) -> None:
         """Wait for the step in flight without acting on what it took (ending or handing over)."""
