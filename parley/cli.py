@@ -44,11 +44,14 @@ def _client() -> redis.Redis:
 
 def _worker_settings() -> Settings:
     """Settings for a worker run on its own: it needs PARLEY_REDIS_URL (``parley run`` passes it on)."""
+    from parley.connections import RedisNotConfigured, redis_url
+
     settings = get_settings()
-    if not settings.redis_url:
-        typer.echo("PARLEY_REDIS_URL is not set: point it at a Redis, or use `parley run`, which starts one",
-                   err=True)
-        raise typer.Exit(2)
+    try:
+        redis_url(settings)
+    except RedisNotConfigured as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
     return settings
 
 

@@ -1,4 +1,4 @@
-"""Many sessions' Redis commands coalesced into one batch per event-loop turn.
+"""Many sessions' Redis commands coalesced into one batch per event-loop turn (or short window).
 
 Thousands of session runners each make a few small Redis calls per message (take the next command,
 relay an event, mark a record). One round trip each costs more in client overhead (connection
@@ -33,7 +33,6 @@ try:
     import hiredis
 except ImportError:  # redis[hiredis] brings it; without it redis-py's own packing stays
     hiredis = None
-
 
 
 def _hiredis_pack(args: tuple[Any, ...]) -> bytes:
