@@ -209,3 +209,16 @@ def test_sweeper_redispatches_a_command_whose_celery_message_was_lost(redis_clie
     assert worker.sweeper.sweep() == 0
     Records(redis_client, settings).set_fields(command_id, state="succeeded")
     assert redis_client.zscore(keys.INFLIGHT_ZSET, command_id) is None
+
+
+def test_a_stop_that_cuts_a_read_short_is_not_reported_as_an_outage(redis_client, settings, celery_app, monkeypatch,
+                                                                     caplog) -> None:
+    worker = make_worker(redis_client, settings, celery_app)
+
+    def read_cut_short_by_the_stop() -> int:
+        worker.stop_event.set()  # SIGTERM arrived during the blocking read...
+        raise redis.ConnectionError("Error while reading from socket")  # ...and broke it
+
+    monkeypatch.setattr(worker, "run_once", read_cut_short_by_the_stop)
+    worker.run()
+    assert "Redis unavailable" not in caplog.text
