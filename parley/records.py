@@ -61,6 +61,9 @@ class CommandRecord(BaseModel):
     result: str | None = None
     started_at: str | None = None
     unknown_since: str | None = None
+    unknown_until: str | None = None
+    """The latest moment a lost attempt's effect can have happened: when the runner saw the answer
+    lost, or when the next execution began after one died mid-call."""
     finished_at: str | None = None
 
 
@@ -93,7 +96,8 @@ return {1, ARGV[1]}
 # with the record as it was before this execution began. One round trip starts an execution: it
 # refuses a finished command, takes the lease, counts the delivery and marks the record running
 # (an attempt found running, or with an unknown outcome, keeps the time since which Genesys may hold
-# its effect in unknown_since).
+# its effect in unknown_since; one found running died mid-call, so its effect, if any, happened
+# before now: unknown_until).
 _BEGIN = """
 local rec = redis.call('HGETALL', KEYS[1])
 if #rec == 0 then return {'missing'} end
@@ -110,6 +114,7 @@ local recovering = h.state == 'running' or h.unknown_outcome == '1'
 if recovering and not h.unknown_since and h.started_at then
   redis.call('HSET', KEYS[1], 'unknown_since', h.started_at)
 end
+if h.state == 'running' then redis.call('HSET', KEYS[1], 'unknown_until', ARGV[3]) end
 redis.call('ZADD', KEYS[3], ARGV[4], h.command_id)
 h.deliveries = tostring(deliveries)
 local out = {'begun'}

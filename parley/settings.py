@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     )
     genesys_connect_timeout_s: float = Field(default=5.0, gt=0, description="Connect timeout of Genesys calls.")
     genesys_read_timeout_s: float = Field(default=15.0, gt=0, description="Read timeout of Genesys calls.")
+    genesys_analytics_lag_s: float = Field(
+        default=30.0, ge=0,
+        description="How long Genesys analytics may take to list a new conversation: a send whose answer was "
+        "lost is looked up there only once this has passed since the attempt.",
+    )
     genesys_token_refresh_margin_s: int = Field(
         default=300, ge=0, description="Refresh the OAuth token this long before it expires."
     )

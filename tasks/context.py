@@ -36,6 +36,8 @@ class ExecutionContext:
     """A previous attempt may have reached Genesys with an unknown outcome: look up before acting."""
     previous_attempt_started_at: datetime | None = None
     """When the attempt whose outcome is unknown started: Genesys effects after it may be ours."""
+    unknown_until: datetime | None = None
+    """The latest moment an earlier attempt's effect can have happened (an answer lost, a worker died)."""
     genesys_factory: Callable[[], GenesysClient] | None = None
     _genesys: GenesysClient | None = field(default=None, init=False, repr=False)
     _state: StateCache | None = field(default=None, init=False, repr=False)
@@ -92,6 +94,16 @@ class Refused(Exception):
         super().__init__(reason)
         self.reason = reason
         self.hint = hint
+
+
+class NotYet(Exception):
+    """Genesys cannot settle the handler's question yet (analytics has not indexed what a lost attempt
+    may have created): run the command again after ``delay_s``, still recovering, without using an attempt."""
+
+    def __init__(self, delay_s: float, reason: str) -> None:
+        super().__init__(reason)
+        self.delay_s = delay_s
+        self.reason = reason
 
 
 Handler = Callable[[ExecutionContext, Command], CommandResult]

@@ -33,7 +33,7 @@ from schemas.events import (
     CommandRetrying,
     GenesysErrorInfo,
 )
-from tasks.context import HANDLERS, ExecutionContext, Refused
+from tasks.context import HANDLERS, ExecutionContext, NotYet, Refused
 from tasks.dispatch import CommandRef
 from tasks.lease import RenewedLease
 from tasks.retry_policy import Decision, Retry, RetryPolicy
@@ -107,32 +107,40 @@ class Runner:
         # ``record`` is as it was before this attempt (begin() already marked it running). An attempt
         # left "running" died mid-call; one marked unknown_outcome failed after the request may have
         # left. Either way Genesys may hold its effect: the handler must look before acting.
-        recovering = record.state is State.running or record.unknown_outcome
-        unknown_since = record.unknown_since or (record.started_at if record.state is State.running else None)
+        died = record.state is State.running
+        recovering = died or record.unknown_outcome
+        unknown_since = record.unknown_since or (record.started_at if died else None)
+        unknown_until = started if died else record.unknown_until
         attempt = record.attempts + 1
-        record = record.model_copy(
-            update={"started_at": started, "unknown_since": unknown_since if recovering else None})
+        record = record.model_copy(update={
+            "started_at": started, "unknown_since": unknown_since if recovering else None,
+            "unknown_until": unknown_until if recovering else None})
         handler = HANDLERS.get(command.type)
         if handler is None:
             return self._fail(record, f"no handler for {command.type} in this worker", None)
         ctx = ExecutionContext(
             settings=self.settings, redis=self.client, command_id=record.command_id, attempt=attempt,
             recovering=recovering,
-            previous_attempt_started_at=datetime.fromisoformat(unknown_since) if recovering and unknown_since else None,
+            previous_attempt_started_at=_when(unknown_since) if recovering else None,
+            unknown_until=_when(unknown_until) if recovering else None,
             genesys_factory=self.genesys_factory,  # type: ignore[arg-type]
         )
         try:
             result = handler(ctx, command)
         except LeaseTimeout:
             # Another command on the same customer/conversation holds it: wait, without using an attempt.
-            self.records.set_fields(record.command_id, state=State.accepted.value, attempts=record.attempts)
+            self._park(record, recovering)
             raise RetryLater(1.0, "another command on the same customer or conversation is running", False) from None
+        except NotYet as later:
+            self._park(record, recovering)
+            log.info("command %s waits %.1f s: %s", record.command_id, later.delay_s, later.reason)
+            raise RetryLater(later.delay_s, later.reason, False) from None
         except Refused as refused:
             return self._fail(record.model_copy(update={"attempts": attempt}), refused.reason, None, refused.hint)
         except redis.RedisError:
             raise  # Redis is away, not Genesys: the task layer retries when it is back (the record says running)
         except Exception as exc:  # every failure goes to the one retry policy
-            return self._on_error(record, attempt, exc)
+            return self._on_error(record, attempt, exc, recovering)
         else:
             outcome = self._succeed(record, result, ctx.success_writes())
             ctx.committed()
@@ -140,7 +148,13 @@ class Runner:
         finally:
             ctx.release_held()  # leases not released by a success's commit (failure, retry, Redis error)
 
-    def _on_error(self, record: CommandRecord, attempt: int, exc: Exception) -> Outcome:
+    def _park(self, record: CommandRecord, recovering: bool) -> None:
+        """Back to accepted without using an attempt; a recovering command stays recovering (a record
+        left by a dead attempt says so only by its state, which this overwrites)."""
+        self.records.set_fields(record.command_id, state=State.accepted.value, attempts=record.attempts,
+                                unknown_outcome=int(recovering), **_unknown_window(record))
+
+    def _on_error(self, record: CommandRecord, attempt: int, exc: Exception, recovering: bool) -> Outcome:
         # The Genesys client already refreshed the token once on a 401, and message.send already
         # switched to the live conversation on active.conversation: neither is retried again here.
         decision: Decision = self.policy.decide(exc, attempt - 1, record.type, token_refreshed=True,
@@ -150,10 +164,14 @@ class Runner:
             log.exception("command %s (%s) raised", record.command_id, record.type)
         if isinstance(decision, Retry):
             pipe = self.client.pipeline(transaction=True)
-            unknown = decision.outcome_unknown or record.unknown_outcome
-            fields: dict[str, str | int] = {"state": State.accepted.value, "unknown_outcome": int(unknown)}
-            if unknown and not record.unknown_since and record.started_at:
-                fields["unknown_since"] = record.started_at  # the effect, if any, happened after this
+            # A known answer now does not settle what an earlier lost attempt did: still recovering.
+            unknown = decision.outcome_unknown or recovering
+            fields: dict[str, str | int] = {"state": State.accepted.value, "unknown_outcome": int(unknown),
+                                            **_unknown_window(record)}
+            if decision.outcome_unknown:
+                fields["unknown_until"] = utcnow().isoformat()  # the effect, if any, happened before now
+                if not record.unknown_since and record.started_at:
+                    fields["unknown_since"] = record.started_at  # ... and after this
             self.records.set_fields(record.command_id, pipe, **fields)
             self.events.append(CommandRetrying(**about(record), attempt=attempt, delay_s=decision.delay_s,
                                                reason=decision.reason, error=error), pipe)
@@ -191,6 +209,15 @@ class Runner:
             reason="the command's record is gone (older than the idempotency retention); not executed",
         ))
         return Outcome(State.failed)
+
+
+def _when(iso: str | None) -> datetime | None:
+    return datetime.fromisoformat(iso) if iso else None
+
+
+def _unknown_window(record: CommandRecord) -> dict[str, str]:
+    """The record's unknown-outcome window as fields to keep (a dead attempt's is not yet stored)."""
+    return {name: value for name in ("unknown_since", "unknown_until") if (value := getattr(record, name))}
 
 
 def policy_from(settings: Settings) -> RetryPolicy:

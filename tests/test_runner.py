@@ -14,10 +14,11 @@ from parley import keys
 from parley.deadletters import DeadLetters
 from parley.records import Records, State
 from parley.settings import Settings
+from parley.state_cache import LeaseTimeout
 from schemas.commands import Command
 from schemas.events import CommandResult
 from schemas.validation import parse_command
-from tasks.context import HANDLERS, ExecutionContext
+from tasks.context import HANDLERS, ExecutionContext, NotYet
 from tasks.dispatch import CommandRef
 from tasks.runner import RetryLater, Runner
 from tests.support.events import read_events
@@ -108,6 +109,54 @@ def test_timeout_marks_outcome_unknown_so_next_attempt_recovers(redis_client, se
         runner.run(ref, retries=0)
     runner.run(ref, retries=1)
     assert calls[1].recovering
+
+
+def died_mid_call(client: redis.Redis, ref: CommandRef) -> None:
+    """The record as a worker killed during a Genesys call leaves it: running, nothing else said."""
+    client.hset(keys.command(ref.command_id), mapping={"state": "running", "started_at": "2026-01-01T00:00:00+00:00"})
+
+
+def test_known_error_after_a_dead_attempt_keeps_the_command_recovering(redis_client, settings, behaviour) -> None:
+    # The 429 answers this attempt's lookup; it says nothing of what the dead attempt did.
+    calls = behaviour.pop(0)
+    behaviour.append(GenesysError(429, "too.many.requests", "Rate limited"))
+    runner = Runner(redis_client, settings)
+    ref = accept(redis_client, settings)
+    died_mid_call(redis_client, ref)
+    with pytest.raises(RetryLater):
+        runner.run(ref, retries=0)
+    runner.run(ref, retries=1)
+    assert calls[0].recovering and calls[1].recovering
+    assert calls[1].previous_attempt_started_at == calls[0].previous_attempt_started_at
+
+
+def test_waiting_for_a_natural_key_keeps_the_command_recovering(redis_client, settings, behaviour) -> None:
+    calls = behaviour.pop(0)
+    behaviour.append(LeaseTimeout("customer lease still taken"))
+    runner = Runner(redis_client, settings)
+    ref = accept(redis_client, settings)
+    died_mid_call(redis_client, ref)
+    with pytest.raises(RetryLater) as later:
+        runner.run(ref, retries=0)
+    assert not later.value.counts_as_attempt
+    runner.run(ref, retries=0)
+    assert calls[1].recovering and calls[1].unknown_until == calls[0].unknown_until
+
+
+def test_not_yet_waits_without_an_attempt_and_keeps_the_unknown_window(redis_client, settings, behaviour) -> None:
+    calls = behaviour.pop(0)
+    behaviour.extend([GenesysTimeout("read timeout"), NotYet(2.5, "analytics lags")])
+    runner = Runner(redis_client, settings)
+    ref = accept(redis_client, settings)
+    with pytest.raises(RetryLater):
+        runner.run(ref, retries=0)
+    with pytest.raises(RetryLater) as later:
+        runner.run(ref, retries=1)
+    assert later.value.delay_s == 2.5 and not later.value.counts_as_attempt
+    runner.run(ref, retries=1)
+    first_unknown = calls[1].unknown_until
+    assert first_unknown is not None and calls[2].recovering and calls[2].unknown_until == first_unknown
+    assert calls[2].attempt == calls[1].attempt  # the wait used no attempt
 
 
 def test_permanent_error_fails_with_hint_and_dead_letter(redis_client, settings, behaviour) -> None:

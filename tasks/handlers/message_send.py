@@ -3,26 +3,52 @@
 Commands for one customer are serialized by a lease on the customer's natural key, so concurrent
 sends never open two conversations. The state cache remembers the customer's live conversation;
 with one known, Parley sends with ``useExistingActiveConversation``; without, it sends plainly and,
-on 400 ``active.conversation`` (one is live after all), sends into it. When a previous attempt's
-outcome is unknown, Parley first looks for a message it sent after that attempt began.
+on 400 ``active.conversation`` (one is live after all), sends into it.
+
+When an earlier attempt's outcome is unknown (its answer lost, its worker killed), the message may
+be in Genesys already, so Parley looks before sending again (reference genesys-rest.md 2.8): in the
+cached live conversation, then in every conversation Genesys analytics lists for the customer.
+Analytics lists a new conversation only after a lag, so that second look waits until
+``genesys_analytics_lag_s`` has passed since the attempt. A message is this command's when our side
+sent it after the attempt began, its text is the command's text, and no other command claimed it;
+a message found or sent is claimed with the command's success. Where Genesys cannot tell (analytics
+refused), the command fails with a hint rather than risk a second message to the customer.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import redis
 
 from genesys.errors import GenesysError
-from genesys.models import MessageConversation
+from genesys.models import ConversationQuery, MessageConversation, MessageData
 from parley import keys
 from parley.state_cache import CustomerKey, LiveConversation
 from schemas.commands import MessageSend
+from schemas.common import utcnow
 from schemas.events import CommandResult
 from tasks.context import ExecutionContext, Refused, StagedWrite, handles
-from tasks.handlers.reading import fetch_live
+from tasks.handlers.reading import (
+    CLOCK_SKEW,
+    ConversationSeen,
+    await_analytics,
+    conversations_listed,
+    fetch_live,
+    lookup_since,
+)
 
 CUSTOMER_LEASE_WAIT_S = 10.0
+LIVE_LOOKBACK = timedelta(days=3)
+"""How far back a conversation still live when the attempt began may have started (web messaging
+conversations idle out after days, not hours)."""
+LOOKUP_REFUSED_HINT = (
+    "An earlier attempt's answer was lost, so Parley must ask Genesys whether the message went out before "
+    "sending it again, and Genesys refused the lookup. Give the OAuth client the permission "
+    "analytics:conversationDetail:view (scope analytics or analytics:readonly). Until then, check the "
+    "customer's conversation for this text and send the command again with a new idempotency key if it is missing."
+)
 SENDER_PURPOSES = frozenset({"api", "agent", "acd", "workflow", "external"})
 
 THIRD_PARTY_HINT = (
@@ -38,19 +64,15 @@ def refuse_third_party_chat(ctx: ExecutionContext, conversation_id: str | None) 
                       "Parley does not send text into it", THIRD_PARTY_HINT)
 
 
-def _sent_since(conv: MessageConversation, since: datetime, others: set[str]) -> str | None:
-    """A message our side sent into ``conv`` at or after ``since`` that no other command claims.
-
-    Sends to one customer are serialized, so such a message can only be the one the dead attempt
-    sent; ``others`` are the ids that completed commands recorded as theirs.
-    """
-    for participant in conv.participants or []:
-        if participant.purpose not in SENDER_PURPOSES:
-            continue
-        for leg in participant.messages or []:
-            if leg.message_time is not None and leg.message_time >= since and leg.message_id not in others:
-                return leg.message_id
-    return None
+def _sent_since(conv: MessageConversation, since: datetime, claimed: set[str]) -> list[str]:
+    """Ids of messages our side sent into ``conv`` at or after ``since`` that no command claimed."""
+    return [
+        leg.message_id
+        for participant in conv.participants or [] if participant.purpose in SENDER_PURPOSES
+        for leg in participant.messages or []
+        if leg.message_id and leg.message_time is not None and leg.message_time >= since
+        and leg.message_id not in claimed
+    ]
 
 
 def _confirmed(ctx: ExecutionContext, key: CustomerKey, live: LiveConversation | None) -> LiveConversation | None:
@@ -65,22 +87,68 @@ def _confirmed(ctx: ExecutionContext, key: CustomerKey, live: LiveConversation |
     return renewed
 
 
-def _already_sent(ctx: ExecutionContext, live: LiveConversation | None) -> CommandResult | None:
-    """Lookup before acting again: did the attempt that died send the message after all?"""
-    if live is None or ctx.previous_attempt_started_at is None:
-        return None  # Genesys offers client credentials no search of a customer's conversations
+def _own_message(ctx: ExecutionContext, conversation_id: str, since: datetime, text: str) -> str | None:
+    """The message our side sent into the conversation since ``since`` with ``text``, unclaimed.
+
+    Time alone cannot tell two commands' messages to one customer apart; the text can (identical
+    texts are interchangeable: the customer got one message per command either way).
+    """
     try:
-        conv = ctx.genesys.get_message_conversation(live.conversation_id)
+        conv = ctx.genesys.get_message_conversation(conversation_id)
     except GenesysError as exc:
         if exc.status == 404:
             return None
         raise
-    others = set(ctx.redis.hkeys(keys.sent_messages(live.conversation_id)))
-    message_id = _sent_since(conv, ctx.previous_attempt_started_at, others)
-    if message_id is None:
+    candidates = _sent_since(conv, since, set(ctx.redis.hkeys(keys.sent_messages(conversation_id))))
+    if not candidates:
         return None
-    return CommandResult(conversation_id=live.conversation_id, message_id=message_id, reused=True,
-                         note="found the message sent by an earlier attempt; not sent again")
+    listing = ctx.genesys.get_messages_bulk(conversation_id, candidates)
+    texts = {m.id: _text(m) for m in listing.entities}
+    return next((mid for mid in candidates if texts.get(mid) == text), None)
+
+
+def _text(message: MessageData) -> str | None:
+    if message.text_body is not None:
+        return message.text_body
+    return message.normalized_message.text if message.normalized_message else None
+
+
+def _customer_conversations(ctx: ExecutionContext, command: MessageSend, since: datetime) -> list[ConversationSeen]:
+    """The customer's conversations from this sender that were live at or after ``since``, per analytics."""
+    recipient = command.external_contact_id if command.channel.value == "webmessaging" else command.to_address
+    assert recipient is not None  # validation requires the one the channel uses
+    until = utcnow() + CLOCK_SKEW
+
+    def page(number: int) -> ConversationQuery:
+        return ConversationQuery.customer_conversations(
+            messenger_type=command.channel.value, recipient=recipient, from_address=command.from_address,
+            since=since - LIVE_LOOKBACK, until=until, page_number=number)
+
+    return conversations_listed(ctx, page, since, LOOKUP_REFUSED_HINT)
+
+
+@dataclass(frozen=True)
+class _Sent:
+    conversation_id: str
+    message_id: str
+    live: bool
+
+
+def _find_sent(ctx: ExecutionContext, command: MessageSend, live: LiveConversation | None) -> _Sent | None:
+    """The message an earlier attempt sent, or None when Genesys shows it was not sent.
+
+    Raises :class:`NotYet` while analytics may not list a conversation the attempt opened yet.
+    """
+    since = lookup_since(ctx)
+    if live is not None and (message_id := _own_message(ctx, live.conversation_id, since, command.text)):
+        return _Sent(live.conversation_id, message_id, live=True)
+    await_analytics(ctx, "the conversations it may have opened")
+    for seen in _customer_conversations(ctx, command, since):
+        if live is not None and seen.conversation_id == live.conversation_id:
+            continue
+        if message_id := _own_message(ctx, seen.conversation_id, since, command.text):
+            return _Sent(seen.conversation_id, message_id, live=not seen.ended)
+    return None
 
 
 @handles("message.send")
@@ -92,10 +160,14 @@ def send_message(ctx: ExecutionContext, command: MessageSend) -> CommandResult:
     # customer then finds the conversation this one opened.
     ctx.hold(key, timeout_s=CUSTOMER_LEASE_WAIT_S)
     live = _confirmed(ctx, key, ctx.state.get_conversation(key))
-    if ctx.recovering:
-        found = _already_sent(ctx, live)
-        if found is not None:
-            return found
+    if ctx.recovering and (sent := _find_sent(ctx, command, live)) is not None:
+        # Claimed like a fresh send, so no other command's lookup can take it.
+        ctx.on_success(_claim_message(ctx, sent.conversation_id, sent.message_id))
+        if sent.live:
+            found_live = LiveConversation(conversation_id=sent.conversation_id)
+            ctx.on_success(lambda pipe: ctx.state.put_conversation(key, found_live, pipe))
+        return CommandResult(conversation_id=sent.conversation_id, message_id=sent.message_id, reused=True,
+                             note="found the message sent by an earlier attempt; not sent again")
     use_existing = live is not None or command.conversation_id is not None
     try:
         response = _send(ctx, command, use_existing)

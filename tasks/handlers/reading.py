@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
 from genesys.errors import GenesysError
-from genesys.models import Conversation, Participant
-from tasks.context import ExecutionContext
+from genesys.models import Conversation, ConversationQuery, Participant
+from schemas.common import utcnow
+from tasks.context import ExecutionContext, NotYet, Refused
 
 ENDED_STATES = frozenset({"disconnected", "terminated"})
 
@@ -62,3 +67,55 @@ def fetch_live(ctx: ExecutionContext, conversation_id: str) -> Conversation | No
             return None
         raise
     return None if is_ended(conv) else conv
+
+
+# --- What analytics lists (looking up what a lost request did) -------------------------------------
+ANALYTICS_MAX_PAGES = 10
+"""Pages of 100 read per lookup: a customer with more conversations since one attempt is not a case to chase."""
+CLOCK_SKEW = timedelta(seconds=5)
+"""Margin for Genesys' clock against ours when its timestamps are compared with our attempt times."""
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class ConversationSeen:
+    conversation_id: str
+    ended: bool
+
+
+def lookup_since(ctx: ExecutionContext) -> datetime:
+    """From when a lost attempt's effect may be found in Genesys."""
+    return (ctx.previous_attempt_started_at or EPOCH) - CLOCK_SKEW
+
+
+def await_analytics(ctx: ExecutionContext, what: str) -> None:
+    """:class:`NotYet` until analytics lists everything the lost attempt may have created (it is fed with
+    a lag, so an empty answer before then proves nothing)."""
+    until = ctx.unknown_until or utcnow()
+    wait_s = (until + timedelta(seconds=ctx.settings.genesys_analytics_lag_s) - utcnow()).total_seconds()
+    if wait_s > 0:
+        raise NotYet(wait_s, f"an earlier attempt's outcome is unknown; waiting for Genesys analytics to list {what}")
+
+
+def conversations_listed(ctx: ExecutionContext, query_page: Callable[[int], ConversationQuery],
+                         since: datetime, refused_hint: str) -> list[ConversationSeen]:
+    """Every conversation the query lists (page by page) that started, or was still live, at or after
+    ``since`` (the query matches whole days, so the time check is ours). A lookup Genesys refuses for
+    good (no analytics permission) is :class:`Refused` with ``refused_hint``: without it Parley cannot
+    tell whether acting again would duplicate the effect."""
+    seen: list[ConversationSeen] = []
+    for page in range(1, ANALYTICS_MAX_PAGES + 1):
+        query = query_page(page)
+        try:
+            answer = ctx.genesys.query_conversation_details(query)
+        except GenesysError as exc:
+            if exc.status in (400, 401, 403, 404):
+                raise Refused("an earlier attempt's outcome is unknown and Genesys refused the analytics lookup "
+                              f"that would tell ({exc.status} {exc.code})", refused_hint) from exc
+            raise
+        for conv in answer.conversations:
+            if conv.conversation_id and (conv.conversation_end is None or conv.conversation_end >= since):
+                seen.append(ConversationSeen(conv.conversation_id, ended=conv.conversation_end is not None))
+        if query.paging is None or len(answer.conversations) < query.paging.page_size:
+            break
+    return seen

@@ -110,6 +110,7 @@ def running_pipeline(tmp: Path, *, celery_concurrency: int = 2, **env_overrides:
             "PARLEY_END_VERIFY_DEADLINE_S": "5",
             "PARLEY_STALL_REDISPATCH_S": "20",
             "PARLEY_STATE_MAX_AGE_S": "0",  # confirm every cached entry: exercises the refresh path
+            "PARLEY_GENESYS_ANALYTICS_LAG_S": "3",  # the emulator's analytics lists conversations 2 s late
             **env_overrides,
         })
         env.pop("PARLEY_GENESYS_REGION", None)
