@@ -19,6 +19,7 @@ from starlette.types import Receive, Scope, Send
 from emulator import (
     admin,
     gateway,
+    routes_analytics,
     routes_chats,
     routes_cobrowse,
     routes_conversations,
@@ -101,6 +102,7 @@ def create_app(config: EmulatorConfig | None = None) -> Starlette:
         routes=[
             *admin.ROUTES,
             *routes_oauth.ROUTES,
+            *routes_analytics.ROUTES,
             *routes_messages.ROUTES,
             *routes_chats.ROUTES,
             *routes_cobrowse.ROUTES,

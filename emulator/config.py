@@ -52,6 +52,14 @@ class EmulatorConfig(BaseSettings):
         default=True, description="False lifts the guest socket limits (5 msg/s, 60 requests/min, 2 echoes/min)."
     )
 
+    # Analytics (runtime-tunable too).
+    analytics_lag_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="Analytics is fed asynchronously: a conversation is found by the detail query this long "
+        "after it started, and its end shows (conversationEnd) this long after it ended.",
+    )
+
     # Simulated agent (runtime-tunable too).
     auto_agent: bool = Field(default=True, description="An agent joins and answers every routed guest session.")
     agent_join_delay_s: float = Field(default=0.2, ge=0, description="Routed -> the agent joins after this long.")

@@ -8,6 +8,7 @@ otherwise. While one is alerting or connected, a new one for the same key is ref
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 
@@ -19,19 +20,25 @@ from emulator.bodies import parse_body, query_bool
 from emulator.errors import ApiError
 from emulator.fixtures import Fixtures
 from emulator.routes_conversations import conversation_of, patch_conversation, patch_participant
-from emulator.state import Conversation, Kind, Media, NaturalKey, Participant
+from emulator.state import Conversation, Kind, Media, NaturalKey, Participant, StoredMessage
 from emulator.wire_extra import (
     AdditionalMessage,
     CreateOutboundMessagingConversationRequest,
     CreateOutboundMessagingConversationResponse,
     MessageTypingEventRequest,
 )
-from genesys.models import SendAgentlessOutboundMessageRequest, SendAgentlessOutboundMessageResponse
+from genesys.models import (
+    MessageData,
+    SendAgentlessOutboundMessageRequest,
+    SendAgentlessOutboundMessageResponse,
+    TextMessageListing,
+)
 
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 DIGITS = re.compile(r"^\d{6,15}$")
 WEBMESSAGING_TEXT_MAX = 4000  # "must be non-empty and under 4000 characters"
 SMS_TEXT_MAX = 765
+BULK_MAX = 1000  # "The max messages you can request in the body is 1,000."
 TEXT_MAX = 2000
 NOT_FOUND = "conversation.error.conversation.not.found"
 
@@ -155,6 +162,53 @@ async def get_message_conversation(call: Call) -> Response:
     return ok(views.message_conversation(conv))
 
 
+# --- reading messages back (is a message found in a conversation ours?) -------------------------------
+def _message_data(call: Call, conv: Conversation, message: StoredMessage) -> MessageData:
+    """``useNormalizedMessage=true`` drops the deprecated ``textBody`` (then only
+    ``normalizedMessage.text`` carries the text)."""
+    data = views.message_data(conv, message)
+    if query_bool(call.request, "useNormalizedMessage", False):
+        data.text_body = None
+    return data
+
+
+async def get_message(call: Call) -> Response:
+    """GET .../messages/{conversationId}/messages/{messageId} -> MessageData; 404 ``not.found`` for an
+    unknown conversation or a message it does not have."""
+    conv = conversation_of(call, code="not.found", kinds=(Kind.MESSAGING,))
+    message = conv.message(call.param("messageId"))
+    if message is None:
+        raise ApiError(404, "not.found")
+    return ok(_message_data(call, conv, message))
+
+
+async def _message_ids(call: Call) -> list[str]:
+    """The bulk body: a JSON array of message ids (optional; at most 1,000)."""
+    raw = await call.request.body()
+    if not raw.strip():
+        return []
+    try:
+        ids = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "bad.request") from None
+    if not isinstance(ids, list):
+        raise ApiError(400, "bad.request", message="The body is an array of message ids.")
+    if not all(isinstance(i, str) for i in ids):
+        raise _invalid("body", str(ids), "an array of message ids")
+    if len(ids) > BULK_MAX:
+        raise ApiError(400, "bad.request", message="The max messages you can request in the body is 1,000.")
+    return ids
+
+
+async def post_messages_bulk(call: Call) -> Response:
+    """POST .../messages/{conversationId}/messages/bulk -> TextMessageListing of the ids the conversation
+    has, in the order asked, each once (unknown ids are left out: a guess, Genesys does not document it)."""
+    conv = conversation_of(call, code="not.found", kinds=(Kind.MESSAGING,))
+    ids = await _message_ids(call)
+    found = [m for m in (conv.message(i) for i in dict.fromkeys(ids)) if m is not None]
+    return ok(TextMessageListing(entities=[_message_data(call, conv, m) for m in found]))
+
+
 async def patch_message_conversation(call: Call) -> Response:
     return await patch_conversation(call, conversation_of(call, kinds=(Kind.MESSAGING,)), Media.MESSAGE)
 
@@ -199,6 +253,8 @@ ROUTES = [
     api_route("/api/v2/conversations/messages", post_queue_outbound, methods=["POST"], auth=Auth.CLIENT),
     api_route(_CONV, get_message_conversation, methods=["GET"], auth=Auth.CLIENT),
     api_route(_CONV, patch_message_conversation, methods=["PATCH"], auth=Auth.CLIENT),
+    api_route(_CONV + "/messages/bulk", post_messages_bulk, methods=["POST"], auth=Auth.CLIENT),
+    api_route(_CONV + "/messages/{messageId}", get_message, methods=["GET"], auth=Auth.CLIENT),
     api_route(
         _CONV + "/participants/{participantId}",
         patch_message_participant,

@@ -282,6 +282,11 @@ class EmulatorState:
             raise ApiError(404, code)
         return conv
 
+    def conversations(self) -> list[Conversation]:
+        """Every conversation, oldest first (a snapshot: the analytics query filters it)."""
+        with self.lock:
+            return list(self._conversations.values())
+
     def live_for(self, key: NaturalKey) -> Conversation | None:
         with self.lock:
             conv_id = self._live_by_key.get(key)

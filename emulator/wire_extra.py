@@ -6,13 +6,14 @@ they belong in :mod:`genesys.models` once the client uses these operations.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from genesys.models import (
     ChatConversation,
     CobrowseConversation,
+    ConversationQuery,
     RequestModel,
     ResponseModel,
     SendMessagingTemplateRequest,
@@ -70,3 +71,14 @@ class ChatConversationEntityListing(_Listing):
 class CobrowseConversationEntityListing(_Listing):
     DEFINITION = "CobrowseConversationEntityListing"
     entities: list[CobrowseConversation] = Field(default_factory=list)
+
+
+class ConversationQueryBody(ConversationQuery):
+    """The detail query as Genesys accepts it: also aggregations and evaluation, survey and resolution
+    filters, which the emulator does not evaluate (a query using them is refused, not answered wrongly)."""
+
+    DEFINITION = "ConversationQuery"
+    aggregations: list[dict[str, Any]] | None = None
+    evaluation_filters: list[dict[str, Any]] | None = None
+    survey_filters: list[dict[str, Any]] | None = None
+    resolution_filters: list[dict[str, Any]] | None = None

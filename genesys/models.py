@@ -17,7 +17,7 @@ The emulator builds its responses and parses its requests with these same models
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -704,6 +704,271 @@ class WebMessagingMessageEntityList(ResponseModel):
     page_number: int | None = None
     total: int | None = None
     page_count: int | None = None
+
+
+# ================================================================================================
+# Finding what a lost request did: message reads and the analytics conversation detail query
+# ================================================================================================
+class MessageIdList(RequestModel):
+    """Body of ``POST /conversations/messages/{id}/messages/bulk``: the contract's body is a bare JSON
+    array of message ids (at most 1,000), not an object, so :meth:`to_wire` returns the array. No
+    contract definition to check it against (the array is declared inline)."""
+
+    message_ids: list[str] = Field(max_length=1000)
+
+    def to_wire(self) -> list[str]:  # type: ignore[override]  # the body is an array
+        return list(self.message_ids)
+
+
+class TextMessageListing(ResponseModel):
+    DEFINITION = "TextMessageListing"
+    entities: list[MessageData] = Field(default_factory=list)
+
+
+# --- POST /api/v2/analytics/conversations/details/query (request) --------------------------------
+FilterType = Literal["and", "or"]
+PredicateOperator = Literal["matches", "exists", "notExists"]
+PropertyType = Literal["bool", "integer", "real", "date", "string", "uuid"]
+# The dimensions Parley filters on (and the emulator evaluates); Genesys knows many more.
+SegmentDimension = Literal[
+    "addressFrom",
+    "addressTo",
+    "direction",
+    "externalContactId",
+    "mediaType",
+    "messageType",
+    "participantName",
+    "provider",
+    "purpose",
+    "queueId",
+    "userId",
+]
+ConversationDimension = Literal["conversationEnd", "conversationId"]
+QueryOrder = Literal["asc", "desc", "unordered"]
+QueryOrderBy = Literal["conversationStart", "conversationEnd"]
+
+
+class SegmentDetailQueryPredicate(RequestModel):
+    """``type`` dimension: ``dimension`` is compared with ``value``; ``type`` property: the
+    participant attribute named ``property`` is (``propertyType`` says how to compare). Operator
+    ``matches`` (the default) needs ``value``; ``exists`` / ``notExists`` test presence."""
+
+    DEFINITION = "SegmentDetailQueryPredicate"
+    type: Literal["dimension", "property"] | None = None
+    dimension: SegmentDimension | None = None
+    property_name: str | None = Field(default=None, alias="property")
+    property_type: PropertyType | None = None
+    operator: PredicateOperator | None = None
+    value: str | None = None
+
+
+class SegmentDetailQueryClause(RequestModel):
+    DEFINITION = "SegmentDetailQueryClause"
+    type: FilterType
+    predicates: list[SegmentDetailQueryPredicate]
+
+
+class SegmentDetailQueryFilter(RequestModel):
+    """Predicates and clauses combined by ``type``; each is evaluated on one session (a
+    participant's media leg), so an ``and`` filter needs one session that satisfies all of them."""
+
+    DEFINITION = "SegmentDetailQueryFilter"
+    type: FilterType
+    clauses: list[SegmentDetailQueryClause] | None = None
+    predicates: list[SegmentDetailQueryPredicate] | None = None
+
+
+class ConversationDetailQueryPredicate(RequestModel):
+    DEFINITION = "ConversationDetailQueryPredicate"
+    type: Literal["dimension"] | None = None
+    dimension: ConversationDimension | None = None
+    operator: PredicateOperator | None = None
+    value: str | None = None
+
+
+class ConversationDetailQueryClause(RequestModel):
+    DEFINITION = "ConversationDetailQueryClause"
+    type: FilterType
+    predicates: list[ConversationDetailQueryPredicate]
+
+
+class ConversationDetailQueryFilter(RequestModel):
+    DEFINITION = "ConversationDetailQueryFilter"
+    type: FilterType
+    clauses: list[ConversationDetailQueryClause] | None = None
+    predicates: list[ConversationDetailQueryPredicate] | None = None
+
+
+class PagingSpec(RequestModel):
+    """``pageNumber`` starts at 1; ``pageSize`` is at most 100."""
+
+    DEFINITION = "PagingSpec"
+    page_size: int
+    page_number: int
+
+
+def format_interval(start: datetime, end: datetime) -> str:
+    """An ISO-8601 ``start/end`` interval in UTC with milliseconds, as Genesys' examples write it."""
+
+    def iso(moment: datetime) -> str:
+        if moment.tzinfo is None:
+            raise ValueError("interval bounds must be timezone-aware")
+        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+    if end <= start:
+        raise ValueError("an interval must end after it starts")
+    return f"{iso(start)}/{iso(end)}"
+
+
+def _dimension(name: SegmentDimension, value: str) -> SegmentDetailQueryPredicate:
+    return SegmentDetailQueryPredicate(type="dimension", dimension=name, operator="matches", value=value)
+
+
+class ConversationQuery(RequestModel):
+    """Body of the conversation detail query. ``interval`` (required) is ISO-8601 ``start/end``;
+    results are the conversations that *started on a day touched by the interval* (Genesys keeps one
+    index per day), so a caller that wants "started since T" checks ``conversationStart`` itself
+    (:meth:`AnalyticsConversationQueryResponse.started_between`). Analytics is fed asynchronously: a
+    conversation created a moment ago may not be listed yet, and a recent end may not show yet."""
+
+    DEFINITION = "ConversationQuery"
+    interval: str
+    conversation_filters: list[ConversationDetailQueryFilter] | None = None
+    segment_filters: list[SegmentDetailQueryFilter] | None = None
+    order: QueryOrder | None = None
+    order_by: QueryOrderBy | None = None
+    paging: PagingSpec | None = None
+
+    @classmethod
+    def customer_conversations(
+        cls,
+        *,
+        messenger_type: MessengerType,
+        recipient: str,
+        since: datetime,
+        until: datetime,
+        from_address: str | None = None,
+        live_only: bool = False,
+        page_size: int = 100,
+        page_number: int = 1,
+    ) -> ConversationQuery:
+        """A customer's messaging conversations started between ``since`` and ``until`` (oldest
+        first), as an agentless send addresses them: ``recipient`` is the ``externalContactId`` for
+        webmessaging and the ``toAddress`` (``addressTo``) otherwise; ``from_address`` (deployment id,
+        number, integration id) narrows them to one sender. ``live_only``: not ended
+        (``conversationEnd`` notExists)."""
+        recipient_dimension: SegmentDimension = "externalContactId" if messenger_type == "webmessaging" else "addressTo"
+        predicates = [
+            _dimension("mediaType", "message"),
+            _dimension("messageType", messenger_type),
+            _dimension(recipient_dimension, recipient),
+        ]
+        if from_address is not None:
+            predicates.append(_dimension("addressFrom", from_address))
+        live = ConversationDetailQueryPredicate(type="dimension", dimension="conversationEnd", operator="notExists")
+        return cls(
+            interval=format_interval(since, until),
+            segment_filters=[SegmentDetailQueryFilter(type="and", predicates=predicates)],
+            conversation_filters=[ConversationDetailQueryFilter(type="and", predicates=[live])] if live_only else None,
+            order="asc",
+            order_by="conversationStart",
+            paging=PagingSpec(page_size=page_size, page_number=page_number),
+        )
+
+    @classmethod
+    def with_participant_attribute(
+        cls,
+        name: str,
+        value: str,
+        *,
+        since: datetime,
+        until: datetime,
+        live_only: bool = False,
+        page_size: int = 100,
+        page_number: int = 1,
+    ) -> ConversationQuery:
+        """Conversations started between ``since`` and ``until`` with a participant whose attribute
+        ``name`` is ``value`` (e.g. a third-party chat created with ``parley_command_id``)."""
+        predicate = SegmentDetailQueryPredicate(
+            type="property", property_name=name, property_type="string", operator="matches", value=value
+        )
+        live = ConversationDetailQueryPredicate(type="dimension", dimension="conversationEnd", operator="notExists")
+        return cls(
+            interval=format_interval(since, until),
+            segment_filters=[SegmentDetailQueryFilter(type="and", predicates=[predicate])],
+            conversation_filters=[ConversationDetailQueryFilter(type="and", predicates=[live])] if live_only else None,
+            order="asc",
+            order_by="conversationStart",
+            paging=PagingSpec(page_size=page_size, page_number=page_number),
+        )
+
+
+# --- POST /api/v2/analytics/conversations/details/query (response) -------------------------------
+class AnalyticsConversationSegment(ResponseModel):
+    DEFINITION = "AnalyticsConversationSegment"
+    segment_start: datetime | None = None
+    segment_end: datetime | None = None
+    segment_type: str | None = None
+    disconnect_type: str | None = None
+    queue_id: str | None = None
+    conference: bool | None = None
+    wrap_up_code: str | None = None
+
+
+class AnalyticsSession(ResponseModel):
+    """One media leg of a participant. Third-party chats: ``provider`` is the creator's and
+    ``roomId`` is ``NONE`` (no chat room exists)."""
+
+    DEFINITION = "AnalyticsSession"
+    session_id: str | None = None
+    media_type: str | None = None
+    message_type: str | None = None
+    direction: str | None = None
+    address_from: str | None = None
+    address_to: str | None = None
+    provider: str | None = None
+    room_id: str | None = None
+    peer_id: str | None = None
+    cobrowse_role: str | None = None
+    segments: list[AnalyticsConversationSegment] | None = None
+
+
+class AnalyticsParticipantWithoutAttributes(ResponseModel):
+    DEFINITION = "AnalyticsParticipantWithoutAttributes"
+    participant_id: str | None = None
+    participant_name: str | None = None
+    purpose: str | None = None
+    external_contact_id: str | None = None
+    user_id: str | None = None
+    sessions: list[AnalyticsSession] | None = None
+
+
+class AnalyticsConversationWithoutAttributes(ResponseModel):
+    """``conversationEnd`` is absent while the conversation is live (or its end is not indexed yet)."""
+
+    DEFINITION = "AnalyticsConversationWithoutAttributes"
+    conversation_id: str | None = None
+    conversation_start: datetime | None = None
+    conversation_end: datetime | None = None
+    originating_direction: str | None = None
+    conversation_initiator: str | None = None
+    customer_participation: bool | None = None
+    division_ids: list[str] | None = None
+    participants: list[AnalyticsParticipantWithoutAttributes] | None = None
+
+
+class AnalyticsConversationQueryResponse(ResponseModel):
+    """``totalHits`` counts every match; ``conversations`` is one page (absent when nothing matched)."""
+
+    DEFINITION = "AnalyticsConversationQueryResponse"
+    conversations: list[AnalyticsConversationWithoutAttributes] = Field(default_factory=list)
+    total_hits: int | None = None
+
+    def started_between(self, since: datetime, until: datetime) -> list[AnalyticsConversationWithoutAttributes]:
+        """This page's conversations whose start is in ``[since, until)`` (the query matches whole days)."""
+        return [
+            c for c in self.conversations if c.conversation_start is not None and since <= c.conversation_start < until
+        ]
 
 
 # ================================================================================================

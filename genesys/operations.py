@@ -10,10 +10,12 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from genesys.models import (
+    AnalyticsConversationQueryResponse,
     ChatConversation,
     CobrowseConversation,
     CobrowseWebMessagingSession,
     Conversation,
+    ConversationQuery,
     ConversationStateRequest,
     CreateWebChatConversationRequest,
     CreateWebChatConversationResponse,
@@ -21,11 +23,14 @@ from genesys.models import (
     CreateWebChatRequest,
     MediaParticipantRequest,
     MessageConversation,
+    MessageData,
+    MessageIdList,
     MessengerType,
     SendAgentlessOutboundMessageRequest,
     SendAgentlessOutboundMessageResponse,
     SendMessagingTemplateRequest,
     SortOrder,
+    TextMessageListing,
     WebChatBodyType,
     WebChatMemberInfo,
     WebChatMemberInfoEntityList,
@@ -90,6 +95,31 @@ def get_conversation(conversation_id: str) -> Operation[Conversation]:
 
 def get_message_conversation(conversation_id: str) -> Operation[MessageConversation]:
     return Operation("GET", f"{CONVERSATIONS}/messages/{_id(conversation_id)}", MessageConversation)
+
+
+# --- Finding what a lost request did --------------------------------------------------------------
+def query_conversation_details(query: ConversationQuery) -> Operation[AnalyticsConversationQueryResponse]:
+    """POST /analytics/conversations/details/query: which conversations exist (see
+    :meth:`ConversationQuery.customer_conversations` and :meth:`ConversationQuery.with_participant_attribute`).
+    Analytics lags behind: an empty answer right after a lost request does not prove nothing was created."""
+    path = "/api/v2/analytics/conversations/details/query"
+    return Operation("POST", path, AnalyticsConversationQueryResponse, body=query)
+
+
+def get_message(conversation_id: str, message_id: str) -> Operation[MessageData]:
+    """GET /conversations/messages/{id}/messages/{messageId}: one message with its text (``textBody``,
+    ``normalizedMessage.text``), to tell whether a message found in a conversation is ours."""
+    path = f"{CONVERSATIONS}/messages/{_id(conversation_id)}/messages/{_id(message_id)}"
+    return Operation("GET", path, MessageData)
+
+
+def get_messages_bulk(conversation_id: str, message_ids: list[str]) -> Operation[TextMessageListing]:
+    """POST /conversations/messages/{id}/messages/bulk with up to 1,000 message ids -> their MessageData
+    (ids the conversation does not have are left out)."""
+    if len(message_ids) > 1000:
+        raise ValueError("at most 1000 message ids per bulk request")
+    path = f"{CONVERSATIONS}/messages/{_id(conversation_id)}/messages/bulk"
+    return Operation("POST", path, TextMessageListing, body=MessageIdList(message_ids=message_ids))
 
 
 # --- Ending conversations ------------------------------------------------------------------------

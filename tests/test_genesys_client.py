@@ -170,6 +170,39 @@ CASES = [
         m.CobrowseConversation,
     ),
     Case(
+        "query_conversation_details",
+        lambda c: c.query_conversation_details(
+            m.ConversationQuery.customer_conversations(
+                messenger_type="webmessaging",
+                recipient="ec-1",
+                since=datetime(2026, 5, 14, 9, tzinfo=UTC),
+                until=datetime(2026, 5, 14, 10, tzinfo=UTC),
+                from_address=DEPLOYMENT,
+                live_only=True,
+            )
+        ),
+        "POST",
+        "/api/v2/analytics/conversations/details/query",
+        "oauth",
+        m.AnalyticsConversationQueryResponse,
+    ),
+    Case(
+        "get_message",
+        lambda c: c.get_message("conv-1", "msg-1"),
+        "GET",
+        "/api/v2/conversations/messages/conv-1/messages/msg-1",
+        "oauth",
+        m.MessageData,
+    ),
+    Case(
+        "get_messages_bulk",
+        lambda c: c.get_messages_bulk("conv-1", ["msg-1", "msg-2"]),
+        "POST",
+        "/api/v2/conversations/messages/conv-1/messages/bulk",
+        "oauth",
+        m.TextMessageListing,
+    ),
+    Case(
         "patch_cobrowse_session",
         lambda c: c.patch_cobrowse_session("conv-1"),
         "PATCH",

@@ -45,6 +45,34 @@ DEFAULTS: dict[tuple[str, str], tuple[int, Any]] = {
         },
     ),
     ("GET", "/api/v2/conversations/{id}"): (200, CONVERSATION),
+    ("POST", "/api/v2/analytics/conversations/details/query"): (
+        200,
+        {
+            "conversations": [
+                {
+                    "conversationId": "conv-1",
+                    "conversationStart": NOW,
+                    "participants": [
+                        {
+                            "participantId": "part-1",
+                            "purpose": "customer",
+                            "externalContactId": "ec-1",
+                            "sessions": [{"mediaType": "message", "messageType": "webmessaging"}],
+                        }
+                    ],
+                }
+            ],
+            "totalHits": 1,
+        },
+    ),
+    ("GET", "/api/v2/conversations/messages/{id}/messages/{mid}"): (
+        200,
+        {"id": "msg-1", "status": "sent", "textBody": "hi", "timestamp": NOW, "conversationId": "conv-1"},
+    ),
+    ("POST", "/api/v2/conversations/messages/{id}/messages/bulk"): (
+        200,
+        {"entities": [{"id": "msg-1", "status": "sent", "textBody": "hi", "timestamp": NOW}]},
+    ),
     ("DELETE", "/api/v2/conversations/{id}"): (204, None),
     ("GET", "/api/v2/conversations/messages/{id}"): (
         200,
