@@ -6,10 +6,21 @@ from dataclasses import dataclass
 
 import redis
 
+from parley.events import EVENT_FIELD, EventLog
 from parley.settings import Settings
 from schemas.dead import DeadLetter
+from schemas.events import CommandRejected
 
 DEAD_FIELD = "dead"
+
+# KEYS: dead stream, events stream. ARGV: dead letter JSON, the event's JSON up to and after the dead
+# letter's id, events maxlen. The event names the dead letter, whose id exists only once it is added.
+_REJECT = f"""
+local id = redis.call('XADD', KEYS[1], '*', '{DEAD_FIELD}', ARGV[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', '{EVENT_FIELD}', ARGV[2] .. id .. ARGV[3])
+return id
+"""
+_MARK = "dead-letter-id"
 
 
 @dataclass(frozen=True)
@@ -27,6 +38,15 @@ class DeadLetters:
     def add(self, letter: DeadLetter, pipe: redis.client.Pipeline | None = None) -> None:
         target = pipe if pipe is not None else self._client
         target.xadd(self.stream, {DEAD_FIELD: letter.model_dump_json(exclude_none=True)})
+
+    def reject(self, letter: DeadLetter, event: CommandRejected, events: EventLog,
+               pipe: redis.client.Pipeline) -> None:
+        """Add the dead letter and the ``command.rejected`` event that names it, in ``pipe``'s transaction."""
+        payload = events.payload(event.model_copy(update={"dead_letter_id": _MARK}))
+        head, mark, tail = payload.rpartition(f'"{_MARK}"')  # dead_letter_id is the event's last field
+        assert mark, "CommandRejected lost its dead_letter_id field"
+        pipe.eval(_REJECT, 2, self.stream, events.stream, letter.model_dump_json(exclude_none=True),
+                  f'{head}"', f'"{tail}', events.maxlen)
 
     def list(self, count: int = 100, start: str = "-") -> list[DeadEntry]:
         rows = self._client.xrange(self.stream, min=start, count=count)

@@ -108,7 +108,9 @@ class CommandRejected(CommandEventBase):
     type: Literal["command.rejected"] = "command.rejected"
     reason: str
     errors: list[FieldError] = Field(default_factory=list)
-    dead_letter_id: str | None = None
+    source_entry_id: str | None = Field(
+        default=None, description="The entry's id in parley:commands: what the producer's XADD returned.")
+    dead_letter_id: str | None = Field(default=None, description="The original's id in parley:dead (last field).")
 
 
 class CommandExpired(CommandEventBase):

@@ -15,6 +15,7 @@ from parley.deadletters import DeadLetters
 from parley.producer import Producer
 from parley.records import Records, State
 from parley.settings import Settings
+from schemas.events import CommandRejected
 from tasks.app import make_config
 from tests.support.events import count, read_events
 from tests.test_schemas import VALID
@@ -107,6 +108,18 @@ def test_garbage_goes_to_dead_letters_with_reason(redis_client, settings, celery
     assert all("{not json" not in json.dumps(e) for e in rejected)  # events point to, not copy, the text
     assert count(events, "command.accepted") == 1
     assert len(celery_messages(redis_client)) == 1
+
+
+def test_rejection_names_the_producers_entry_and_its_dead_letter(redis_client, settings, celery_app) -> None:
+    worker = make_worker(redis_client, settings, celery_app)
+    entry_id = Producer(redis_client, settings).submit_raw('{"type": "message.send", "text": "\u0000')
+    drain(worker)
+    [rejected] = [e for e in read_events(redis_client) if e["type"] == "command.rejected"]
+    [dead] = DeadLetters(redis_client, settings).list()
+    assert rejected["source_entry_id"] == entry_id == dead.letter.source_entry_id
+    assert rejected["dead_letter_id"] == dead.entry_id
+    assert rejected["command_id"] == dead.letter.command_id and len(rejected["command_id"]) == 32
+    assert CommandRejected.model_validate(rejected).dead_letter_id == dead.entry_id
 
 
 def test_guest_commands_go_to_the_guest_stream_not_celery(redis_client, settings, celery_app) -> None:

@@ -177,15 +177,16 @@ class IngestWorker:
 
     def _reject(self, entry: Entry, rejection: Rejection, pipe: redis.client.Pipeline) -> None:
         log.warning("rejected stream entry %s: %s", entry.entry_id, rejection.reason)
+        command_id = uuid.uuid4().hex  # links the event, the dead letter and a replay's outcome
         letter = DeadLetter(stage="ingest", reason=rejection.reason, original=entry.raw or "",
-                            source_entry_id=entry.entry_id, command_type=rejection.command_type,
-                            idempotency_key=rejection.idempotency_key, deliveries=entry.deliveries,
-                            errors=list(rejection.errors))
-        self.dead.add(letter, pipe)
-        self.events.append(CommandRejected(
+                            source_entry_id=entry.entry_id, command_id=command_id,
+                            command_type=rejection.command_type, idempotency_key=rejection.idempotency_key,
+                            deliveries=entry.deliveries, errors=list(rejection.errors))
+        self.dead.reject(letter, CommandRejected(
             idempotency_key=rejection.idempotency_key, correlation_id=rejection.correlation_id,
-            command_type=rejection.command_type, reason=rejection.reason, errors=list(rejection.errors),
-        ), pipe)
+            command_type=rejection.command_type, command_id=command_id, source_entry_id=entry.entry_id,
+            reason=rejection.reason, errors=list(rejection.errors),
+        ), self.events, pipe)
         pipe.xack(self.stream, self.group, entry.entry_id)
 
     def _process_all(self, entries: list[Entry]) -> None:
