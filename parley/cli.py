@@ -177,7 +177,7 @@ def ingest() -> None:
 @app.command()
 def guest() -> None:
     """Run a guest worker (holds guest sessions' websockets; several may run side by side)."""
-    from workers.guest import main
+    from workers.guest.worker import main
 
     settings = _worker_settings()
     _logging()

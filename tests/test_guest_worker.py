@@ -1,6 +1,6 @@
 """The guest worker against the emulator over loopback: real redis-server, real websockets.
 
-In-process tests run a :class:`workers.guest.GuestWorker` on its own event loop in a thread, so the
+In-process tests run a :class:`workers.guest.worker.GuestWorker` on its own event loop in a thread, so the
 test itself stays synchronous and waits on ``parley:events`` with XREAD BLOCK (no sleeps). The kill
 tests run ``parley guest`` as real subprocesses and SIGKILL / SIGTERM them mid-conversation.
 Commands are handed to the guest worker as the ingestion worker does (record claimed, then
@@ -35,10 +35,10 @@ from schemas.validation import parse_command
 from tests.support.emulator_server import ROOT, EmulatorServer, running_emulator
 from tests.support.events import await_events, read_events
 from tests.support.processes import parley_env, stop
-from workers.guest import GuestWorker
-from workers.guest_session import SessionRunner
-from workers.guest_settings import GuestSettings
-from workers.guest_store import SessionStore
+from workers.guest.session import SessionRunner
+from workers.guest.settings import GuestSettings
+from workers.guest.store import SessionStore
+from workers.guest.worker import GuestWorker
 
 pytestmark = pytest.mark.integration
 
@@ -522,7 +522,7 @@ def test_adopter_sends_a_handed_message_only_if_history_lacks_it(harness: Harnes
     looks in history first, so the message reaches Genesys exactly once either way."""
     from websockets.sync.client import connect
 
-    from workers.guest_keys import GuestKeys, session_ident
+    from workers.guest.keys import GuestKeys, session_ident
 
     sk = f"cust-{uuid.uuid4().hex[:8]}"
     # Genesys checks Origin on the socket and on the history GET the adopter makes.

@@ -17,14 +17,14 @@ from parley.records import Records, State
 from parley.settings import Settings
 from schemas.events import CommandResult, GuestMessage
 from schemas.validation import parse_command
-from workers.guest_batch import RedisBatcher, pack_with_hiredis
-from workers.guest_commands import CommandDesk
-from workers.guest_io import webmessaging_url
-from workers.guest_keys import GuestKeys, session_ident
-from workers.guest_ownership import LeaseLost, Ownership
-from workers.guest_relay import RelayLane
-from workers.guest_session import rejection_details
-from workers.guest_store import RouteRequest, SessionStatus, SessionStore
+from workers.guest.batch import RedisBatcher, pack_with_hiredis
+from workers.guest.commands import CommandDesk
+from workers.guest.keys import GuestKeys, session_ident
+from workers.guest.network import webmessaging_url
+from workers.guest.ownership import LeaseLost, Ownership
+from workers.guest.relay import RelayLane
+from workers.guest.session import rejection_details
+from workers.guest.store import RouteRequest, SessionStatus, SessionStore
 
 pytestmark = pytest.mark.anyio
 
@@ -339,7 +339,7 @@ def test_guest_sockets_take_the_environment_proxy_websockets_would(monkeypatch: 
     from websockets.proxy import get_proxy
     from websockets.uri import parse_uri
 
-    from workers.guest_io import _proxy_for
+    from workers.guest.network import _proxy_for
 
     monkeypatch.setenv("https_proxy", "http://proxy.example:3128")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
@@ -356,7 +356,7 @@ def test_guest_sockets_take_the_environment_proxy_websockets_would(monkeypatch: 
 
 async def test_a_worker_loop_that_fails_on_a_bug_is_started_again(monkeypatch: pytest.MonkeyPatch,
                                                                  caplog: pytest.LogCaptureFixture) -> None:
-    import workers.guest as guest_module
+    import workers.guest.worker as guest_module
 
     monkeypatch.setattr(guest_module, "REDIS_RETRY_S", 0.01)
     worker = guest_module.GuestWorker(SETTINGS)

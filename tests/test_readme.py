@@ -16,7 +16,7 @@ def test_every_setting_is_documented() -> None:
 
 
 def test_every_guest_worker_setting_is_documented() -> None:
-    from workers.guest_settings import GuestSettings
+    from workers.guest.settings import GuestSettings
 
     missing = [n for n in GuestSettings.model_fields if f"`PARLEY_GUEST_{n.upper()}`" not in README]
     assert not missing

@@ -1,4 +1,4 @@
-"""The multiplexed Redis connection (workers.redis_mux) and the guest worker's batcher on top of it,
+"""The multiplexed Redis connection (workers.guest.redis_mux) and the guest worker's batcher on top of it,
 against a real redis-server: replies reach the right caller through concurrency, error replies,
 cancellation, a killed connection and a flushed script cache."""
 
@@ -14,8 +14,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from workers.guest_batch import RedisBatcher, pack_with_hiredis
-from workers.redis_mux import RedisMux
+from workers.guest.batch import RedisBatcher, pack_with_hiredis
+from workers.guest.redis_mux import RedisMux
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 

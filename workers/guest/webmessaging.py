@@ -20,9 +20,9 @@ from guest.events import Intent, OpenSocket
 from guest.webmessaging import FetchMessageHistory, RelayCheckpoint, WebMessagingConfig, WebMessagingSession
 from guest.webmessaging_frames import HistoryPage
 from schemas.commands import GuestStart
-from workers.guest_io import webmessaging_url
-from workers.guest_settings import GuestSettings, backoff
-from workers.guest_store import SessionSecret
+from workers.guest.network import webmessaging_url
+from workers.guest.settings import GuestSettings, backoff
+from workers.guest.store import SessionSecret
 
 SHARED_RNG = random.Random()
 """Backoff jitter for every session of the worker: a Random per session would cost ~5 KB each."""

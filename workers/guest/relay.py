@@ -4,7 +4,7 @@ A session runner handles its inputs one at a time, and each command step (record
 the next command) is a Redis round trip; with thousands of sessions each one waits many turns of a
 busy event loop, and an agent message that arrived behind them waited for all of them. Relaying does
 not depend on commands: exactly once comes from the dedup id written in the same script as the event
-(:meth:`workers.guest_store.SessionStore.relay`), so relays get a lane of their own. Order among them
+(:meth:`workers.guest.store.SessionStore.relay`), so relays get a lane of their own. Order among them
 is kept here: one write at a time per session, events in the order queued, and whatever was queued
 while a write was in flight goes together in the next write (still one atomic script).
 

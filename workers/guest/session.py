@@ -9,10 +9,10 @@ the machine's outputs (frames, then intents, then events) until it has nothing l
 until the next input or ``next_deadline()``.
 
 Relays (agent messages, joins, typing, the end) are the exception among the writes: they go on the
-session's relay lane (:mod:`workers.guest_relay`), in order among themselves, without waiting behind
+session's relay lane (:mod:`workers.guest.relay`), in order among themselves, without waiting behind
 the command path's Redis calls; a new session's lane is held until its ``guest.started`` is written.
 
-Commands are taken from the session's inbox one at a time (:meth:`workers.guest_store.SessionStore.take`,
+Commands are taken from the session's inbox one at a time (:meth:`workers.guest.store.SessionStore.take`,
 which also records the previous command's ending and marks the taken one running, in one script):
 
 * ``guest.start`` (the one that created the session) succeeds once the machine says the session is
@@ -28,7 +28,7 @@ Exactly once across workers. Before a message is handed to the machine the sessi
 (``handed``). An adopter that finds a handed, unfinished message does not send it blind: it waits for
 the machine's history backfill after resuming, looks for the message there, and sends it only if it is
 absent. Agent messages, joins and the end are appended with their ids to a Redis set in the same
-script (:meth:`~workers.guest_store.SessionStore.relay`), so a message the new machine sees again is
+script (:meth:`~workers.guest.store.SessionStore.relay`), so a message the new machine sees again is
 still one event.
 
 Logs name a session by the first characters of its hash and never carry text, tokens or URIs.
@@ -84,13 +84,13 @@ from schemas.events import (
     GuestStarted,
     GuestTypingEvent,
 )
-from workers.guest_commands import CommandDesk, UnreadableCommand, Words
-from workers.guest_guestchat import GuestChatAdapter
-from workers.guest_io import Connection, ConnectRefused, RestIntent, SessionIO
-from workers.guest_relay import RelayLane
-from workers.guest_settings import GuestSettings
-from workers.guest_store import SessionRecord, SessionSecret, SessionStatus, SessionStore, Taken
-from workers.guest_webmessaging import WebMessagingAdapter
+from workers.guest.commands import CommandDesk, UnreadableCommand, Words
+from workers.guest.guestchat import GuestChatAdapter
+from workers.guest.network import Connection, ConnectRefused, RestIntent, SessionIO
+from workers.guest.relay import RelayLane
+from workers.guest.settings import GuestSettings
+from workers.guest.store import SessionRecord, SessionSecret, SessionStatus, SessionStore, Taken
+from workers.guest.webmessaging import WebMessagingAdapter
 
 log = logging.getLogger("parley.guest.session")
 
@@ -100,8 +100,8 @@ CLOSE_REASON_BYTES = 120  # websocket close reasons are limited to 123 bytes
 
 
 class ProtocolAdapter(Protocol):
-    """What differs between the two guest protocols (:mod:`workers.guest_webmessaging`,
-    :mod:`workers.guest_guestchat`)."""
+    """What differs between the two guest protocols (:mod:`workers.guest.webmessaging`,
+    :mod:`workers.guest.guestchat`)."""
 
     protocol: str
     machine: WebMessagingSession | GuestChatSession
@@ -803,7 +803,7 @@ class SessionRunner:
                 self._lane.checkpoint(checkpoint)
 
     def _relay(self, events: list[tuple[str, EventBase]]) -> None:
-        """Queue events on the relay lane (:mod:`workers.guest_relay`): written in order, not waited for."""
+        """Queue events on the relay lane (:mod:`workers.guest.relay`): written in order, not waited for."""
         self._lane.put(events)
 
     async def _write_relayed(self, events: list[tuple[str, EventBase]]) -> None:

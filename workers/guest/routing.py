@@ -2,8 +2,8 @@
 
 The ingestion worker appends every guest command to ``parley:guest:commands`` (command id, type,
 session key); the body stays in the command record. One guest worker at a time routes (it holds the
-routing lease, :mod:`workers.guest_ownership`): it reads the stream through the consumer group, and
-for each entry one script (:meth:`workers.guest_store.SessionStore.route`) appends the command to the
+routing lease, :mod:`workers.guest.ownership`): it reads the stream through the consumer group, and
+for each entry one script (:meth:`workers.guest.store.SessionStore.route`) appends the command to the
 session's inbox, acknowledges the entry and rings the owner's doorbell, atomically. So:
 
 * at least once from the stream: an entry is acknowledged only together with its hand-off; a router
@@ -30,11 +30,11 @@ import redis.asyncio as aredis
 from parley import keys
 from schemas.commands import GuestEnd, GuestStart
 from schemas.events import CommandResult
-from workers.guest_commands import CommandDesk, Loaded, UnreadableCommand
-from workers.guest_keys import GuestKeys, session_ident
-from workers.guest_ownership import Ownership
-from workers.guest_settings import GuestSettings
-from workers.guest_store import Routed, RouteRequest, SessionStore
+from workers.guest.commands import CommandDesk, Loaded, UnreadableCommand
+from workers.guest.keys import GuestKeys, session_ident
+from workers.guest.ownership import Ownership
+from workers.guest.settings import GuestSettings
+from workers.guest.store import Routed, RouteRequest, SessionStore
 
 log = logging.getLogger("parley.guest.routing")
 T = TypeVar("T")

@@ -5,7 +5,7 @@ event and the dead letter in a single transaction. Outcomes is synchronous, and 
 answer at hundreds of endings a second (each thread waits for the GIL behind the busy event loop), so
 Outcomes runs unchanged against a client whose pipelines record their transaction instead of sending
 it (:class:`_Recorder`); the recorded commands are then run by one Lua script (:data:`_ATOMIC`), which
-Redis executes as atomically as MULTI/EXEC, on the coalesced pipeline of :mod:`workers.guest_batch`.
+Redis executes as atomically as MULTI/EXEC, on the coalesced pipeline of :mod:`workers.guest.batch`.
 A session runner records an ending in the same script that takes its next command (and marks that one
 running): :meth:`succeeded` and :meth:`failed` give the ending as script arguments for it. Only the
 rare state cache writes go to a thread.
@@ -29,7 +29,7 @@ from parley.settings import Settings
 from schemas.commands import Command
 from schemas.events import CommandResult, CommandRetrying, EventBase, GenesysErrorInfo
 from schemas.validation import Rejection, parse_command
-from workers.guest_batch import RedisBatcher
+from workers.guest.batch import RedisBatcher
 
 T = TypeVar("T")
 

@@ -3,7 +3,7 @@
 Thousands of session runners each make a few small Redis calls per message (take the next command,
 relay an event, mark a record). One round trip each costs more in client overhead (connection
 checkout, a write and a read per call) than Redis spends on them, so calls made in the same turn of
-the event loop go out together in one write on a multiplexed connection (:mod:`workers.redis_mux`),
+the event loop go out together in one write on a multiplexed connection (:mod:`workers.guest.redis_mux`),
 like a non-transactional pipeline. Each caller still awaits its own results, and a caller's calls keep
 their order (it awaits one before it makes the next); every script stays atomic on its own.
 
@@ -27,7 +27,7 @@ from typing import Any
 import redis.asyncio as aredis
 from redis.exceptions import DataError, NoScriptError
 
-from workers.redis_mux import RedisMux
+from workers.guest.redis_mux import RedisMux
 
 try:
     import hiredis
@@ -94,7 +94,7 @@ class Script:
 
 class RedisBatcher:
     """Calls made in the same turn of the event loop go out together on one multiplexed connection
-    (:mod:`workers.redis_mux`); ``redis`` stays the client for everything else."""
+    (:mod:`workers.guest.redis_mux`); ``redis`` stays the client for everything else."""
 
     def __init__(self, client: aredis.Redis, window_s: float = 0.0) -> None:
         self.redis = client

@@ -1,6 +1,6 @@
 """Who owns which guest session: worker leases, the routing lease, adoption of a dead worker's sessions.
 
-A session names its owner (a worker id) and a fencing token in its record (:mod:`workers.guest_store`).
+A session names its owner (a worker id) and a fencing token in its record (:mod:`workers.guest.store`).
 The owner's claim is only as good as the owner's lease: one key per worker, TTL ``lease_ttl_ms``,
 renewed every ``renew_every_s`` (about TTL/3). Renewing one key per worker, not one per session, is
 what lets a worker hold ten thousand sessions. When a lease is gone the worker is dead and each of its
@@ -13,7 +13,7 @@ On SIGTERM a worker closes its sockets, then deletes its lease and says so on ``
 adopt at once instead of waiting for the TTL.
 
 The same renewal keeps the routing lease: exactly one worker routes ``parley:guest:commands``, so
-commands reach session inboxes in the order producers sent them (see :mod:`workers.guest_routing`).
+commands reach session inboxes in the order producers sent them (see :mod:`workers.guest.routing`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import redis.asyncio as aredis
 
 from parley import keys as parley_keys
-from workers.guest_keys import GuestKeys
-from workers.guest_store import _FENCE
+from workers.guest.keys import GuestKeys
+from workers.guest.store import _FENCE
 
 HEARTBEAT_COMPONENT = "guest"
 """``parley status`` finds live guest workers by ``parley:heartbeat:guest:*``."""

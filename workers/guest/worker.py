@@ -6,22 +6,22 @@ task per session, plus its socket reader) and runs side by side with other guest
 
 How the pieces fit (each in its own module):
 
-* **Routing** (:mod:`workers.guest_routing`): one worker at a time holds the routing lease and reads
+* **Routing** (:mod:`workers.guest.routing`): one worker at a time holds the routing lease and reads
   ``parley:guest:commands`` through the consumer group ``parley-guest``. Each command is appended to
   its session's inbox and acknowledged in one script, then the owner's doorbell rings. A new session
   goes to the least busy live worker.
-* **Ownership** (:mod:`workers.guest_ownership`): each session names its owner and a fencing token.
+* **Ownership** (:mod:`workers.guest.ownership`): each session names its owner and a fencing token.
   A worker's claim lives as long as its lease (TTL ``lease_ttl_ms``, 10 s, renewed every 3 s). When a
   lease lapses the other workers adopt that worker's sessions (within TTL + ``adopt_every_s``); on
   SIGTERM a worker closes its sockets and releases its lease at once and announces it, so adoption
   is immediate.
-* **Persistence** (:mod:`workers.guest_store`): per session the inbox, the command in hand, the relay
+* **Persistence** (:mod:`workers.guest.store`): per session the inbox, the command in hand, the relay
   set (agent messages, joins and the end, each appended once), the web messaging relay checkpoint,
   and, under a separate key with the session's lifetime as TTL, the session token or guest JWT that
   resuming needs. Secrets never go into events, logs, task arguments or the public state cache.
-* **Sessions** (:mod:`workers.guest_session`): the runner that drives one sans-I/O machine
+* **Sessions** (:mod:`workers.guest.session`): the runner that drives one sans-I/O machine
   (:mod:`guest.webmessaging`, :mod:`guest.guestchat`) over python-websockets and the Genesys client
-  (:mod:`workers.guest_io`), and ends commands through :class:`parley.outcomes.Outcomes`.
+  (:mod:`workers.guest.network`), and ends commands through :class:`parley.outcomes.Outcomes`.
 
 Loops of this process: lease renewal (and the routing lease, and the ``parley status`` heartbeat
 ``parley:heartbeat:guest:<worker>``), routing while it holds the routing lease, its doorbell, and
@@ -45,15 +45,15 @@ from genesys.client import AsyncGenesysClient
 from parley.connections import connect, redis_url
 from parley.settings import Settings
 from parley.state_cache import StateCache
-from workers.guest_batch import RedisBatcher, pack_with_hiredis
-from workers.guest_commands import CommandDesk
-from workers.guest_io import SessionIO, rest_caller, websocket_connector
-from workers.guest_keys import GuestKeys
-from workers.guest_ownership import LeaseLost, Ownership, new_worker_id
-from workers.guest_routing import Router
-from workers.guest_session import RunnerContext, SessionRunner, settle_leftovers
-from workers.guest_settings import GuestSettings
-from workers.guest_store import SessionStatus, SessionStore
+from workers.guest.batch import RedisBatcher, pack_with_hiredis
+from workers.guest.commands import CommandDesk
+from workers.guest.keys import GuestKeys
+from workers.guest.network import SessionIO, rest_caller, websocket_connector
+from workers.guest.ownership import LeaseLost, Ownership, new_worker_id
+from workers.guest.routing import Router
+from workers.guest.session import RunnerContext, SessionRunner, settle_leftovers
+from workers.guest.settings import GuestSettings
+from workers.guest.store import SessionStatus, SessionStore
 
 log = logging.getLogger("parley.guest")
 

@@ -1,6 +1,6 @@
 """The guest worker's only I/O: websockets (python-websockets' asyncio client) and guest REST calls.
 
-A session driver (:mod:`workers.guest_session`) sees two callables, so unit tests swap in fakes:
+A session driver (:mod:`workers.guest.session`) sees two callables, so unit tests swap in fakes:
 
 * ``connect(uri, origin)`` -> :class:`Connection` (send, close, async iteration over frames), raising
   :class:`ConnectRefused` with the HTTP status when the upgrade is refused (403: do not retry);
@@ -33,7 +33,7 @@ from websockets.uri import parse_uri
 from genesys.client import AsyncGenesysClient
 from genesys.models import RequestModel
 from genesys.wire import Anonymous, GuestJwt, Operation
-from workers.guest_settings import GuestSettings
+from workers.guest.settings import GuestSettings
 
 # websockets logs frames at DEBUG; they hold customer text, so its logger never goes below INFO.
 _WS_LOG = logging.getLogger("parley.guest.websocket")

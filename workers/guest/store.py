@@ -1,6 +1,6 @@
 """What the guest worker keeps in Redis about each session, and the atomic steps that change it.
 
-Per session (keys in :mod:`workers.guest_keys`):
+Per session (keys in :mod:`workers.guest.keys`):
 
 * ``session`` hash: ``owner`` (a worker id) and ``token`` (a fencing token, larger for every new
   owner), ``status`` (starting -> live -> ended), the command ``cursor`` and ``current`` command, the
@@ -35,9 +35,9 @@ from parley import keys
 from parley.events import EVENT_FIELD, EventLog
 from parley.settings import Settings
 from schemas.events import EventBase
-from workers.guest_batch import Command, RedisBatcher
-from workers.guest_commands import RUN_WORDS, Words
-from workers.guest_keys import GuestKeys
+from workers.guest.batch import Command, RedisBatcher
+from workers.guest.commands import RUN_WORDS, Words
+from workers.guest.keys import GuestKeys
 
 DOORBELL_MAXLEN = 10_000
 FENCE_TTL_MS = 30 * 24 * 3600 * 1000
@@ -96,7 +96,7 @@ return {'routed', owner}
 # KEYS: session, inbox. ARGV: 1 token, 2 now (s), 3 command key prefix, 4 finished command id ('' = none),
 # 5 take ('1' = take the next command), 6 in-flight index key, 7 started_at ('' = do not mark running),
 # 8 n, then n words of field/value pairs to set with the finish, then the finished command's ending
-# (Outcomes' transaction as words, see workers.guest_commands.RUN_WORDS; none for a bare finish).
+# (Outcomes' transaction as words, see workers.guest.commands.RUN_WORDS; none for a bare finish).
 # The ending is recorded first, whoever owns the session now (it is what happened); a Redis error in it
 # aborts the script, so nothing is taken unless it was recorded. Finishing clears ``current`` (if it is
 # still that command); taking makes the next command after the cursor current and returns it with its

@@ -19,9 +19,9 @@ from guest.events import Intent, OpenSocket
 from guest.guestchat import CreateConversation, FetchHistory, GuestChatConfig, GuestChatSession
 from guest.guestchat_frames import WebChatMessageEntityList
 from schemas.commands import GuestStart
-from workers.guest_settings import GuestSettings, backoff
-from workers.guest_store import SessionSecret
-from workers.guest_webmessaging import SHARED_RNG
+from workers.guest.settings import GuestSettings, backoff
+from workers.guest.store import SessionSecret
+from workers.guest.webmessaging import SHARED_RNG
 
 
 class GuestChatAdapter:
