@@ -24,8 +24,9 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# Every benchmark in bench/, then bench/REPORT.md and bench/plots/*.png; BENCH_QUICK=1: small sizes, minutes.
 bench: $(STAMP)
-	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	$(BIN)/python -m bench.report $(if $(BENCH_QUICK),--quick) --command "make bench$(if $(BENCH_QUICK), BENCH_QUICK=$(BENCH_QUICK))"
 
 clean:
 	rm -rf $(VENV) .parley .pytest_cache .ruff_cache *.egg-info

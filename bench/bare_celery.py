@@ -31,4 +31,5 @@ def _http() -> tuple[httpx.Client, redis.Redis]:
 def bare_send(body: dict, submitted_at: float) -> None:
     client, r = _http()
     client.post("/api/v2/conversations/messages/agentless", json=body).raise_for_status()
-    r.rpush(DONE, time.time() - submitted_at)
+    done = time.time()
+    r.rpush(DONE, f"{done - submitted_at} {done}")  # latency, and when it was done (bench_pipeline's open loop)

@@ -27,6 +27,7 @@ from pydantic import SecretStr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import results
 from emulator.fixtures import SEED
 from genesys.client import GenesysClient
 from genesys.effects import SyncRunner
@@ -46,7 +47,8 @@ def per_call_us(call: Callable[[], object], n: int) -> float:
     return (time.perf_counter() - start) / n * 1e6
 
 
-def bench(emulator: EmulatorServer, redis_url: str, calls: int, rounds: int) -> None:
+def bench(emulator: EmulatorServer, redis_url: str, calls: int, rounds: int,
+          run: results.RunInfo) -> results.ClientOverheadResult:
     with httpx.Client(base_url=emulator.base_url) as admin:
         admin.patch("/__emulator/config", json={"rate_limit_enabled": False}).raise_for_status()
     settings = Settings(
@@ -104,19 +106,27 @@ def bench(emulator: EmulatorServer, redis_url: str, calls: int, rounds: int) -> 
     print(f"overhead        {c - b:8.0f} us/call")
     print(f"  timed alone:  rate-limit slot {slot_us:.0f} us (Redis round trip), typed parse {parse_us:.0f} us")
     print(f"ratio client/bare: {c / b:.2f}")
+    return results.ClientOverheadResult(
+        run=run.finish(), calls_per_round=calls, rounds=rounds, bare_us=[round(x, 1) for x in bare_us],
+        client_us=[round(x, 1) for x in client_us], bare_median_us=round(b, 1), client_median_us=round(c, 1),
+        overhead_us=round(c - b, 1), rate_limit_slot_us=round(slot_us, 1), typed_parse_us=round(parse_us, 1),
+        ratio=round(c / b, 3))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=500, help="calls per side per round")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON (bench/results.py)")
     args = parser.parse_args()
+    run = results.RunInfo.start()
     with (
         tempfile.TemporaryDirectory() as tmp,
         RedisServer(Path(tmp), appendonly=False) as server,
         running_emulator() as emulator,
     ):
-        bench(emulator, server.url, args.calls, args.rounds)
+        record = bench(emulator, server.url, args.calls, args.rounds, run)
+    results.write(args.json, record)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ everything wherever the scheduler puts it. ``--no-aof-rewrite`` keeps AOF persis
 redis-server's automatic rewrites, whose fork otherwise lands on the emulator's core mid-traffic.
 
 Run:  .venv/bin/python bench/bench_guest.py --sessions 1000 --rate 500 --seconds 20
+      .venv/bin/python bench/bench_guest.py --sessions 100,1000,10000 --json out.json   # one run per count
 """
 
 from __future__ import annotations
@@ -53,13 +54,14 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import results  # noqa: E402
 from parley import keys  # noqa: E402
 from parley.records import Records  # noqa: E402
 from parley.redis_server import RedisServer  # noqa: E402
 from parley.settings import Settings  # noqa: E402
 from schemas.validation import parse_command  # noqa: E402
 from tests.support.emulator_server import running_emulator  # noqa: E402
-from workers.guest import use_fast_event_loop  # noqa: E402
+from workers.guest.worker import use_fast_event_loop  # noqa: E402
 
 DEPLOYMENT = "e1b6f3a8-52c9-4d7e-8a10-b4c3d2e5f607"
 EMULATOR_ENV = {
@@ -382,7 +384,8 @@ def run_baseline(api_url: str, n: int, rate: float, seconds: float, cores: Cores
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sessions", type=int, default=1000)
+    parser.add_argument("--sessions", default="1000",
+                        help="sessions; a comma-separated list runs each count in turn (fresh Redis and emulator)")
     parser.add_argument("--rate", type=float, default=500.0, help="guest messages per second, all sessions")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--no-pin", dest="pin", action="store_false",
@@ -391,33 +394,45 @@ def main() -> None:
                         help="turn off redis-server's automatic AOF rewrites (as operators schedule them off-peak), "
                              "so no fork loads the emulator's core during traffic")
     parser.add_argument("--baseline-client", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON (bench/results.py)")
     args = parser.parse_args()
     raise_fd_limit()
+    counts = [int(x) for x in str(args.sessions).split(",") if x.strip()]
     if args.baseline_client:
         use_fast_event_loop()  # the loop `parley guest` runs on
-        print(json.dumps(asyncio.run(baseline(args.baseline_client, args.sessions, args.rate, args.seconds))))
+        print(json.dumps(asyncio.run(baseline(args.baseline_client, counts[0], args.rate, args.seconds))))
         return
+    run = results.RunInfo.start()
     cores = plan_cores(args.pin)
     if cores:
         os.sched_setaffinity(0, cores.rest)  # redis-server and the emulator inherit it
+    points = []
+    for sessions in counts:
+        report = measure(sessions, args.rate, args.seconds, cores, args.aof_rewrite)
+        print(json.dumps(report, indent=2))
+        points.append(results.GuestPoint(sessions=sessions, rate_per_s=args.rate, seconds=args.seconds, **report))
+    results.write(args.json, results.GuestResult(run=run.finish(), points=points))
+
+
+def measure(sessions: int, rate: float, seconds: float, cores: Cores | None, aof_rewrite: bool) -> dict[str, Any]:
+    """Both sides at one session count, against a fresh redis-server and emulator."""
     with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp) / "redis") as server, \
             running_emulator(EMULATOR_ENV) as emulator:
         assert server.process is not None
-        if not args.aof_rewrite:
+        if not aof_rewrite:
             redis.Redis.from_url(server.url).config_set("auto-aof-rewrite-percentage", 0)
         environment = {"emulator": psutil.Process(emulator.process.pid), "redis": psutil.Process(server.process.pid),
                        "load": psutil.Process()}
-        parley = run_parley(server.url, emulator.base_url, args.sessions, args.rate, args.seconds, cores, environment)
+        parley = run_parley(server.url, emulator.base_url, sessions, rate, seconds, cores, environment)
         with contextlib.suppress(Exception):
             emulator.client().post("/__emulator/reset")
-        base = run_baseline(emulator.base_url, args.sessions, args.rate, args.seconds, cores)
+        base = run_baseline(emulator.base_url, sessions, rate, seconds, cores)
     isolation = {"worker_cores": sorted(cores.measured), "other_cores": sorted(cores.rest)} if cores else None
-    report = {"isolation": isolation, "parley": parley, "baseline": base, "ratio": {
+    return {"isolation": isolation, "parley": parley, "baseline": base, "ratio": {
         "memory_per_session": round(parley["kb_per_session"] / max(base["kb_per_session"], 0.1), 2),
         "confirm_p99": round(parley["send_to_confirm"]["p99_ms"] / max(base["send_to_confirm"]["p99_ms"], 0.1), 2),
         "relay_p99": round(parley["agent_relay"]["p99_ms"] / max(base["agent_relay"]["p99_ms"], 0.1), 2),
     }}
-    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

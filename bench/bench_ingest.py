@@ -21,6 +21,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import results
 from parley.redis_server import RedisServer
 from tests.support.celery_app import EXECUTIONS
 from tests.support.processes import parley_env, running, start_celery, start_ingest
@@ -65,7 +66,9 @@ def main() -> None:
     parser.add_argument("--commands", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON (bench/results.py)")
     args = parser.parse_args()
+    run_info = results.RunInfo.start()
     with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp)) as server:
         client = redis.Redis.from_url(server.url, decode_responses=True)
         env = parley_env(server.url)
@@ -81,6 +84,10 @@ def main() -> None:
         print(f"baseline XADD+XREADGROUP+XACK: {b:,.0f}/s   rounds {[round(x) for x in bare]}")
         print(f"parley XADD -> task started:   {p:,.0f}/s   rounds {[round(x) for x in full]}")
         print(f"ratio parley/baseline: {p / b:.3f}")
+    results.write(args.json, results.IngestResult(
+        run=run_info.finish(), commands_per_round=args.commands, rounds=args.rounds, concurrency=args.concurrency,
+        baseline_per_s=[round(x, 1) for x in bare], parley_per_s=[round(x, 1) for x in full],
+        baseline_median_per_s=round(b, 1), parley_median_per_s=round(p, 1), ratio=round(p / b, 3)))
 
 
 if __name__ == "__main__":

@@ -23,11 +23,13 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import results
 from genesys.effects import SyncRunner
 from genesys.keys import ClientKeys
 from genesys.ratelimit import RateLimiter
@@ -38,8 +40,15 @@ OFFERED = "bench:ratelimit:offered"
 KEYS = ClientKeys.for_client("http://bench", "bench-client")
 
 
-def worker(redis_url: str, limit: int, per_thread_rate: float, threads: int, start: float, until: float) -> None:
+def worker(redis_url: str, limit: int, per_thread_rate: float, threads: int, seconds: float,
+           ready: Any, go: Any, clock: Any) -> None:
     limiter = RateLimiter(KEYS.rate, KEYS.pause, limit)
+    # The clock starts once every process is up (spawned processes import for seconds on a busy
+    # machine): a process still importing would otherwise count as budget the limiter left unused.
+    ready.release()
+    go.wait()
+    start = clock.value
+    until = start + seconds
 
     def offer() -> None:
         client = redis.Redis.from_url(redis_url)
@@ -85,7 +94,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="threads per process")
     parser.add_argument("--overload", type=float, default=3.0, help="offered load / limit")
     parser.add_argument("--redis-url", default=None, help="default: a fresh embedded redis-server")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON (bench/results.py)")
     args = parser.parse_args()
+    run = results.RunInfo.start()
 
     with tempfile.TemporaryDirectory() as tmp:
         server = None
@@ -97,15 +108,20 @@ def main() -> None:
             client = redis.Redis.from_url(url)
             client.delete(COUNTER, OFFERED, KEYS.rate, KEYS.pause)
             per_thread = args.overload * args.limit / 60 / (args.processes * args.threads)
-            start = time.time() + 2.0  # let every process start before the clock runs
-            until = start + args.seconds
             ctx = multiprocessing.get_context("spawn")
+            ready, go, clock = ctx.Semaphore(0), ctx.Event(), ctx.Value("d", 0.0)
             procs = [
-                ctx.Process(target=worker, args=(url, args.limit, per_thread, args.threads, start, until))
+                ctx.Process(target=worker,
+                            args=(url, args.limit, per_thread, args.threads, args.seconds, ready, go, clock))
                 for _ in range(args.processes)
             ]
             for p in procs:
                 p.start()
+            for _ in procs:
+                ready.acquire()  # every process is up
+            start = time.time() + 0.2
+            clock.value = start
+            go.set()
             for p in procs:
                 p.join()
             times = sorted(t for _, t in client.zrange(COUNTER, 0, -1, withscores=True))
@@ -126,6 +142,12 @@ def main() -> None:
     print(f"fixed minutes {fixed}")
     print(f"would-be 429s (sliding 60 s window): {would_be_429s(times, args.limit)}")
     print(f"share of budget used: {len(times) / budget:.3f}")
+    results.write(args.json, results.RateLimitResult(
+        run=run.finish(), limit_per_minute=args.limit, processes=args.processes, threads=args.threads,
+        seconds=args.seconds, overload=args.overload, offered_scheduled=round(demand, 1), reached_acquire=offered,
+        admitted=len(times), budget=round(budget, 1), fixed_minutes=fixed,
+        would_be_429s=would_be_429s(times, args.limit),
+        budget_share=round(len(times) / budget, 4), admitted_times_s=[round(t - start, 3) for t in times]))
 
 
 if __name__ == "__main__":
