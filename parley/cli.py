@@ -200,6 +200,15 @@ def webhook() -> None:
     relay.run()
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def flower(ctx: typer.Context) -> None:
+    """Run Flower for Parley's Celery app (options after it go to Flower); with PARLEY_FLOWER_BASIC_AUTH,
+    every page, API call and /metrics need the password."""
+    from parley.flower import main
+
+    main(get_settings(), ctx.args)
+
+
 @app.command()
 def emulator(
     host: Annotated[str | None, typer.Option(help="Bind address (default PARLEY_EMULATOR_HOST).")] = None,

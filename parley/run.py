@@ -65,7 +65,7 @@ class Supervisor:
             Child("guest-worker", [py, "-m", "parley.cli", "guest"]),
             Child("celery-worker", [py, "-m", "celery", "-A", "tasks.app", "worker", "-E", "-Q", keys.CELERY_QUEUE,
                                     "-c", str(s.celery_concurrency), "--loglevel", "INFO", "-n", "parley@%h"]),
-            Child("flower", [py, "-m", "celery", "-A", "tasks.app", "flower", f"--port={s.flower_port}",
+            Child("flower", [py, "-m", "parley.cli", "flower", f"--port={s.flower_port}",
                              "--address=127.0.0.1", "--purge_offline_workers=60"],
                   f"http://127.0.0.1:{s.flower_port}/healthcheck"),
         ]
@@ -95,7 +95,7 @@ class Supervisor:
             f"  submit commands:  parley submit FILE   (or XADD {s.commands_stream} * command <json>)",
             f"  follow events:    parley events        ({s.events_stream})",
             f"  dead letters:     parley dead list     ({s.dead_stream})",
-            f"  Flower:           http://127.0.0.1:{s.flower_port}",
+            f"  Flower:           http://127.0.0.1:{s.flower_port}  ({_flower_access(s)})",
         ]
         if s.uses_emulator:
             url = f"http://{s.emulator_host}:{s.emulator_port}"
@@ -141,3 +141,9 @@ def run(settings: Settings) -> None:
         supervisor.watch()
     finally:
         supervisor.stop()
+
+
+def _flower_access(settings: Settings) -> str:
+    if settings.flower_basic_auth is not None:
+        return "basic auth: PARLEY_FLOWER_BASIC_AUTH"
+    return "no password, loopback only; set PARLEY_FLOWER_BASIC_AUTH=user:password to require one"

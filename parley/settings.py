@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DAY_S = 24 * 3600
@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     emulator_host: str = Field(default="127.0.0.1", description="Where `parley run` starts the emulator.")
     emulator_port: int = Field(default=8089, description="Port of the emulator `parley run` starts.")
     flower_port: int = Field(default=5555, description="Port of Flower.")
+    flower_basic_auth: SecretStr | None = Field(
+        default=None, description="`user:password` for every Flower page, API call and /metrics.")
 
     # --- Ingestion ---------------------------------------------------------------------------
     commands_stream: str = Field(default="parley:commands", description="Stream producers XADD commands to.")
@@ -112,6 +114,15 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(
         default=10, ge=1, description="Deliveries of one event before it is dead-lettered."
     )
+
+    @field_validator("flower_basic_auth")
+    @classmethod
+    def _user_and_password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            user, colon, password = value.get_secret_value().partition(":")
+            if not (user and colon and password):
+                raise ValueError("must be user:password, both non-empty")
+        return value
 
     def check(self) -> None:
         """Refuse settings that would make Celery run a task twice (reference §1: VT vs ETA/runtime)."""

@@ -2,6 +2,11 @@
 
 Task names (``parley.message.send``, ...) and keyword arguments (command id, type, org,
 idempotency key, target ids) are what Flower shows; the command body never leaves Redis.
+
+A task's Celery state is the command's, so Flower tells the truth: SUCCESS when the command
+succeeded, RETRY while a transient error is retried, FAILURE (with Parley's reason and the Genesys
+status and code, never customer text) when it failed for good, REVOKED (``expired``) when its
+``expires_at`` passed before it ran.
 """
 
 from __future__ import annotations
@@ -13,15 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from celery import Task
+from celery.exceptions import Ignore
 
 import tasks.handlers  # noqa: F401 - registers the command handlers
 from parley import keys
 from parley.connections import connect
+from parley.records import State
 from parley.settings import Settings, get_settings
 from schemas.commands import REST_COMMAND_TYPES
 from tasks.app import app
 from tasks.dispatch import CommandRef, task_name
-from tasks.runner import RetryLater, Runner
+from tasks.runner import Outcome, RetryLater, Runner
 
 if TYPE_CHECKING:
     from genesys.client import GenesysClient
@@ -57,7 +64,26 @@ def _execute(task: Task, **ref: Any) -> str:
         # sweeper re-dispatches the stalled command.
         log.warning("Redis unavailable while running %s: %s; retrying", ref.get("command_id"), type(exc).__name__)
         raise task.retry(countdown=REDIS_RETRY_S, max_retries=None) from None
+    if outcome.state is State.failed:
+        raise CommandFailedForGood(_failure_text(ref.get("command_id"), outcome))
+    if outcome.state is State.expired:
+        # Celery's own word for a task whose expiry passed; the message is acknowledged, nothing else is sent.
+        task.send_event("task-revoked", expired=True, terminated=False, signum=None)
+        raise Ignore()
     return outcome.state.value
+
+
+class CommandFailedForGood(Exception):
+    """The command failed for good: the task ends in FAILURE. An expected outcome (``Task.throws``), so
+    Celery logs it in one line without a traceback; the reason and hint are in ``command.failed``."""
+
+
+def _failure_text(command_id: object, outcome: Outcome) -> str:
+    text = f"command {command_id} failed: {outcome.reason or 'see its command.failed event'}"
+    error = outcome.error
+    if error is not None and error.status:
+        text += " (Genesys " + " ".join(str(part) for part in (error.status, error.code) if part) + ")"
+    return text
 
 
 def _make_task(command_type: str) -> Task:
@@ -65,7 +91,8 @@ def _make_task(command_type: str) -> Task:
         return _execute(self, **ref)
 
     execute.__name__ = execute.__qualname__ = "execute_" + command_type.replace(".", "_")
-    return app.task(name=task_name(command_type), bind=True, max_retries=None, acks_late=True)(execute)
+    return app.task(name=task_name(command_type), bind=True, max_retries=None, acks_late=True,
+                    throws=(CommandFailedForGood,))(execute)
 
 
 COMMAND_TASKS: dict[str, Task] = {t: _make_task(t) for t in sorted(REST_COMMAND_TYPES)}

@@ -40,6 +40,8 @@ from tasks.retry_policy import Decision, Retry, RetryPolicy
 
 log = logging.getLogger("parley.runner")
 
+LOST_RECORD = "the command's record is gone (older than the idempotency retention); not executed"
+
 
 @dataclass(frozen=True)
 class RetryLater(Exception):
@@ -54,6 +56,9 @@ class RetryLater(Exception):
 class Outcome:
     state: State
     result: CommandResult | None = None
+    reason: str | None = None
+    """Why a failed command failed (Parley's words, never customer text)."""
+    error: GenesysErrorInfo | None = None
 
 
 class Runner:
@@ -188,7 +193,7 @@ class Runner:
     def _fail(self, record: CommandRecord, reason: str, error: GenesysErrorInfo | None,
               hint: str | None = None) -> Outcome:
         self.outcomes.fail(record, reason, error, hint, staged=[self._end_execution_lease(record)])
-        return Outcome(State.failed)
+        return Outcome(State.failed, reason=reason, error=error)
 
     def _expire(self, record: CommandRecord, command: Command) -> Outcome:
         assert command.expires_at is not None
@@ -206,9 +211,9 @@ class Runner:
         log.error("command %s has no record (retention passed before execution?)", ref.command_id)
         self.events.append(CommandFailed(
             idempotency_key=ref.idempotency_key, command_type=ref.type, command_id=ref.command_id, org=ref.org,
-            reason="the command's record is gone (older than the idempotency retention); not executed",
+            reason=LOST_RECORD,
         ))
-        return Outcome(State.failed)
+        return Outcome(State.failed, reason=LOST_RECORD)
 
 
 def _when(iso: str | None) -> datetime | None:

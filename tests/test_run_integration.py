@@ -4,8 +4,6 @@ Ctrl-C (SIGTERM) stops it all."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -16,8 +14,8 @@ import httpx
 import pytest
 import redis
 
-from parley.redis_server import free_port
 from tests.support.events import await_events
+from tests.support.parley_run import parley_run
 from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.integration
@@ -36,22 +34,10 @@ def flower_task_page(port: int, task_id: str, timeout_s: float = 30) -> str:
 
 
 def test_parley_run_starts_everything_and_status_goes_green(tmp_path: Path) -> None:
-    redis_port, emulator_port, flower_port = free_port(), free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
-    env.update({"PARLEY_DATA_DIR": str(tmp_path), "PARLEY_EMBEDDED_REDIS_PORT": str(redis_port),
-                "PARLEY_EMULATOR_PORT": str(emulator_port), "PARLEY_FLOWER_PORT": str(flower_port),
-                "PARLEY_CELERY_CONCURRENCY": "1", "PYTHONPATH": str(ROOT)})
-    run = subprocess.Popen([sys.executable, "-m", "parley.cli", "run"], env=env, cwd=ROOT,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        banner = []
-        for line in run.stdout:  # the banner is printed once everything was started
-            banner.append(line)
-            if "parley status" in line:
-                break
-        text = "".join(banner)
-        assert "Parley is running" in text and f"127.0.0.1:{emulator_port}" in text
-        client_env = dict(env, PARLEY_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0")
+    with parley_run(tmp_path) as run:
+        text = run.banner
+        assert "Parley is running" in text and f"127.0.0.1:{run.emulator_port}" in text
+        client_env, redis_port, flower_port = run.env, run.redis_port, run.flower_port
         deadline = time.monotonic() + 90
         status = None
         while time.monotonic() < deadline:
@@ -77,11 +63,3 @@ def test_parley_run_starts_everything_and_status_goes_green(tmp_path: Path) -> N
         page = flower_task_page(flower_port, succeeded["command_id"])
         assert "parley.message.send" in page and "run-1" in page  # name and reference shown...
         assert "hello from make run" not in page  # ...never the customer's text
-    finally:
-        run.send_signal(signal.SIGTERM)
-        try:
-            run.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            run.kill()
-            raise
-    assert run.returncode == 0
