@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from emulator.app import serve
+from parley.startup import settings_errors_exit
 
 
 def main() -> None:
@@ -12,7 +13,8 @@ def main() -> None:
     parser.add_argument("--host", help="default: PARLEY_EMULATOR_HOST or 127.0.0.1")
     parser.add_argument("--port", type=int, help="default: PARLEY_EMULATOR_PORT or 8089")
     args = parser.parse_args()
-    serve(args.host, args.port)
+    with settings_errors_exit():
+        serve(args.host, args.port)
 
 
 if __name__ == "__main__":

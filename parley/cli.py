@@ -229,5 +229,13 @@ def run() -> None:
     run_all(get_settings())
 
 
+def main() -> None:
+    """The `parley` entry point: a bad setting is one sentence and exit code 2, never a traceback."""
+    from parley.startup import settings_errors_exit
+
+    with settings_errors_exit():
+        app()
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -14,6 +14,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DAY_S = 24 * 3600
 
 
+class SettingsConflict(ValueError):
+    """Settings that are each valid but wrong together; the message names them and why."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PARLEY_", extra="ignore")
 
@@ -128,7 +132,7 @@ class Settings(BaseSettings):
         """Refuse settings that would make Celery run a task twice (reference §1: VT vs ETA/runtime)."""
         longest = max(self.task_time_limit_s, self.retry_max_delay_s)
         if self.visibility_timeout_s <= longest:
-            raise ValueError(
+            raise SettingsConflict(
                 f"PARLEY_VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s}) must exceed the task time limit and "
                 f"the longest retry delay ({longest}); otherwise Redis redelivers tasks that are still running"
             )

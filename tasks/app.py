@@ -13,6 +13,7 @@ from celery import Celery
 
 from parley import keys
 from parley.settings import Settings, get_settings
+from parley.startup import settings_errors_exit
 from tasks.transport import TRANSPORT
 
 
@@ -67,4 +68,5 @@ def make_app(settings: Settings | None = None) -> Celery:
     return celery_app
 
 
-app = make_app()
+with settings_errors_exit():  # `celery -A tasks.app worker` with a bad setting: one sentence, exit 2
+    app = make_app()
