@@ -1,5 +1,6 @@
-# One image for every Parley process; compose.yaml picks the command.
+# One image for every Parley process; compose.yaml picks the command. Runs as an unprivileged user.
 FROM python:3.11-slim
+RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin parley
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY schemas schemas
@@ -9,5 +10,7 @@ COPY emulator emulator
 COPY tasks tasks
 COPY workers workers
 COPY guest guest
-RUN pip install --no-cache-dir .
-USER nobody
+RUN pip install --no-cache-dir . && chown -R parley:parley /app
+USER parley
+# Celery's warm shutdown and the guest worker's handover both start on SIGTERM.
+STOPSIGNAL SIGTERM

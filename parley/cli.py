@@ -175,6 +175,20 @@ def ingest() -> None:
 
 
 @app.command()
+def health(component: Annotated[str, typer.Argument(help="ingest, webhook, guest or celery")]) -> None:
+    """Exit 0 if the COMPONENT running on this host consumes its input (for container health checks)."""
+    from parley.connections import connect
+    from parley.health import check
+
+    if component not in ("ingest", "webhook", "guest", "celery"):
+        typer.echo(f"unknown component {component!r}: ingest, webhook, guest or celery", err=True)
+        raise typer.Exit(2)
+    result = check(component, connect(_worker_settings()))  # type: ignore[arg-type]
+    typer.echo(result.detail)
+    raise typer.Exit(0 if result.ok else 1)
+
+
+@app.command()
 def guest() -> None:
     """Run a guest worker (holds guest sessions' websockets; several may run side by side)."""
     from workers.guest.worker import main

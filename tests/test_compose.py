@@ -1,19 +1,64 @@
-"""compose.yaml validates against the Compose specification (../shared/contracts/compose-spec.json)."""
+"""compose.yaml validates against the Compose specification (../shared/contracts/compose-spec.json) and
+holds what production needs: a Redis with a password, AOF everysec and noeviction; a health check that
+proves consumption on every Parley service; the emulator only on request; Flower behind a password;
+restarts and stop grace periods; a non-root image."""
 
 import json
 from pathlib import Path
+from typing import Any
 
 import jsonschema
+import pytest
 import yaml
 
 from tests.support.contract import CONTRACTS_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
+WORKERS = {"ingest": "ingest", "celery-worker": "celery", "guest-worker": "guest", "webhook-relay": "webhook"}
 
 
-def test_compose_file_validates_against_the_spec() -> None:
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "compose.yaml").read_text())
+
+
+def test_compose_file_validates_against_the_spec(compose: dict[str, Any]) -> None:
     spec = json.loads((CONTRACTS_DIR / "compose-spec.json").read_text())
-    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     jsonschema.validate(compose, spec)
-    assert {"redis", "emulator", "ingest", "celery-worker", "flower"} <= set(compose["services"])
-    assert "--appendonly" in compose["services"]["redis"]["command"]
+    assert {"redis", "emulator", "ingest", "celery-worker", "guest-worker", "flower"} <= set(compose["services"])
+
+
+def test_redis_has_a_password_aof_everysec_and_noeviction(compose: dict[str, Any]) -> None:
+    redis = compose["services"]["redis"]
+    command = " ".join(redis["command"])
+    assert "--appendonly yes" in command and "--appendfsync everysec" in command
+    assert "--maxmemory-policy noeviction" in command
+    assert "requirepass $$PARLEY_REDIS_PASSWORD" in command  # from the environment, not the file
+    assert "${PARLEY_REDIS_PASSWORD:?" in redis["environment"]["PARLEY_REDIS_PASSWORD"]
+    url = compose["services"]["ingest"]["environment"]["PARLEY_REDIS_URL"]
+    assert url.startswith("redis://:${PARLEY_REDIS_PASSWORD:?")
+
+
+@pytest.mark.parametrize(("service", "component"), sorted(WORKERS.items()))
+def test_each_worker_is_checked_by_consumption(compose: dict[str, Any], service: str, component: str) -> None:
+    spec = compose["services"][service]
+    assert spec["healthcheck"]["test"] == ["CMD", "parley", "health", component]
+    assert spec["restart"] == "unless-stopped" and spec["stop_grace_period"]
+
+
+def test_celery_workers_are_named_as_parley_health_pings_them(compose: dict[str, Any]) -> None:
+    command = compose["services"]["celery-worker"]["command"]
+    assert command[command.index("-n") + 1] == "parley@%h"
+
+
+def test_emulator_only_on_request_and_flower_behind_a_password(compose: dict[str, Any]) -> None:
+    assert compose["services"]["emulator"]["profiles"] == ["emulator"]
+    flower = compose["services"]["flower"]
+    assert flower["command"][:2] == ["parley", "flower"]
+    assert "${PARLEY_FLOWER_BASIC_AUTH:?" in flower["environment"]["PARLEY_FLOWER_BASIC_AUTH"]
+    assert "healthcheck" in flower and "healthcheck" in compose["services"]["redis"]
+
+
+def test_image_runs_as_an_unprivileged_user() -> None:
+    users = [line.split()[1] for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0")
