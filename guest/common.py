@@ -21,6 +21,7 @@ from typing import Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from guest.events import GuestEvent, Intent, MessageRejected, Reconnecting
+from parley import backoff
 
 T = TypeVar("T")
 
@@ -159,7 +160,8 @@ class ReorderBuffer(Generic[T]):
 
 
 class Backoff(BaseModel):
-    """Exponential backoff with jitter, so many sessions dropped together do not return in step."""
+    """Exponential backoff with jitter (:mod:`parley.backoff`), so many sessions dropped together do not
+    return in step."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -170,8 +172,8 @@ class Backoff(BaseModel):
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Delay before retry number ``attempt`` (1-based)."""
-        base = min(self.maximum, self.initial * self.factor ** max(0, attempt - 1))
-        return base * (1.0 - self.jitter * rng.random())
+        return backoff.delay_s(max(0, attempt - 1), self.initial, self.maximum, rng, jitter=self.jitter,
+                               factor=self.factor)
 
 
 NOT_HELD = float("-inf")  # a Throttle never taken, an outbox not held: due at any time, never a deadline

@@ -9,13 +9,14 @@ fail for good).
 Rules, and why:
 
 * 409 ``request.conflict``, 408, 5xx, timeouts and dropped connections are transient: exponential
-  backoff with *full* jitter, ``uniform(0, min(cap, base * 2**attempt))`` (the AWS "full jitter"
-  variant, the same shape as Celery's ``retry_jitter``), so workers that collided on one conversation
-  do not collide again in lockstep.
+  backoff with *full* jitter, ``uniform(0, min(cap, base * 2**attempt))`` (:mod:`parley.backoff`, the
+  AWS "full jitter" variant, the same shape as Celery's ``retry_jitter``), so workers that collided on
+  one conversation do not collide again in lockstep.
 * 409 ``organization.outbound.usage.limit.exceeded`` is a 409 but not a conflict: the org is out of
   outbound quota and a retry minutes later is refused the same way, so it is permanent.
 * 429 (and any retryable answer carrying ``Retry-After``) waits what Genesys asked for, at least a
-  small floor, plus a little jitter so workers limited together do not come back together.
+  small floor, plus a little jitter so workers limited together do not come back together
+  (:func:`parley.backoff.after_retry_after`).
 * Transport errors and 5xx mean the request may have been applied: the decision says
   ``outcome_unknown`` so the runner looks the object up in Genesys before acting again
   (lookup-before-create, reference celery-redis-reliability.md section 2).
@@ -42,7 +43,7 @@ from __future__ import annotations
 
 import random
 from enum import StrEnum
-from typing import Annotated, Literal, Protocol
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -53,22 +54,14 @@ from genesys.errors import (
     GenesysTimeout,
     GenesysTransportError,
 )
+from parley import backoff
+from parley.backoff import Uniform
 
 # 409 codes that are not "try again later": the same request will be refused the same way.
 PERMANENT_CONFLICT_CODES = frozenset({"organization.outbound.usage.limit.exceeded"})
 # 401 codes a fresh token cannot cure.
 PERMANENT_UNAUTHORIZED_CODES = frozenset({"ip.not.authorized"})
 ACTIVE_CONVERSATION = "active.conversation"
-
-# Past 2**64 the bound is capped anyway; limiting the exponent keeps ``base * 2**n`` finite.
-_MAX_EXPONENT = 64
-
-
-class UniformSource(Protocol):
-    """Where jitter comes from: ``random.Random`` in production, a stub in tests."""
-
-    def uniform(self, a: float, b: float) -> float: ...
-
 
 class RetryKind(StrEnum):
     CONFLICT = "conflict"
@@ -148,10 +141,6 @@ class Backoff(BaseModel):
     cap_s: float = Field(gt=0)
     max_attempts: int = Field(ge=1)
 
-    def bound_s(self, attempt: int) -> float:
-        """Upper end of the full-jitter window for the retry after ``attempt`` retries."""
-        return min(self.cap_s, self.base_s * 2.0 ** min(attempt, _MAX_EXPONENT))
-
 
 class RetryPolicy(BaseModel):
     """Settings of the retry policy; :meth:`decide` applies them to one failure."""
@@ -198,7 +187,7 @@ class RetryPolicy(BaseModel):
         *,
         token_refreshed: bool = False,
         into_live_conversation: bool = False,
-        rng: UniformSource | None = None,
+        rng: Uniform | None = None,
     ) -> Decision:
         """Classify one failure of a command's Genesys call.
 
@@ -230,7 +219,7 @@ class RetryPolicy(BaseModel):
         command_type: str,
         token_refreshed: bool,
         into_live_conversation: bool,
-        rng: UniformSource | None,
+        rng: Uniform | None,
     ) -> Decision:
         status, code = exc.status, exc.code
         label = f"{status} {code}".strip()
@@ -259,21 +248,21 @@ class RetryPolicy(BaseModel):
         retry_after_s: float | None,
         *,
         outcome_unknown: bool = False,
-        rng: UniformSource | None,
+        rng: Uniform | None,
     ) -> Retry | Exhausted:
-        backoff = self.backoff_for(command_type)
-        if attempt + 1 >= backoff.max_attempts:
+        settings = self.backoff_for(command_type)
+        if attempt + 1 >= settings.max_attempts:
             return Exhausted(
                 reason=f"{reason}; gave up after {attempt + 1} attempts",
                 attempts=attempt + 1, kind=kind, outcome_unknown=outcome_unknown,
             )
         source = rng if rng is not None else random
         if retry_after_s is not None:
-            jitter = source.uniform(0, self.retry_after_jitter_s)
-            delay = max(retry_after_s, self.retry_after_floor_s) + jitter
+            delay = backoff.after_retry_after(retry_after_s, self.retry_after_floor_s, self.retry_after_jitter_s,
+                                              source)
             reason = f"{reason}; Retry-After {retry_after_s:g} s"
         else:
-            delay = source.uniform(0, backoff.bound_s(attempt))
+            delay = backoff.delay_s(attempt, settings.base_s, settings.cap_s, source)
         if delay > self.max_delay_s:
             delay = self.max_delay_s
             reason = f"{reason}; delay capped at {self.max_delay_s:g} s"

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import httpx
 import redis
 
+from parley import backoff
 from parley.deadletters import DeadLetters
 from parley.events import EVENT_FIELD
 from parley.settings import Settings
@@ -31,6 +32,7 @@ from schemas.dead import DeadLetter
 log = logging.getLogger("parley.webhook")
 
 GROUP = "parley-webhook"
+BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 60.0
 
 
@@ -136,7 +138,8 @@ class WebhookRelay:
         pipe.execute()
 
     def backoff_s(self) -> float:
-        return min(BACKOFF_CAP_S, 0.5 * 2 ** max(0, self._failures - 1))
+        """How long to hold the line after the last failure: no jitter, there is one relay."""
+        return backoff.window_s(max(0, self._failures - 1), BACKOFF_BASE_S, BACKOFF_CAP_S)
 
     def run_once(self, block_ms: int = 1000) -> bool:
         """Retry what is pending first (order), then new events; False when a delivery failed."""
