@@ -22,7 +22,7 @@ from emulator.errors import ApiError
 from emulator.faults import FaultList, FaultSpec
 from emulator.ledger import LedgerFilter, wire_page
 from emulator.runtime import ConfigPatch, Emulator
-from emulator.state import Conversation
+from emulator.state.model import Conversation
 
 
 class _Body(BaseModel):
@@ -84,7 +84,7 @@ def _json(body: BaseModel, status: int = 200) -> JSONResponse:
 
 
 def _conversation(request: Request) -> Conversation:
-    return emulator_of(request).state.require(request.path_params["conversationId"], code="not.found")
+    return emulator_of(request).state.conversations.require(request.path_params["conversationId"], code="not.found")
 
 
 def _status(conv: Conversation) -> ConversationStatus:
@@ -164,7 +164,7 @@ async def agent_join(request: Request) -> Response:
     if agent is None:
         raise ApiError(404, "not.found", message="No such agent in the fixtures.")
     conv = _conversation(request)
-    participant = emulator.state.agent_join(conv, agent)
+    participant = emulator.state.agents.join(conv, agent)
     return _json(
         AgentJoined(
             conversation_id=conv.id,
@@ -179,27 +179,27 @@ async def agent_join(request: Request) -> Response:
 async def agent_message(request: Request) -> Response:
     body = await parse_body(request, AgentMessage)
     conv = _conversation(request)
-    message = emulator_of(request).state.agent_send(conv, body.text)
+    message = emulator_of(request).state.agents.send(conv, body.text)
     return _json(MessageSent(conversation_id=conv.id, message_id=message.id))
 
 
 async def agent_typing(request: Request) -> Response:
     """The agent types: a typing indicator on the guest's socket (``agent.typing``)."""
     conv = _conversation(request)
-    emulator_of(request).state.agent_typing(conv)
+    emulator_of(request).state.agents.typing(conv)
     return _json(_status(conv))
 
 
 async def agent_disconnect(request: Request) -> Response:
     body = await parse_body(request, AgentDisconnect, required=False)
     conv = _conversation(request)
-    emulator_of(request).state.agent_disconnect(conv, end_conversation=body.end_conversation)
+    emulator_of(request).state.agents.disconnect(conv, end_conversation=body.end_conversation)
     return _json(_status(conv))
 
 
 async def customer_disconnect(request: Request) -> Response:
     conv = _conversation(request)
-    emulator_of(request).state.customer_disconnect(conv)
+    emulator_of(request).state.conversations.customer_disconnect(conv)
     return _json(_status(conv))
 
 
@@ -208,7 +208,7 @@ async def guest_attach(request: Request) -> Response:
     conv = _conversation(request)
     if conv.guest_chat is None:
         raise ApiError(400, "bad.request", message="Not a Guest Chat conversation.")
-    emulator_of(request).state.attach_event_stream(conv)
+    emulator_of(request).state.guest_chats.attach_event_stream(conv)
     return _json(_status(conv))
 
 
@@ -219,7 +219,7 @@ async def open_webmessaging_session(request: Request) -> Response:
     deployment_id = body.deployment_id or deployments[0].id
     if emulator.fixtures.deployment(deployment_id, "webmessaging") is None:
         raise ApiError(404, "not.found", message="No such webmessaging deployment in the fixtures.")
-    session = emulator.state.open_webmessaging_session(deployment_id)
+    session = emulator.state.webmessaging.open(deployment_id)
     jwt, _ = emulator.jwts.issue(
         WEBMESSAGING_ISSUER,
         GuestJwtData(did=deployment_id, sub=session.id),

@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING
 from emulator.config import EmulatorConfig
 from emulator.errors import ApiError
 from emulator.ledger import LedgerEntry
-from emulator.state import Conversation, EmulatorState
+from emulator.state import EmulatorState
+from emulator.state.model import Conversation
 
 if TYPE_CHECKING:
     from emulator.runtime import Emulator
@@ -162,7 +163,7 @@ class SimulatedAgent:
         """The conversation, while it is live, the state is not reset, and the agent is enabled."""
         if self._emulator.state is not state or not self._emulator.config.auto_agent:
             return None
-        conv = state.get(conversation_id)
+        conv = state.conversations.get(conversation_id)
         return conv if conv is not None and conv.live else None
 
     @property
@@ -174,19 +175,19 @@ class SimulatedAgent:
         if self._current(state, conv.id) is None or next(conv.with_purpose("agent"), None) is not None:
             return  # gone, or an agent joined through the admin API: let that one talk
         agent = self._emulator.fixtures.agents[0]
-        state.agent_join(conv, agent)
-        state.agent_send(conv, self._config.agent_greeting.replace("{agent}", agent.name))
+        state.agents.join(conv, agent)
+        state.agents.send(conv, self._config.agent_greeting.replace("{agent}", agent.name))
 
     async def _reply(self, state: EmulatorState, conv: Conversation, message_id: str) -> None:
         message = conv.message(message_id)
         if message is None:
             return
-        state.agent_typing(conv)
+        state.agents.typing(conv)
         await asyncio.sleep(self._config.agent_reply_delay_s)
         if self._current(state, conv.id) is None:
             return
         if is_bye(message.text, self._config.agent_bye_phrase):
-            state.agent_send(conv, self._config.agent_farewell)
-            state.agent_disconnect(conv, end_conversation=True)
+            state.agents.send(conv, self._config.agent_farewell)
+            state.agents.disconnect(conv, end_conversation=True)
         else:
-            state.agent_send(conv, answer(message.text))
+            state.agents.send(conv, answer(message.text))

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from emulator.errors import ApiError
-from emulator.state import Communication, Conversation, Media, Participant
+from emulator.state.model import Communication, Conversation, Media, Participant
 from genesys import models as wire
 from genesys.models import (
     ConversationDetailQueryFilter,

@@ -87,7 +87,7 @@ async def post_conversation_details_query(call: Call) -> Response:
     interval = analytics.parse_interval(body.interval, filtered=bool(body.segment_filters or body.conversation_filters))
     emulator = call.emulator
     result = analytics.run_query(
-        emulator.state.conversations(),
+        emulator.state.conversations.all(),
         body,
         interval,
         now=emulator.clock.now(),

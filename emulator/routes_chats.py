@@ -16,7 +16,7 @@ from emulator.bodies import parse_body
 from emulator.errors import ApiError
 from emulator.routes_conversations import conversation_of, patch_conversation, patch_participant
 from emulator.routes_guestchat import message_list
-from emulator.state import Conversation, Kind, Media
+from emulator.state.model import Conversation, Kind, Media
 from emulator.wire_extra import ChatConversationEntityListing
 from genesys.models import CreateWebChatMessageRequest, CreateWebChatRequest
 
@@ -38,7 +38,7 @@ async def post_chat(call: Call) -> Response:
     queue = call.emulator.fixtures.queue_by_id(body.queue_id)
     if queue is None:
         raise ApiError(400, "chat.error.queue.not.found")
-    conv = call.emulator.state.create_third_party_chat(
+    conv = call.emulator.state.chats.create(
         queue=queue,
         provider=body.provider,
         customer_name=body.customer_name,
@@ -80,7 +80,7 @@ async def post_chat_message(call: Call) -> Response:
     sender, _ = found
     if sender.purpose == "customer":
         raise ApiError(400, "chat.error.member.state")
-    message = call.emulator.state.post_chat_message(conv, sender, body.body, body.body_type or "standard")
+    message = call.emulator.state.guest_chats.post_message(conv, sender, body.body, body.body_type or "standard")
     return ok(views.web_chat_message(conv, message))
 
 

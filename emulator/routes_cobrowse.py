@@ -15,7 +15,7 @@ from emulator import views
 from emulator.api import Auth, Call, api_route, ok
 from emulator.errors import ApiError
 from emulator.routes_conversations import conversation_of, patch_conversation, patch_participant
-from emulator.state import Conversation, Media
+from emulator.state.model import Conversation, Media
 from emulator.wire_extra import CobrowseConversationEntityListing
 
 
@@ -27,7 +27,7 @@ def websocket_base(request: Request) -> str:
 
 async def post_cobrowse(call: Call) -> Response:
     conv = conversation_of(call, code="not.found")
-    session = call.emulator.state.start_cobrowse(
+    session = call.emulator.state.cobrowse.start(
         conv, websocket_base=websocket_base(call.request), offer_s=call.emulator.config.cobrowse_offer_s
     )
     return ok(views.cobrowse_session(conv, session))

@@ -13,7 +13,7 @@ from emulator import views
 from emulator.api import Auth, Call, accepted, api_route, ok
 from emulator.bodies import parse_body
 from emulator.errors import ApiError
-from emulator.state import Conversation, Kind, Media
+from emulator.state.model import Conversation, Kind, Media
 from genesys.models import ConversationStateRequest, MediaParticipantRequest
 
 NOT_FOUND = "conversation.error.conversation.not.found"
@@ -29,9 +29,9 @@ async def patch_conversation(call: Call, conv: Conversation, media: Media | None
     state = call.emulator.state
     if "state" in body.model_fields_set:
         if media is Media.COBROWSE:
-            state.end_cobrowse(conv, by="client")
+            state.cobrowse.end(conv, by="client")
         else:
-            state.disconnect_conversation(conv, disconnect_type="client", by="client")
+            state.conversations.disconnect_conversation(conv, disconnect_type="client", by="client")
     return ok(views.conversation(conv))
 
 
@@ -45,18 +45,18 @@ async def patch_participant(call: Call, conv: Conversation, media: Media | None,
     if body.state == "disconnected":
         if not live:
             raise ApiError(400, "conversation.error.participant.no.active.conversations")
-        call.emulator.state.disconnect_participant(
+        call.emulator.state.conversations.disconnect_participant(
             conv, participant, disconnect_type="client", by="client", media=media
         )
     elif body.state == "connected" and not live:
         raise ApiError(400, "conversation.participant.update.invalid")
     if body.wrapup is not None:
-        call.emulator.state.wrap_up(participant, body.wrapup.code)
+        call.emulator.state.conversations.wrap_up(participant, body.wrapup.code)
     return accepted()
 
 
 def conversation_of(call: Call, *, code: str = NOT_FOUND, kinds: tuple[Kind, ...] = tuple(Kind)) -> Conversation:
-    return call.emulator.state.require(call.param("conversationId"), code=code, kinds=kinds)
+    return call.emulator.state.conversations.require(call.param("conversationId"), code=code, kinds=kinds)
 
 
 # --- /api/v2/conversations/{conversationId} ----------------------------------------------------------
@@ -72,7 +72,7 @@ async def delete_conversation(call: Call) -> Response:
 async def post_disconnect(call: Call) -> Response:
     """Full teardown (Genesys: a recovery tool with a system wrap-up) → 202."""
     conv = conversation_of(call)
-    call.emulator.state.disconnect_conversation(conv, disconnect_type="system", by="client")
+    call.emulator.state.conversations.disconnect_conversation(conv, disconnect_type="system", by="client")
     return accepted()
 
 

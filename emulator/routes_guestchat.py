@@ -18,7 +18,8 @@ from emulator.auth import GUEST_CHAT_ISSUER, GuestJwtData
 from emulator.bodies import parse_body, query_bool, query_choice, query_int
 from emulator.errors import ApiError
 from emulator.routes_cobrowse import websocket_base
-from emulator.state import Communication, Conversation, Kind, MemberInfo, Participant, new_id
+from emulator.state.guestchat import members
+from emulator.state.model import Communication, Conversation, Kind, MemberInfo, Participant, new_id
 from genesys.models import (
     CreateWebChatConversationRequest,
     CreateWebChatConversationResponse,
@@ -61,7 +62,7 @@ async def create(call: Call) -> Response:
     if queue is None:
         raise ApiError(400, "chat.error.invalid.queue")
     info = body.member_info
-    conv, guest = call.emulator.state.create_guest_chat(
+    conv, guest = call.emulator.state.guest_chats.create(
         deployment_id=body.deployment_id,
         queue=queue,
         member=MemberInfo(
@@ -96,7 +97,7 @@ async def create(call: Call) -> Response:
 
 def _conversation(call: Call) -> Conversation:
     """The JWT's own Guest Chat conversation."""
-    conv = call.emulator.state.get(call.param("conversationId"))
+    conv = call.emulator.state.conversations.get(call.param("conversationId"))
     if conv is None or conv.kind is not Kind.GUEST_CHAT:
         raise ApiError(404, "chat.error.not.found")
     if call.guest_claims.data.conv != conv.id:
@@ -124,15 +125,15 @@ async def get_members(call: Call) -> Response:
     page_size = query_int(call.request, "pageSize", 25, lo=1, hi=100)
     page_number = query_int(call.request, "pageNumber", 1, lo=1, hi=10_000)
     exclude_gone = query_bool(call.request, "excludeDisconnectedMembers", False)
-    members = [views.member(p, leg) for p, leg in call.emulator.state.members(conv) if leg.live or not exclude_gone]
+    listed = [views.member(p, leg) for p, leg in members(conv) if leg.live or not exclude_gone]
     start = (page_number - 1) * page_size
     return ok(
         WebChatMemberInfoEntityList(
-            entities=members[start : start + page_size],
+            entities=listed[start : start + page_size],
             page_size=page_size,
             page_number=page_number,
-            total=len(members),
-            page_count=(len(members) + page_size - 1) // page_size,
+            total=len(listed),
+            page_count=(len(listed) + page_size - 1) // page_size,
         )
     )
 
@@ -147,7 +148,7 @@ async def delete_member(call: Call) -> Response:
     guest = _own_member(call, conv)
     if not guest.live:
         raise ApiError(400, "chat.error.member.state")
-    call.emulator.state.disconnect_participant(conv, guest, disconnect_type="client", by="guest")
+    call.emulator.state.conversations.disconnect_participant(conv, guest, disconnect_type="client", by="guest")
     return no_content()
 
 
@@ -155,14 +156,14 @@ async def post_message(call: Call) -> Response:
     conv = _conversation(call)
     guest = _own_member(call, conv)
     body = await parse_body(call.request, CreateWebChatMessageRequest, missing_codes=MESSAGE_NOT_NULL)
-    message = call.emulator.state.post_chat_message(conv, guest, body.body, body.body_type or "standard")
+    message = call.emulator.state.guest_chats.post_message(conv, guest, body.body, body.body_type or "standard")
     return ok(views.web_chat_message(conv, message))
 
 
 async def post_typing(call: Call) -> Response:
     conv = _conversation(call)
     guest = _own_member(call, conv)
-    at = call.emulator.state.guest_typing(conv, guest)
+    at = call.emulator.state.guest_chats.typing(conv, guest)
     return ok(
         WebChatTyping(
             id=new_id(),

@@ -20,7 +20,7 @@ from emulator.bodies import parse_body, query_bool
 from emulator.errors import ApiError
 from emulator.fixtures import Fixtures
 from emulator.routes_conversations import conversation_of, patch_conversation, patch_participant
-from emulator.state import Conversation, Kind, Media, NaturalKey, Participant, StoredMessage
+from emulator.state.model import Conversation, Kind, Media, NaturalKey, Participant, StoredMessage
 from emulator.wire_extra import (
     AdditionalMessage,
     CreateOutboundMessagingConversationRequest,
@@ -113,7 +113,7 @@ async def post_agentless(call: Call) -> Response:
     normalized = query_bool(call.request, "useNormalizedMessage", False)
     body = await parse_body(call.request, SendAgentlessOutboundMessageRequest)
     key = _agentless_key(call.emulator.fixtures, body)
-    conv, message = call.emulator.state.send_agentless(
+    conv, message = call.emulator.state.messaging.send_agentless(
         key=key,
         to_address=body.to_address if key[0] != "webmessaging" else None,
         external_contact_id=body.external_contact_id,
@@ -148,7 +148,7 @@ async def post_queue_outbound(call: Call) -> Response:
     if body.to_address_messenger_type != "sms" or queue.outbound_sms_address is None:
         raise ApiError(400, "queue.address.required")
     _check_contact(body.external_contact_id)
-    conv = call.emulator.state.create_queue_outbound(
+    conv = call.emulator.state.messaging.create_queue_outbound(
         key=("sms", queue.outbound_sms_address, to_address),
         queue=queue,
         to_address=to_address,
@@ -223,7 +223,9 @@ async def post_communication_message(call: Call) -> Response:
     conv, sender = _live_sender(call)
     body = await parse_body(call.request, AdditionalMessage)
     _too_long(body.text_body, WEBMESSAGING_TEXT_MAX if conv.messenger_type == "webmessaging" else TEXT_MAX)
-    message = call.emulator.state.add_message(conv, sender, body.text_body, kind="message.sent", by="client")
+    message = call.emulator.state.conversations.add_message(
+        conv, sender, body.text_body, kind="message.sent", by="client"
+    )
     return ok(views.message_data(conv, message))
 
 

@@ -24,7 +24,7 @@ async def get_history(call: Call) -> Response:
     page_number = query_int(call.request, "pageNumber", 1, lo=1, hi=10_000)
     subject = call.guest_claims.data.sub
     state = call.emulator.state
-    session = state.webmessaging_session(subject) if subject else None
+    session = state.webmessaging.get(subject) if subject else None
     if session is None:
         raise ApiError(404, "session.not.found")
     deployment = call.emulator.fixtures.deployment(session.deployment_id, "webmessaging")
@@ -32,7 +32,7 @@ async def get_history(call: Call) -> Response:
     if deployment is None or not allowed_origin(deployment, call.request.headers.get("origin"), require=require):
         # The same check as the socket's upgrade: the deployment's allowed domains.
         raise ApiError(403, "origin.not.allowed")
-    items = state.webmessaging_history(session)
+    items = state.webmessaging.history(session)
     start = (page_number - 1) * page_size
     return ok(
         WebMessagingMessageEntityList(

@@ -56,7 +56,7 @@ class Emulator:
         # Tokens survive a reset: a client under test keeps its cached token across test cases.
         self.tokens = TokenStore()
         self.jwts = GuestJwts()
-        self.state = EmulatorState(self.clock, self.ledger, self.fixtures)
+        self.state = EmulatorState.create(self.clock, self.ledger, self.fixtures)
         # Guest sockets: listeners of the ledger, so they survive a reset (the ledger object does).
         self.links = LinkRegistry()
         self.guest_sessions = WebMessagingSessions(self)
@@ -81,4 +81,4 @@ class Emulator:
         self.faults.clear()
         self.rate_limiter.clear()
         self.jwts.clear()
-        self.state = EmulatorState(self.clock, self.ledger, self.fixtures)
+        self.state = EmulatorState.create(self.clock, self.ledger, self.fixtures)

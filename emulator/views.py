@@ -8,7 +8,7 @@ no communication ids). ``selfUri`` values are relative paths, as Genesys returns
 
 from __future__ import annotations
 
-from emulator.state import (
+from emulator.state.model import (
     CobrowseSession,
     Communication,
     Conversation,

@@ -30,7 +30,7 @@ from emulator.api import emulator_of
 from emulator.bodies import parse_body
 from emulator.errors import ApiError
 from emulator.runtime import Emulator
-from emulator.state import WebMessagingSession
+from emulator.state.webmessaging import WebMessagingSession
 from emulator.ws_links import Link, Protocol, ShapeMode
 
 
@@ -101,7 +101,7 @@ def _selected(emulator: Emulator, selector: SocketSelector) -> list[Link]:
     links = emulator.links.select(link_id=selector.link_id, protocol=selector.protocol, session_id=selector.session_id)
     if selector.conversation_id is None:
         return links
-    conv = emulator.state.get(selector.conversation_id)
+    conv = emulator.state.conversations.get(selector.conversation_id)
     session_id = conv.webmessaging_session_id if conv else None
     return [
         link
@@ -127,7 +127,7 @@ def _session_view(emulator: Emulator, session: WebMessagingSession) -> SessionVi
 
 def _session(request: Request) -> tuple[Emulator, WebMessagingSession]:
     emulator = emulator_of(request)
-    session = emulator.state.webmessaging_session(request.path_params["sessionId"])
+    session = emulator.state.webmessaging.get(request.path_params["sessionId"])
     if session is None:
         raise ApiError(404, "not.found", message="No such Web Messaging session.")
     return emulator, session
@@ -174,7 +174,7 @@ async def shape_sockets(request: Request) -> Response:
 
 async def list_sessions(request: Request) -> Response:
     emulator = emulator_of(request)
-    return _json(SessionList(sessions=[_session_view(emulator, s) for s in emulator.state.webmessaging_sessions()]))
+    return _json(SessionList(sessions=[_session_view(emulator, s) for s in emulator.state.webmessaging.all()]))
 
 
 async def expire_session(request: Request) -> Response:

@@ -2,7 +2,7 @@
 
 The JWT in the path is the guest's (signed here, Guest Chat issuer, not expired, its conversation and
 member); anything else is refused with HTTP 403 on the upgrade. Attaching routes the chat
-(:meth:`EmulatorState.attach_event_stream`, what ``/__emulator/.../guest/attach`` does without a
+(:meth:`GuestChats.attach_event_stream`, what ``/__emulator/.../guest/attach`` does without a
 socket) and the guest reads CONNECTED. The stream only pushes; the guest acts over REST. What it
 pushes comes from the ledger (:class:`GuestChatStreams`):
 
@@ -35,7 +35,8 @@ from starlette.websockets import WebSocket
 from emulator import ws_guestchat_frames as frames
 from emulator.auth import GUEST_CHAT_ISSUER
 from emulator.ledger import LedgerEntry
-from emulator.state import Conversation, Kind, Media
+from emulator.state.guestchat import guest_member
+from emulator.state.model import Conversation, Kind, Media
 from emulator.ws_links import Link
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ class GuestChatStreams:
         if entry.conversation_id is None or entry.session_id is not None:
             return
         links = self._emulator.links.of_conversation(entry.conversation_id)
-        conv = self._emulator.state.get(entry.conversation_id) if links else None
+        conv = self._emulator.state.conversations.get(entry.conversation_id) if links else None
         if conv is None or conv.guest_chat is None:
             return
         for frame in self._render(conv, entry):
@@ -94,7 +95,7 @@ def _authorized(emulator: Emulator, jwt: str) -> Conversation | None:
         return None
     if emulator.clock.time() >= claims.exp or claims.data.conv is None:
         return None
-    conv = emulator.state.get(claims.data.conv)
+    conv = emulator.state.conversations.get(claims.data.conv)
     if conv is None or conv.kind is not Kind.GUEST_CHAT or conv.guest_chat is None:
         return None
     return conv if conv.guest_chat.guest_member_id == claims.data.sub else None
@@ -127,8 +128,8 @@ async def event_stream(websocket: WebSocket) -> None:
             link.send(frames.channel_metadata(frames.PONG))
 
     try:
-        state.attach_event_stream(conv)
-        guest = state.guest_member(conv)
+        state.guest_chats.attach_event_stream(conv)
+        guest = guest_member(conv)
         if not guest.live:
             leg = guest.communications[0]
             link.send(frames.member_change(conv, leg.id, "DISCONNECTED", leg.disconnected_time or emulator.clock.now()))
@@ -136,7 +137,7 @@ async def event_stream(websocket: WebSocket) -> None:
     finally:
         emulator.links.remove(link)
         if emulator.state is state:  # not after a reset, whose ledger has nothing of this chat
-            state.detach_event_stream(conv)
+            state.guest_chats.detach_event_stream(conv)
 
 
 ROUTES = [WebSocketRoute("/v1/token/{jwt}", event_stream)]

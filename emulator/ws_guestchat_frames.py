@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from emulator import views
-from emulator.state import Communication, Conversation, Participant, StoredMessage, new_id
+from emulator.state.model import Communication, Conversation, Participant, StoredMessage, new_id
 from genesys.models import WebChatConversation, WebChatMessage
 from guest.common import iso_time
 from guest.guestchat_frames import (

@@ -28,7 +28,8 @@ from emulator import ws_webmessaging_frames as frames
 from emulator.auth import WEBMESSAGING_ISSUER, GuestJwtData
 from emulator.fixtures import Deployment, Queue
 from emulator.runtime import Emulator
-from emulator.state import WebMessagingSession, new_id
+from emulator.state.model import new_id
+from emulator.state.webmessaging import WebMessagingSession
 from emulator.ws_limits import ECHOES_PER_MINUTE, REQUESTS_PER_MINUTE, SlidingWindow
 from emulator.ws_links import Link
 from emulator.ws_webmessaging_frames import ClientRequest, RequestRefused, TooManyRequests
@@ -141,7 +142,7 @@ class GuestConnection:
         if not text.strip():
             raise RequestRefused(400, "Message text is required")
         attributes = self._custom_attributes(request)
-        conv, stored = self._emulator.state.webmessaging_guest_message(
+        conv, stored = self._emulator.state.webmessaging.guest_message(
             session, text, queue=self._queue, duration_s=self._duration_s, attributes=attributes
         )
         echo = frames.structured(conv, stored)
@@ -161,10 +162,10 @@ class GuestConnection:
                 raise RequestRefused(409, frames.READ_ONLY_TEXT)
             sessions.message_allowed(session)
             if kind == "Typing":
-                self._emulator.state.webmessaging_typing(session)  # not echoed
+                self._emulator.state.webmessaging.typing(session)  # not echoed
                 continue
             attributes = self._custom_attributes(request)
-            _, joined = self._emulator.state.webmessaging_join(
+            _, joined = self._emulator.state.webmessaging.join(
                 session, queue=self._queue, duration_s=self._duration_s, attributes=attributes
             )
             echo = frames.presence(joined)

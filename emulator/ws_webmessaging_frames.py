@@ -26,7 +26,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.alias_generators import to_camel
 
-from emulator.state import Conversation, HistoryItem, SessionEvent, StoredMessage, WebMessagingSession
+from emulator.state.model import Conversation, StoredMessage
+from emulator.state.webmessaging import HistoryItem, SessionEvent, WebMessagingSession
 from genesys.models import WebMessagingMessage
 from guest.common import iso_time
 from guest.webmessaging_frames import (

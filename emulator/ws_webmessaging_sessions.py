@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 from emulator import ws_webmessaging_frames as frames
 from emulator.ledger import LedgerEntry
-from emulator.state import WebMessagingSession, new_id
+from emulator.state.model import new_id
+from emulator.state.webmessaging import WebMessagingSession
 from emulator.ws_limits import MESSAGES_PER_SECOND, SlidingWindow
 from emulator.ws_links import Link
 from emulator.ws_webmessaging_frames import RequestRefused
@@ -51,9 +52,7 @@ class WebMessagingSessions:
         """Resume or create the token's session and bind ``link`` to it; returns (session, new)."""
         state = self._emulator.state
         duration_s = self._emulator.config.webmessaging_session_duration_s
-        session, new = state.configure_webmessaging_session(
-            token, deployment_id, start_new=start_new, duration_s=duration_s
-        )
+        session, new = state.webmessaging.configure(token, deployment_id, start_new=start_new, duration_s=duration_s)
         if session.deployment_id != deployment_id:
             raise RequestRefused(400, "The session token belongs to another deployment")
         self.refuse_expired(session)
@@ -65,14 +64,14 @@ class WebMessagingSessions:
 
     def session(self, token: str | None) -> WebMessagingSession:
         """The live session of a request's token, else the error frame it gets (4007 / 4006)."""
-        session = self._emulator.state.webmessaging_session_by_token(token) if token else None
+        session = self._emulator.state.webmessaging.by_token(token) if token else None
         if session is None:
             raise RequestRefused(4007, "Session not found")
         self.refuse_expired(session)
         return session
 
     def refuse_expired(self, session: WebMessagingSession) -> None:
-        if self._emulator.state.webmessaging_expired(session):
+        if self._emulator.state.webmessaging.expired(session):
             self.expire(session)
             raise RequestRefused(4006, "Session has expired")
 
@@ -99,7 +98,7 @@ class WebMessagingSessions:
     def clear(self, session: WebMessagingSession, tracing_id: str | None) -> None:
         """Presence Clear: the conversation ends for good; every socket gets SessionClearedEvent, then
         ConnectionClosedEvent and the close."""
-        self._emulator.state.clear_webmessaging_session(session)
+        self._emulator.state.webmessaging.clear(session)
         links = self._emulator.links.of_session(session.id)
         for link in links:
             link.send(frames.session_cleared(tracing_id))
@@ -120,18 +119,18 @@ class WebMessagingSessions:
 
     def expire(self, session: WebMessagingSession) -> None:
         """The session's lifetime is over: SessionExpiredEvent to its sockets (once); its token is dead."""
-        if self._emulator.state.expire_webmessaging_session(session):
+        if self._emulator.state.webmessaging.expire(session):
             self.fanout(session.id, frames.session_expired(), shapeable=False)
 
     def force_read_only(self, session: WebMessagingSession) -> None:
         """End the session's conversation as a ReadOnly Conversation Disconnect would, whatever the config."""
         state = self._emulator.state
-        conv = state.get(session.conversation_id) if session.conversation_id else None
+        conv = state.conversations.get(session.conversation_id) if session.conversation_id else None
         if conv is not None and conv.live:
             self._forced_read_only.add(session.id)
-            state.disconnect_conversation(conv, disconnect_type="client", by="system")  # -> _on_entry
+            state.conversations.disconnect_conversation(conv, disconnect_type="client", by="system")  # -> _on_entry
         else:
-            event = state.end_webmessaging_conversation(session, read_only=True)
+            event = state.webmessaging.end_conversation(session, read_only=True)
             self.fanout(session.id, frames.encode("message", "StructuredMessage", frames.presence(event)))
 
     # --- what others do in the session's conversation -------------------------------------------------
@@ -139,8 +138,8 @@ class WebMessagingSessions:
         if entry.kind not in _PUSHED or entry.session_id is None or entry.conversation_id is None:
             return
         state = self._emulator.state
-        session = state.webmessaging_session(entry.session_id)
-        conv = state.get(entry.conversation_id)
+        session = state.webmessaging.get(entry.session_id)
+        conv = state.conversations.get(entry.conversation_id)
         if session is None or conv is None or not session.live:
             return
         body = None
@@ -157,6 +156,6 @@ class WebMessagingSessions:
             forced = session.id in self._forced_read_only
             self._forced_read_only.discard(session.id)
             read_only = forced or self._emulator.config.webmessaging_disconnect_read_only
-            body = frames.presence(state.end_webmessaging_conversation(session, read_only=read_only))
+            body = frames.presence(state.webmessaging.end_conversation(session, read_only=read_only))
         if body is not None:
             self.fanout(session.id, frames.encode("message", "StructuredMessage", body))
