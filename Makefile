@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test run lint bench clean env
+.PHONY: test run demo lint bench clean env
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ test: $(STAMP)
 run: $(STAMP)
 	$(BIN)/parley run
 
+# The five seed scenarios (and one command of every other type) against a running `make run`.
+demo: $(STAMP)
+	$(BIN)/parley demo
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
@@ -30,3 +34,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .parley .pytest_cache .ruff_cache *.egg-info
+
+# The chaos suite: the whole product under Genesys faults, worker kills and a Redis restart, judged
+# from the emulator's ledger and the event stream (README: Chaos suite). Arguments: CHAOS_ARGS.
+.PHONY: chaos
+chaos: $(STAMP)
+	$(BIN)/python -m chaos $(CHAOS_ARGS)

@@ -236,6 +236,19 @@ def emulator(
 
 
 @app.command()
+def demo() -> None:
+    """Run the five seed scenarios and one command of every other type against a running `parley run`."""
+    from parley.demo import DemoError, run_demo, table
+
+    try:
+        rows = run_demo(_client(), get_settings())
+    except DemoError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    typer.echo(table(rows))
+
+
+@app.command()
 def run() -> None:
     """Run the whole product on embedded defaults (Redis, emulator, workers, Flower)."""
     from parley.run import run as run_all
