@@ -229,8 +229,9 @@ def main() -> None:
                          PARLEY_GENESYS_RATE_LIMIT_PER_MINUTE="100000000")
         client = redis.Redis.from_url(server.url, decode_responses=True)
         counter = RequestCounter(emulator.base_url)
-        ingest = start_ingest(env)
-        worker = start_celery(env, app="tasks.app", concurrency=args.concurrency)
+        logs = Path(tmp)
+        ingest = start_ingest(env, log=logs / "ingest.log")
+        worker = start_celery(env, app="tasks.app", concurrency=args.concurrency, log=logs / "celery.log")
         stale_worker = None
         cases: list[results.RequestCase] = []
         try:
@@ -256,8 +257,13 @@ def main() -> None:
             # every cache entry is older than the limit.
             stop(worker)
             stale_worker = start_celery({**env, "PARLEY_STATE_MAX_AGE_S": "0"}, app="tasks.app",
-                                        concurrency=args.concurrency, name="stale")
+                                        concurrency=args.concurrency, name="stale", log=logs / "celery.log")
             case(STALE, lambda i: send(customers[i]))
+        except SystemExit:
+            for log in sorted(logs.glob("*.log")):  # what the workers said, since they did not finish
+                print(f"--- {log.name} (last lines)\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:]),
+                      file=sys.stderr)
+            raise
         finally:
             for process in (ingest, worker, stale_worker):
                 if process is not None:

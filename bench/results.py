@@ -62,7 +62,10 @@ def _memory_bytes() -> int:
 
 
 def git_revision() -> str:
-    """The commit measured, with ``+dirty`` when the working tree differs from it."""
+    """The commit measured, with ``+dirty`` when the working tree differs from it (``PARLEY_BENCH_REVISION``
+    when set: a run from an exported tree, which has no .git)."""
+    if revision := os.environ.get("PARLEY_BENCH_REVISION"):
+        return revision
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                              check=True).stdout.strip()
