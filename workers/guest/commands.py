@@ -1,14 +1,12 @@
 """The command side of the guest worker: read a command's record, end it.
 
-Commands end through :class:`parley.outcomes.Outcomes`, the one place that writes record state, the
-event and the dead letter in a single transaction. Outcomes is synchronous, and a thread pool is no
-answer at hundreds of endings a second (each thread waits for the GIL behind the busy event loop), so
-Outcomes runs unchanged against a client whose pipelines record their transaction instead of sending
-it (:class:`_Recorder`); the recorded commands are then run by one Lua script (:data:`_ATOMIC`), which
-Redis executes as atomically as MULTI/EXEC, on the coalesced pipeline of :mod:`workers.guest.batch`.
-A session runner records an ending in the same script that takes its next command (and marks that one
-running): :meth:`succeeded` and :meth:`failed` give the ending as script arguments for it. Only the
-rare state cache writes go to a thread.
+Commands end through :class:`parley.outcomes.Endings`, the one place that says what ending a command
+writes (record state, the event, the dead letter). It gives those writes as data, and here they go
+to Redis as script arguments ("words", :data:`RUN_WORDS`): alone (:meth:`CommandDesk.succeed`,
+:meth:`~CommandDesk.fail`, one script, as atomic as MULTI/EXEC, on the coalesced pipeline of
+:mod:`workers.guest.batch`), or in the script that also takes a session's next command, for which
+:meth:`~CommandDesk.succeeded` and :meth:`~CommandDesk.failed` give them. Only the rare state cache
+writes go to a thread.
 """
 
 from __future__ import annotations
@@ -18,12 +16,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
-
-import redis
+from typing import TypeVar
 
 from parley import keys
-from parley.outcomes import Outcomes, about
+from parley.outcomes import Endings, Writes, about
 from parley.records import CommandRecord
 from parley.settings import Settings
 from schemas.commands import Command
@@ -71,28 +67,12 @@ _ATOMIC = RUN_WORDS + "run_words(ARGV, 1)\nreturn 1\n"
 Words = Sequence[str | int | float]
 
 
-class _RecordingPipeline(redis.client.Pipeline):
-    """Stages commands like any transaction; ``execute`` hands them to the recorder instead of Redis."""
-
-    recorder: _Recorder
-
-    def execute(self, raise_on_error: bool = True) -> list[Any]:
-        self.recorder.stacks.append(list(self.command_stack))
-        self.reset()
-        return []
-
-
-class _Recorder(redis.Redis):
-    """A client that never connects: its pipelines record (see the module docstring)."""
-
-    def __init__(self) -> None:
-        super().__init__(decode_responses=True)
-        self.stacks: list[list[tuple[tuple[Any, ...], dict[str, Any]]]] = []
-
-    def pipeline(self, transaction: bool = True, shard_hint: str | None = None) -> _RecordingPipeline:
-        pipe = _RecordingPipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
-        pipe.recorder = self
-        return pipe
+def words(writes: Writes) -> Words:
+    """Redis writes as script arguments: for each command its length, then the command."""
+    flat: list[str | int | float] = []
+    for command in writes:
+        flat += [len(command), *command]
+    return flat
 
 
 class CommandDesk:
@@ -101,12 +81,11 @@ class CommandDesk:
         self.redis = batcher.redis
         self._batcher = batcher
         self._atomic = batcher.script(_ATOMIC)
-        self._recorder = _Recorder()
-        self.outcomes = Outcomes(self._recorder, settings)
+        self.endings = Endings(settings)
         self._executor = executor
 
     async def run_sync(self, fn: Callable[..., T], *args: object) -> T:
-        """Run a blocking Redis helper (Outcomes, the state cache) off the event loop."""
+        """Run a blocking Redis helper (the state cache) off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args))
 
     async def record(self, command_id: str) -> CommandRecord | None:
@@ -130,14 +109,12 @@ class CommandDesk:
 
     def succeeded(self, record: CommandRecord, result: CommandResult, *extra: EventBase) -> Words:
         """The success as words, for a script to run (:data:`RUN_WORDS`)."""
-        self.outcomes.succeed(record, result, *extra)
-        return self._recorded()
+        return words(self.endings.succeeded(record, result, *extra))
 
     def failed(self, record: CommandRecord, reason: str, error: GenesysErrorInfo | None = None,
                hint: str | None = None) -> Words:
         """The failure as words, for a script to run (:data:`RUN_WORDS`)."""
-        self.outcomes.fail(record, reason, error=error, hint=hint)
-        return self._recorded()
+        return words(self.endings.failed(record, reason, error, hint))
 
     async def succeed(self, record: CommandRecord, result: CommandResult, *extra: EventBase) -> None:
         await self._atomic([], self.succeeded(record, result, *extra))
@@ -146,17 +123,7 @@ class CommandDesk:
                    hint: str | None = None) -> None:
         await self._atomic([], self.failed(record, reason, error, hint))
 
-    def _recorded(self) -> Words:
-        (stack,) = self._recorder.stacks  # Outcomes ran synchronously just now: exactly one transaction
-        self._recorder.stacks.clear()
-        words: list[str | int | float] = []
-        for args, _options in stack:
-            words += [len(args), *(a.decode() if isinstance(a, bytes) else a for a in args)]
-        return words
-
     async def retrying(self, record: CommandRecord, attempt: int, delay_s: float, reason: str,
                        error: GenesysErrorInfo | None = None) -> None:
         event = CommandRetrying(**about(record), attempt=attempt, delay_s=delay_s, reason=reason, error=error)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            self.outcomes.events.append(event, pipe)  # type: ignore[arg-type]
-            await pipe.execute()
+        await self.redis.execute_command(*self.endings.event(event))
