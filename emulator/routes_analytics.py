@@ -1,7 +1,7 @@
 """``POST /api/v2/analytics/conversations/details/query``: which conversations exist, as analytics sees them.
 
 This is how a client finds out what a lost request did (which conversation it created), so the
-emulator answers it as Genesys would, lag included (see :mod:`emulator.analytics`). The request is
+emulator answers it as Genesys would, lag included (see :mod:`emulator.state.analytics`). The request is
 validated here: a malformed interval, a predicate without what its type needs, or paging out of
 range is a 400 ErrorBody; parts of the query the emulator does not evaluate (aggregations,
 evaluation/survey/resolution filters) are refused rather than silently ignored.
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from starlette.responses import JSONResponse, Response
 
-from emulator import analytics
 from emulator.api import Auth, Call, api_route
 from emulator.bodies import parse_body
 from emulator.errors import ApiError
+from emulator.state import analytics
 from emulator.wire_extra import ConversationQueryBody
 from genesys.models import (
     ConversationDetailQueryPredicate,

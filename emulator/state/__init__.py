@@ -13,6 +13,8 @@ ledger's listeners, never from here.
   queue outbound), :mod:`~emulator.state.cobrowse`, :mod:`~emulator.state.chats` (third-party
   chat), :mod:`~emulator.state.guestchat`, :mod:`~emulator.state.agents` (an agent's actions),
   :mod:`~emulator.state.webmessaging` (the guest sessions of the Web Messaging socket).
+- :mod:`~emulator.state.analytics`: the conversations as the analytics detail query finds them
+  (a lagging index), read from the store.
 
 :class:`EmulatorState` holds one of each, built on one store.
 """
