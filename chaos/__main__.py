@@ -29,13 +29,16 @@ def parse(argv: list[str] | None = None) -> ChaosConfig:
     p.add_argument("--customers", type=int, default=0, help="message.send customers (default: commands / 25)")
     p.add_argument("--lost-answers", type=float, default=defaults.rates.lost_answer,
                    help="share of mutating Genesys calls whose answer is lost after they took effect")
+    p.add_argument("--non-utf8", action="store_true",
+                   help="also submit a command whose bytes are not UTF-8 (last of all: it stops ingestion today)")
     p.add_argument("--keep-dir", action="store_true", help="keep the working directory (logs, AOF)")
     a = p.parse_args(argv)
     seed = a.seed if a.seed is not None else int.from_bytes(os.urandom(4), "big")
     return ChaosConfig(seed=seed, commands=a.commands, guests=a.guests, celery_kills=a.celery_kills,
                        guest_kills=a.guest_kills, redis_restarts=a.redis_restarts, celery_concurrency=a.concurrency,
                        window=a.window, recovery_limit_s=a.recovery_limit, drain_timeout_s=a.drain_timeout,
-                       customers=a.customers, rates=FaultRates(lost_answer=a.lost_answers), keep_dir=a.keep_dir)
+                       customers=a.customers, non_utf8=a.non_utf8, rates=FaultRates(lost_answer=a.lost_answers),
+                       keep_dir=a.keep_dir)
 
 
 def _terminate(signum: int, _frame: FrameType | None) -> None:

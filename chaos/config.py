@@ -40,6 +40,7 @@ class ChaosConfig(BaseModel):
     recovery_limit_s: float = Field(default=60.0, gt=0)
     drain_timeout_s: float = Field(default=240.0, gt=0, description="After the last submission, wait this long.")
     customers: int = Field(default=0, ge=0, description="message.send customers; 0: one per 25 commands.")
+    non_utf8: bool = Field(default=False, description="Also submit a command that is not UTF-8 (last of all).")
     rates: FaultRates = FaultRates()
     keep_dir: bool = False
 

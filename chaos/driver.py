@@ -60,7 +60,7 @@ class Driver:
         self._sessions_sent: dict[str, int] = {}
 
     # --- submission ------------------------------------------------------------------------------------
-    def _xadd(self, entries: list[dict[str, str]]) -> list[str]:
+    def _xadd(self, entries: list[dict[str, str | bytes]]) -> list[str]:
         """XADD ``entries`` in one transaction (the same moment); rides out a Redis outage."""
         while True:
             with self.pause:
@@ -80,11 +80,11 @@ class Driver:
             return False
 
     def _submit_step(self, step: Step) -> None:
-        fields: list[dict[str, str]] = []
+        fields: list[dict[str, str | bytes]] = []
         for entry in step.entries:
             if entry.role == "invalid":
                 assert entry.invalid is not None
-                fields.append(self.plan.invalid[entry.invalid].fields)
+                fields.append(self.plan.invalid[entry.invalid].stream_fields())
             else:
                 assert entry.key is not None
                 fields.append({"command": json.dumps(self.plan.commands[entry.key].body)})
@@ -180,6 +180,8 @@ class Driver:
         all_answered = lambda: all(self._answered(s) for s in self.plan.guests)  # noqa: E731
         self.follower.wait(all_answered, GUEST_SETTLE_S)
         self._end_answered_sessions(force=True)
+        for step in self.plan.last:
+            self._submit_step(step)
         self.submitted.done_at = time.time()
         return self.submitted
 

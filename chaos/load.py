@@ -53,6 +53,12 @@ class InvalidCommand(_Model):
     fields: dict[str, str]
     key: str | None = None  # the idempotency key the rejection can name (None: unreadable)
     correlation_id: str | None = None
+    latin1: bool = False  # send the command field as Latin-1 bytes: not UTF-8
+
+    def stream_fields(self) -> dict[str, str | bytes]:
+        if self.latin1:
+            return {name: value.encode("latin-1") for name, value in self.fields.items()}
+        return dict(self.fields)
 
 
 class Entry(_Model):
@@ -84,6 +90,7 @@ class Plan(_Model):
     invalid: list[InvalidCommand]
     steps: list[Step]
     guests: list[GuestSession]
+    last: list[Step] = Field(default_factory=list)  # after everything else, guest ends included
 
     @property
     def valid_submissions(self) -> int:
@@ -171,7 +178,7 @@ class LoadBuilder:
         return PlannedCommand(index=index, key=key, type=body["type"], body=body, **extra)
 
     def build(self, commands: int, guests: int, duplicate_share: float, invalid_share: float,
-              expired_share: float, guest_messages: int, customers: int) -> Plan:
+              expired_share: float, guest_messages: int, customers: int, non_utf8: bool = False) -> Plan:
         pool = self.customers(customers)
         planned: list[PlannedCommand] = []
         for i in range(commands):
@@ -186,8 +193,15 @@ class LoadBuilder:
             planned.append(command)
         invalid = [self.invalid(i) for i in range(round(commands * invalid_share))]
         steps = self._steps(planned, invalid)
+        last: list[Step] = []
+        if non_utf8:
+            # Last of all: today it stops the ingestion worker (it cannot even read the batch holding it),
+            # so anything after it would be stuck too and the verdict would only say that.
+            bad = self.invalid(len(invalid), kind="not_utf8")
+            invalid.append(bad)
+            last.append(Step(entries=[Entry(role="invalid", invalid=bad.index)]))
         sessions = [self.guest(i, guest_messages) for i in range(guests)]
-        return Plan(commands={c.key: c for c in planned}, invalid=invalid, steps=steps, guests=sessions)
+        return Plan(commands={c.key: c for c in planned}, invalid=invalid, steps=steps, guests=sessions, last=last)
 
     def _steps(self, planned: list[PlannedCommand], invalid: list[InvalidCommand]) -> list[Step]:
         """Each command's step; a duplicate rides in the same step half the time (the same moment),
@@ -207,9 +221,13 @@ class LoadBuilder:
         return [Step(entries=entries) for entries in slots]
 
     # --- invalid ---------------------------------------------------------------------------------------
-    def invalid(self, index: int) -> InvalidCommand:
+    def invalid(self, index: int, kind: str | None = None) -> InvalidCommand:
         kinds = list(INVALID_KINDS)
-        kind = kinds[index] if index < len(kinds) else self.rng.choice(kinds)
+        if kind == "not_utf8":  # "café" in Latin-1: the byte 0xE9 is not UTF-8
+            text = json.dumps({"type": "message.send", "idempotency_key": f"chaos-{self.seed}-bad-caf\u00e9"},
+                              ensure_ascii=False)
+            return InvalidCommand(index=index, kind=kind, fields={"command": text}, latin1=True)
+        kind = kind or (kinds[index] if index < len(kinds) else self.rng.choice(kinds))
         key = f"chaos-{self.seed}-bad-{index:05d}"
         good: dict[str, Any] = {"type": "message.send", "idempotency_key": key, "correlation_id": f"corr-{key}",
                                 "channel": "webmessaging", "from_address": self.wm_deployment,

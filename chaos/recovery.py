@@ -27,7 +27,8 @@ class Recovery(BaseModel):
     lasted_s: float
     in_flight: int
     charged: int
-    recovery_s: float | None  # None: a command it touched never ended
+    recovery_s: float | None  # over the commands charged to it; None: one never ended
+    recovery_all_s: float | None  # over every command it touched, later faults' delays included
     slowest: list[str]
 
 
@@ -60,10 +61,14 @@ def check_recovery(plan: Plan, submitted: Submitted, outcomes: Outcomes, faults:
         lost = [k for k in keys if end_s.get(k) is None]
         waits = sorted(((end_s[k] or 0) - fault.ended_at, k) for k in keys if end_s.get(k) is not None)
         recovery = None if lost else max([0.0, *(w for w, _k in waits)])
+        every = touched[i]
+        recovery_all = None if any(end_s.get(k) is None for k in every) else max(
+            [0.0, *((end_s[k] or 0) - fault.ended_at for k in every)])
         slowest = lost[:5] or [k for _w, k in waits[-5:]][::-1]
         out.append(Recovery(kind=fault.kind, target=fault.target, started_at=fault.started_at,
                             lasted_s=round(fault.ended_at - fault.started_at, 2), in_flight=len(touched[i]),
                             charged=len(keys), recovery_s=None if recovery is None else round(recovery, 2),
+                            recovery_all_s=None if recovery_all is None else round(recovery_all, 2),
                             slowest=slowest))
         label = f"{fault.kind} {fault.target}"
         if fault.error:

@@ -84,9 +84,14 @@ def render(result: Result) -> str:
               f"answers lost after the call took effect, {inj.get('latency', 0)} latency only"]
     lines += ["", f"Faults and recovery (limit {c.recovery_limit_s:g} s after the fault ended)"]
     rec_rows = [[str(i + 1), r.kind, r.target, f"{r.lasted_s:.1f}", str(r.in_flight), str(r.charged),
-                 "LOST" if r.recovery_s is None else f"{r.recovery_s:.1f}"] for i, r in enumerate(result.recoveries)]
-    lines += _table(["#", "fault", "target", "lasted s", "in flight", "charged", "recovery s"], rec_rows) \
-        if rec_rows else ["  none"]
+                 "LOST" if r.recovery_s is None else f"{r.recovery_s:.1f}",
+                 "LOST" if r.recovery_all_s is None else f"{r.recovery_all_s:.1f}"]
+                for i, r in enumerate(result.recoveries)]
+    lines += _table(["#", "fault", "target", "lasted s", "in flight", "charged", "recovery s", "all touched s"],
+                    rec_rows) if rec_rows else ["  none"]
+    lines.append("  in flight: commands submitted before the fault and not ended as it struck; charged: those for "
+                 "which it was the last fault (recovery s, the verdict's figure); all touched s: measured over every "
+                 "command in flight, the delays of later faults included")
     lines += ["", "Extra effects",
               f"  messages {f.get('extra messages', 0)}, conversations {f.get('extra conversations', 0)}, "
               f"chats {f.get('extra chats', 0)}; chats of failed commands (reported) "

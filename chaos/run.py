@@ -78,7 +78,7 @@ def run(config: ChaosConfig, log: bool = True) -> Result:
         baseline = emulator.last_seq()
         plan: Plan = LoadBuilder(config.seed, fixtures, targets).build(
             config.commands, config.guests, config.duplicate_share, config.invalid_share, config.expired_share,
-            config.guest_messages, config.customer_pool)
+            config.guest_messages, config.customer_pool, config.non_utf8)
         elapsed["startup"] = time.monotonic() - began
         say(f"cluster up: {len(plan.commands)} commands, {len(plan.invalid)} invalid, {len(plan.guests)} guest "
             f"sessions planned")

@@ -30,10 +30,13 @@ def judge(plan: Plan, submitted: Submitted, observed: Observed, faults: list[Fau
     found.merge(check_guests(plan, outcomes, observed))
     recovered, recoveries = check_recovery(plan, submitted, outcomes, faults, limit_s)
     found.merge(recovered)
+    died: Counter[tuple[str, int, str]] = Counter()
     for death in deaths:
-        first_error = next((line for line in death.log_tail.splitlines()[::-1] if "Error" in line), "")
-        found.add("every worker up", f"{death.name} died on its own (exit {death.returncode}): "
-                  f"{first_error.strip()[:200]}", [death.name])
+        error = next((line for line in death.log_tail.splitlines()[::-1] if "Error" in line), "")
+        died[(death.name, death.returncode, error.strip()[:200])] += 1
+    for (name, returncode, error), times in died.items():
+        found.add("every worker up", f"{name} died on its own{f' {times} times' if times > 1 else ''} "
+                  f"(exit {returncode}; restarted by the harness): {error}", [name])
     if down:
         found.add("every worker up", "not running at the end", down)
     return found, recoveries, reasons
@@ -67,7 +70,8 @@ def _commands(plan: Plan, submitted: Submitted, outcomes: Outcomes, found: Findi
             ok = permanent(ends[0].data)
             reasons[("permanent: " if ok else "NOT permanent: ") + f"{kind}: {reason_class(reason)}"] += 1
             if not ok:
-                found.add("failures are permanent", f"{key} ({kind}) failed: {reason}", [key])
+                found.add("failures are permanent", f"{key} ({kind}) failed: {reason}",
+                          [key, str(ends[0].data.get("command_id"))])
         duplicates = len(outcomes.of_type(key, "command.duplicate"))
         found.count("duplicates answered", duplicates)
         found.count("duplicates submitted", copies - 1)
