@@ -346,8 +346,9 @@ def _img(plots: dict[str, Path], key: str, alt: str, report_dir: Path) -> list[s
 
 
 def _run_line(run: results.RunInfo) -> str:
+    load = "" if run.load_average is None else f", load average {run.load_average:g} at the start"
     return (f"Command: `{results.without_json_flag(run.command)}` (revision {run.revision}, "
-            f"{run.started_at:%Y-%m-%d %H:%M} UTC, {run.seconds:.0f} s)")
+            f"{run.started_at:%Y-%m-%d %H:%M} UTC, {run.seconds:.0f} s{load})")
 
 
 def section_requests(r: RequestsResult, plots: dict[str, Path], report_dir: Path) -> list[str]:
@@ -486,6 +487,11 @@ def render_markdown(res: Results, plots: dict[str, Path], meta: Meta | None, rep
         if meta.failed:
             lines.append(f"* **Failed** (their sections show older results, or none): {', '.join(meta.failed)}")
     lines += [f"* Machine: {m}" for m in sorted(machines)] or ["* Machine: " + Machine.here().line()]
+    loads = [r.run.load_average for r in records if r.run.load_average is not None]
+    if loads and max(loads) > (records[0].run.machine.cores or 1):
+        lines.append(f"* **The machine was busy**: its load average reached {max(loads):g} on "
+                     f"{records[0].run.machine.cores} cores at the start of a benchmark (other work competing for the "
+                     "CPU); absolute figures are low and noisy, ratios less so.")
     lines += ["* Every figure puts Parley beside a baseline measured side by side in the same run, and the ratio "
               "Parley / baseline (throughput: higher is better; latency and memory: lower is better).", ""]
     lines += ["Commands run (from the repository root):", ""]

@@ -82,6 +82,8 @@ class RunInfo(_Record):
     seconds: float
     machine: Machine
     revision: str
+    load_average: float | None = Field(
+        default=None, description="The machine's 1-minute load average at the start: other work competing for it.")
 
     @classmethod
     def start(cls) -> RunInfo:
@@ -90,7 +92,7 @@ class RunInfo(_Record):
         python = ".venv/bin/python" if Path(sys.executable).parent.parent.resolve() == (ROOT / ".venv").resolve() \
             else "python"
         return cls(command=shlex.join([python, *argv]), started_at=datetime.now(UTC), seconds=0.0,
-                   machine=Machine.here(), revision=git_revision())
+                   machine=Machine.here(), revision=git_revision(), load_average=round(os.getloadavg()[0], 2))
 
     def finish(self) -> RunInfo:
         return self.model_copy(update={"seconds": round((datetime.now(UTC) - self.started_at).total_seconds(), 1)})
