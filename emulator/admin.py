@@ -14,13 +14,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from emulator.api import emulator_of
 from emulator.auth import WEBMESSAGING_ISSUER, GuestJwtData
-from emulator.bodies import parse_body
 from emulator.config import EmulatorConfig
 from emulator.errors import ApiError
 from emulator.faults import FaultList, FaultSpec
 from emulator.ledger import LedgerFilter, wire_page
+from emulator.rest.api import emulator_of
+from emulator.rest.bodies import parse_body
 from emulator.runtime import ConfigPatch, Emulator
 from emulator.state.model import Conversation
 

@@ -16,23 +16,10 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
-from emulator import (
-    admin,
-    gateway,
-    routes_analytics,
-    routes_chats,
-    routes_cobrowse,
-    routes_conversations,
-    routes_guestchat,
-    routes_messages,
-    routes_oauth,
-    routes_webmessaging,
-    ws_admin,
-    ws_guestchat,
-    ws_webmessaging,
-)
+from emulator import admin, gateway, ws_admin, ws_guestchat, ws_webmessaging
 from emulator.config import EmulatorConfig
 from emulator.errors import ApiError, error_response
+from emulator.rest import analytics, chats, cobrowse, conversations, guestchat, messages, oauth, webmessaging
 from emulator.runtime import Emulator
 from parley.settings import get_settings
 
@@ -101,18 +88,18 @@ def create_app(config: EmulatorConfig | None = None) -> Starlette:
     app = EmulatorApp(
         routes=[
             *admin.ROUTES,
-            *routes_oauth.ROUTES,
-            *routes_analytics.ROUTES,
-            *routes_messages.ROUTES,
-            *routes_chats.ROUTES,
-            *routes_cobrowse.ROUTES,
-            *routes_guestchat.ROUTES,
-            *routes_webmessaging.ROUTES,
+            *oauth.ROUTES,
+            *analytics.ROUTES,
+            *messages.ROUTES,
+            *chats.ROUTES,
+            *cobrowse.ROUTES,
+            *guestchat.ROUTES,
+            *webmessaging.ROUTES,
             *ws_admin.ROUTES,
             *ws_webmessaging.ROUTES,
             *ws_guestchat.ROUTES,
             # Last: /api/v2/conversations/{conversationId} would swallow /conversations/chats etc.
-            *routes_conversations.ROUTES,
+            *conversations.ROUTES,
         ],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},
         lifespan=_lifespan,

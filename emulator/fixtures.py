@@ -7,6 +7,7 @@ org's (UUIDs, a 43-character secret) so that code which validates shapes treats 
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
@@ -26,6 +27,16 @@ class Deployment(_Fixture):
     allowed_domains: tuple[str, ...] = ()
     # Web Messaging: the queue the deployment's inbound message flow routes guest conversations to.
     queue_id: str | None = None
+
+    def allows_origin(self, origin: str | None, *, require: bool) -> bool:
+        """Is a guest socket (or history read) with this ``Origin`` header allowed here? A missing
+        ``Origin`` is, unless ``require``: browsers always send one, server-side clients often do not."""
+        if not self.allowed_domains:
+            return True
+        if not origin:
+            return not require
+        host = (urlsplit(origin).hostname or "").lower()
+        return any(host == domain or host.endswith("." + domain) for domain in self.allowed_domains)
 
 
 class Queue(_Fixture):

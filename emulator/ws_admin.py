@@ -26,9 +26,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from emulator import ws_guestchat_frames as guestchat_frames
-from emulator.api import emulator_of
-from emulator.bodies import parse_body
 from emulator.errors import ApiError
+from emulator.rest.api import emulator_of
+from emulator.rest.bodies import parse_body
 from emulator.runtime import Emulator
 from emulator.state.webmessaging import WebMessagingSession
 from emulator.ws_links import Link, Protocol, ShapeMode

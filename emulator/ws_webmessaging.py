@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 from starlette.routing import WebSocketRoute
@@ -36,16 +35,6 @@ from emulator.ws_webmessaging_frames import ClientRequest, RequestRefused, TooMa
 from guest.webmessaging_frames import JwtResponse
 
 log = logging.getLogger("emulator.ws")
-
-
-def allowed_origin(deployment: Deployment, origin: str | None, *, require: bool) -> bool:
-    """Is a socket with this ``Origin`` header allowed on the deployment (see the module docstring)?"""
-    if not deployment.allowed_domains:
-        return True
-    if not origin:
-        return not require
-    host = (urlsplit(origin).hostname or "").lower()
-    return any(host == domain or host.endswith("." + domain) for domain in deployment.allowed_domains)
 
 
 class GuestConnection:
@@ -242,7 +231,7 @@ async def guest_socket(websocket: WebSocket) -> None:
     deployment = emulator.fixtures.deployment(deployment_id, "webmessaging")
     origin = websocket.headers.get("origin")
     require = emulator.config.webmessaging_require_origin
-    if deployment is None or not allowed_origin(deployment, origin, require=require):
+    if deployment is None or not deployment.allows_origin(origin, require=require):
         await websocket.close()  # before accept: the server answers the upgrade with 403
         return
     await websocket.accept()

@@ -3,8 +3,8 @@
 Everything here is Genesys' domain behaviour: who the participants of each kind of conversation are,
 when a conversation counts as live, what a disconnect cascades to, and the domain errors that come
 with it (400 ``active.conversation``, 409 on a second live cobrowse, ...). Request parsing and
-response shapes live in the route and view modules; what the guest sockets show is learnt from the
-ledger's listeners, never from here.
+response shapes live in :mod:`emulator.rest` and :mod:`emulator.views`; what the guest sockets show
+is learnt from the ledger's listeners, never from here.
 
 - :mod:`~emulator.state.model`: the records (conversation, participant, leg, message, ...).
 - :mod:`~emulator.state.store`: :class:`Conversations`, the store every section shares: lookups,

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from starlette.responses import JSONResponse, Response
 
-from emulator.api import Auth, Call, api_route
-from emulator.bodies import parse_body
 from emulator.errors import ApiError
+from emulator.rest.api import Auth, Call, api_route
+from emulator.rest.bodies import parse_body
+from emulator.rest.wire_extra import ConversationQueryBody
 from emulator.state import analytics
-from emulator.wire_extra import ConversationQueryBody
 from genesys.models import (
     ConversationDetailQueryPredicate,
     PagingSpec,

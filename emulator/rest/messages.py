@@ -15,18 +15,18 @@ import uuid
 from starlette.responses import Response
 
 from emulator import views
-from emulator.api import Auth, Call, api_route, no_content, ok
-from emulator.bodies import parse_body, query_bool
 from emulator.errors import ApiError
 from emulator.fixtures import Fixtures
-from emulator.routes_conversations import conversation_of, patch_conversation, patch_participant
-from emulator.state.model import Conversation, Kind, Media, NaturalKey, Participant, StoredMessage
-from emulator.wire_extra import (
+from emulator.rest.api import Auth, Call, api_route, no_content, ok
+from emulator.rest.bodies import parse_body, query_bool
+from emulator.rest.conversations import conversation_of, patch_conversation, patch_participant
+from emulator.rest.wire_extra import (
     AdditionalMessage,
     CreateOutboundMessagingConversationRequest,
     CreateOutboundMessagingConversationResponse,
     MessageTypingEventRequest,
 )
+from emulator.state.model import Conversation, Kind, Media, NaturalKey, Participant, StoredMessage
 from genesys.models import (
     MessageData,
     SendAgentlessOutboundMessageRequest,

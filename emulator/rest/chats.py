@@ -11,13 +11,13 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from emulator import views
-from emulator.api import Auth, Call, api_route, ok
-from emulator.bodies import parse_body
 from emulator.errors import ApiError
-from emulator.routes_conversations import conversation_of, patch_conversation, patch_participant
-from emulator.routes_guestchat import message_list
+from emulator.rest.api import Auth, Call, api_route, ok
+from emulator.rest.bodies import parse_body
+from emulator.rest.conversations import conversation_of, patch_conversation, patch_participant
+from emulator.rest.guestchat import message_list
+from emulator.rest.wire_extra import ChatConversationEntityListing
 from emulator.state.model import Conversation, Kind, Media
-from emulator.wire_extra import ChatConversationEntityListing
 from genesys.models import CreateWebChatMessageRequest, CreateWebChatRequest
 
 CHAT_KINDS = (Kind.THIRD_PARTY_CHAT, Kind.GUEST_CHAT)

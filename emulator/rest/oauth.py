@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from emulator.api import emulator_of
+from emulator.rest.api import emulator_of
 from genesys.models import OAuthError, OAuthToken
 
 

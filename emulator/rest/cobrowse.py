@@ -12,11 +12,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from emulator import views
-from emulator.api import Auth, Call, api_route, ok
 from emulator.errors import ApiError
-from emulator.routes_conversations import conversation_of, patch_conversation, patch_participant
+from emulator.rest.api import Auth, Call, api_route, ok
+from emulator.rest.conversations import conversation_of, patch_conversation, patch_participant
+from emulator.rest.wire_extra import CobrowseConversationEntityListing
 from emulator.state.model import Conversation, Media
-from emulator.wire_extra import CobrowseConversationEntityListing
 
 
 def websocket_base(request: Request) -> str:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from emulator import views
-from emulator.api import Auth, Call, accepted, api_route, ok
-from emulator.bodies import parse_body
 from emulator.errors import ApiError
+from emulator.rest.api import Auth, Call, accepted, api_route, ok
+from emulator.rest.bodies import parse_body
 from emulator.state.model import Conversation, Kind, Media
 from genesys.models import ConversationStateRequest, MediaParticipantRequest
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from emulator import views
-from emulator.api import Auth, Call, api_route, no_content, ok
 from emulator.auth import GUEST_CHAT_ISSUER, GuestJwtData
-from emulator.bodies import parse_body, query_bool, query_choice, query_int
 from emulator.errors import ApiError
-from emulator.routes_cobrowse import websocket_base
+from emulator.rest.api import Auth, Call, api_route, no_content, ok
+from emulator.rest.bodies import parse_body, query_bool, query_choice, query_int
+from emulator.rest.cobrowse import websocket_base
 from emulator.state.guestchat import members
 from emulator.state.model import Communication, Conversation, Kind, MemberInfo, Participant, new_id
 from genesys.models import (

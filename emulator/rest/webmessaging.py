@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from emulator.api import Auth, Call, api_route, no_content, ok
-from emulator.bodies import query_int
 from emulator.errors import ApiError
-from emulator.ws_webmessaging import allowed_origin
+from emulator.rest.api import Auth, Call, api_route, no_content, ok
+from emulator.rest.bodies import query_int
 from emulator.ws_webmessaging_frames import history_entity
 from genesys.models import WebMessagingMessageEntityList
 
@@ -29,7 +28,7 @@ async def get_history(call: Call) -> Response:
         raise ApiError(404, "session.not.found")
     deployment = call.emulator.fixtures.deployment(session.deployment_id, "webmessaging")
     require = call.emulator.config.webmessaging_require_origin
-    if deployment is None or not allowed_origin(deployment, call.request.headers.get("origin"), require=require):
+    if deployment is None or not deployment.allows_origin(call.request.headers.get("origin"), require=require):
         # The same check as the socket's upgrade: the deployment's allowed domains.
         raise ApiError(403, "origin.not.allowed")
     items = state.webmessaging.history(session)
