@@ -26,20 +26,6 @@ from parley import backoff
 T = TypeVar("T")
 
 
-def find_own_message(own: Iterable[tuple[str, str | None, str | None]], text: str, since: float, slack_s: float,
-                     last_own_id: str | None) -> str | None:
-    """The id of our message ``text`` among ``own`` (id, text, server time) sent no earlier than
-    ``since`` (less ``slack_s`` of clock skew) and not the one already known; None if absent.
-
-    How an adopter learns whether the dead owner's message reached Genesys, from a history page."""
-    floor = datetime.fromtimestamp(since - slack_s, UTC)
-    for message_id, body, time_ in own:
-        when = parse_time(time_)
-        if body == text and message_id != last_own_id and (when is None or when >= floor):
-            return message_id
-    return None
-
-
 def parse_time(value: str | None) -> datetime | None:
     """An ISO-8601 server timestamp as an aware datetime; None when absent or unparseable.
 

@@ -5,6 +5,7 @@ The machine makes no calls: it emits intents (REST requests, open/close the stre
 their results. The I/O layer:
 
     session.start(now)                              -> CreateConversation
+    session.resume(created_answer, now)             -> OpenSocket (same conversation, then a backfill)
     session.rest_succeeded(request_id, now, body)   -> e.g. OpenSocket(eventStreamUri)
     session.rest_failed(request_id, now, error)
     session.connection_made(now) / connection_lost(now)
@@ -81,6 +82,7 @@ from guest.guestchat_frames import (
     WebChatTyping,
     parse_stream_frame,
 )
+from guest.ownmessage import OwnMessage
 
 _API = "/api/v2/webchat/guest/conversations"
 # "Not active yet" answers: the conversation is still being routed, so try the message again later.
@@ -338,6 +340,29 @@ class GuestChatSession(SansIOMachine):
         self._create_started = now
         self._request(CreateConversation(request_id=self._new_id(), body=self.config.create_request()))
 
+    def resume(self, created: str | bytes, now: float) -> None:
+        """Carry on a conversation created before (by another worker, say) from its saved create answer:
+        no second conversation. The event stream is attached again at once and, as after a lost stream,
+        history is backfilled, since anything may have happened meanwhile. An answer that no longer
+        parses cannot be resumed: a new conversation is created instead."""
+        if self.state is not GcState.NEW:
+            return
+        try:
+            answer = CreateWebChatConversationResponse.model_validate_json(created)
+        except ValidationError:
+            self._events.append(ProtocolError(reason="saved conversation did not parse; creating a new one"))
+            self.start(now)
+            return
+        self._take_created(answer)
+        self._attached_once = True  # the attach backfills
+        # The guest's CONNECTED may have gone by before: send after the grace even if it never shows.
+        self._grace_until = now + self.config.connect_grace
+        self._events.append(SessionStarted(new_session=False, conversation_id=answer.id))
+        if self._jwt_exp is not None and now >= self._jwt_exp:
+            self._end("system", "guest chat JWT expired")
+            return
+        self._open_stream()
+
     def send_text(self, text: str, now: float) -> str:
         """Queue a guest message; returns its tracing id (confirmation and rejection carry it)."""
         tracing_id = self._new_id()
@@ -473,9 +498,7 @@ class GuestChatSession(SansIOMachine):
         match request:
             case CreateConversation():
                 created = CreateWebChatConversationResponse.model_validate_json(body or b"")
-                self.conversation_id, self.member_id = created.id, created.member.id
-                self._jwt, self._stream_uri = created.jwt, created.event_stream_uri
-                self._jwt_exp = jwt_expiry(created.jwt.get_secret_value())
+                self._take_created(created)
                 self._events.append(SessionStarted(new_session=True, conversation_id=created.id))
                 self._open_stream()
             case SendMessage():
@@ -502,6 +525,11 @@ class GuestChatSession(SansIOMachine):
                     self._history = self._history_deadline = None
             case LeaveConversation():
                 self._end("guest", "guest left")
+
+    def _take_created(self, created: CreateWebChatConversationResponse) -> None:
+        self.conversation_id, self.member_id = created.id, created.member.id
+        self._jwt, self._stream_uri = created.jwt, created.event_stream_uri
+        self._jwt_exp = jwt_expiry(created.jwt.get_secret_value())
 
     def _on_failure(
         self,
@@ -621,10 +649,12 @@ class GuestChatSession(SansIOMachine):
             )
 
     def _settle_uncertain(self, message: WebChatMessage) -> None:
-        """Our own message on the stream: if a send with an unknown outcome is waiting to be
-        retried with the same text, this is it, so confirm instead of sending it twice."""
+        """Our own message on the stream (or in a backfill): if a send with an unknown outcome is waiting
+        to be retried and this is it (:mod:`guest.ownmessage`), confirm instead of sending it twice."""
         head = self._outbox.head()
-        if head is None or head is self._outbox.in_flight or not head.uncertain or head.text != message.body:
+        if head is None or head is self._outbox.in_flight or not head.uncertain:
+            return
+        if not OwnMessage(head.text).matches(message.id, message.body, message.timestamp):
             return
         self._outbox.confirm(head.tracing_id)
         self._events.append(GuestMessageConfirmed(tracing_id=head.tracing_id, message_id=message.id))

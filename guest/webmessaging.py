@@ -67,6 +67,7 @@ from guest.events import (
     SessionStarted,
     UnknownFrame,
 )
+from guest.ownmessage import OwnMessage
 from guest.webmessaging_frames import (
     HEALTH_CHECK_ID,
     PRESENCE_CLEAR,
@@ -728,18 +729,10 @@ class WebMessagingSession(SansIOMachine):
             self._resend_in_flight()
 
     def _find_in_history(self, item: OutboxItem, entities: list[StructuredMessage]) -> StructuredMessage | None:
-        """Our in-flight message in history: same text, Inbound, newer than the last confirmed one,
-        and not already claimed by a confirmed message. Only one message is ever in flight, so the
-        match is unambiguous even when the guest repeats themselves."""
-        candidates = [
-            e
-            for e in entities
-            if e.direction == "Inbound"
-            and e.text == item.text
-            and e.dedup_key not in self._own_ids
-            and (self._last_own_time is None or (t := parse_time(e.time)) is None or t >= self._last_own_time)
-        ]
-        return min(candidates, key=_time_key, default=None)
+        """Our in-flight message in history (:mod:`guest.ownmessage`): not older than the last confirmed
+        one, and not one already confirmed."""
+        sought = OwnMessage(item.text, self._last_own_time, self._own_ids)
+        return sought.find((e, e.dedup_key, e.text, e.time) for e in entities if e.direction == "Inbound")
 
     # --- sending ----------------------------------------------------------------------------
 

@@ -2,9 +2,9 @@
 to find our own message in a history page.
 
 The create answer (conversation id, guest member id, JWT, event stream URI) is saved in the session's
-secret key before the machine sees it, so another worker can resume the same conversation: it replays
-that answer to a fresh machine instead of creating a second conversation, then reattaches the same
-event stream and backfills with ``GET messages`` (see :meth:`GuestChatAdapter.start`).
+secret key before the machine sees it, so another worker can resume the same conversation: it hands
+that answer to a fresh machine (:meth:`guest.guestchat.GuestChatSession.resume`) instead of creating a
+second conversation, and the machine reattaches the same event stream and backfills with ``GET messages``.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import time
 
 from pydantic import SecretStr, ValidationError
 
-from guest.common import find_own_message, jwt_expiry
+from guest.common import jwt_expiry
 from guest.events import Intent, OpenSocket
 from guest.guestchat import CreateConversation, FetchHistory, GuestChatConfig, GuestChatSession
 from guest.guestchat_frames import WebChatMessageEntityList
+from guest.ownmessage import OwnMessage
 from schemas.commands import GuestStart
 from workers.guest.settings import GuestSettings, backoff
 from workers.guest.store import SessionSecret
@@ -33,7 +34,6 @@ class GuestChatAdapter:
         self.resuming = self._created is not None
         self.secret = secret
         self.needs_saving = False  # saved when the create answer arrives (secret_from_answer)
-        self._slack_s = settings.history_clock_slack_s
         self._expires: float | None = self._jwt_expiry(self._created.get_secret_value()) if self._created else None
         self.machine = GuestChatSession(GuestChatConfig(
             organization_id=start.organization_id,
@@ -48,18 +48,10 @@ class GuestChatAdapter:
         ), rng=SHARED_RNG)
 
     def start(self, now: float) -> None:
-        self.machine.start(now)
         if self._created is None:
-            return  # a new chat: the CreateConversation intent goes out
-        # Resume. The machine has no restore entry point, so it is told, through its public inputs, what
-        # happened before: its create request answered with the saved answer (no second conversation)
-        # and a first attach that was lost, so that its real attach takes the reconnect path and
-        # backfills history instead of assuming nothing was missed.
-        (create,) = self.machine.intents_to_run()
-        self.machine.rest_succeeded(create.request_id, now, self._created.get_secret_value())
-        self.machine.intents_to_run()  # OpenSocket: superseded by the reconnect scheduled below
-        self.machine.connection_made(now)
-        self.machine.connection_lost(now)
+            self.machine.start(now)  # a new chat: the CreateConversation intent goes out
+        else:
+            self.machine.resume(self._created.get_secret_value(), now)  # the same chat, attached again
 
     def frames(self) -> list[str]:
         return []  # the guest speaks REST; the event stream only listens
@@ -82,13 +74,14 @@ class GuestChatAdapter:
     def is_history(self, intent: Intent) -> bool:
         return isinstance(intent, FetchHistory)
 
-    def find_own(self, body: str | None, text: str, since: float, last_own_id: str | None) -> str | None:
+    def find_own(self, body: str | None, sought: OwnMessage) -> str | None:
+        """The id of the message ``sought`` in a history page, else None."""
         try:
             page = WebChatMessageEntityList.model_validate_json(body or b"")
         except ValidationError:
             return None
-        own = ((m.id, m.body, m.timestamp) for m in page.entities if m.sender.id == self.machine.member_id)
-        return find_own_message(own, text, since, self._slack_s, last_own_id)
+        member = self.machine.member_id
+        return sought.find((m.id, m.id, m.body, m.timestamp) for m in page.entities if m.sender.id == member)
 
     def checkpoint(self) -> str | None:
         return None  # dedup across workers is the Redis relay set; backfill reads from the start

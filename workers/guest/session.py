@@ -42,6 +42,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Literal, Protocol
 
 import websockets
@@ -68,6 +69,7 @@ from guest.events import (
     SessionStarted,
 )
 from guest.guestchat import ChatRequest, GuestChatSession
+from guest.ownmessage import OwnMessage
 from guest.webmessaging import FetchMessageHistory, WebMessagingSession
 from parley.hints import specific_hint, status_hint, webmessaging_hint_for
 from parley.outcomes import about
@@ -121,7 +123,7 @@ class ProtocolAdapter(Protocol):
 
     def is_history(self, intent: Intent) -> bool: ...
 
-    def find_own(self, body: str | None, text: str, since: float, last_own_id: str | None) -> str | None: ...
+    def find_own(self, body: str | None, sought: OwnMessage) -> str | None: ...
 
     def checkpoint(self) -> str | None: ...
 
@@ -228,7 +230,7 @@ class _Reconcile:
     """A message a previous owner may have sent: settle it from history before sending it again."""
 
     text: str
-    since: float
+    sought: OwnMessage
     deadline: float
     history_answered: bool = False
 
@@ -599,7 +601,11 @@ class SessionRunner:
         assert hand is not None
         if hand.adopted and self._reconcile is None:
             since = self._record.taken_at if self._record is not None else now
-            self._reconcile = _Reconcile(text, since, now + self._ctx.settings.reconcile_timeout_s)
+            settings = self._ctx.settings
+            # Sent by the previous owner, if at all, after it took the command (give or take the clocks).
+            sought = OwnMessage(text, datetime.fromtimestamp(since - settings.history_clock_slack_s, UTC),
+                                {self._last_own_id} if self._last_own_id else ())
+            self._reconcile = _Reconcile(text, sought, now + settings.reconcile_timeout_s)
             log.info("session %s: settling a message a previous owner may have sent", self.short)
             return
         # A guest.send was marked handed as it was taken; a first_message is marked now.
@@ -732,15 +738,10 @@ class SessionRunner:
             await ctx.desk.run_sync(ctx.cache.put_guest, GuestKey(org=record.org, session_key=record.session_key),
                                     cached)
         await self._save_secret_ttl(now)
-        if self._reconcile is not None and not self._history_follows(event):
+        if self._reconcile is not None and event.new_session:
             await self._resolve_reconcile(None, now)  # a brand-new session cannot hold the message
         if self._in_hand is not None and self._in_hand.kind == "start":
             await self._start_progress(now)
-
-    def _history_follows(self, event: SessionStarted) -> bool:
-        """Will the machine backfill history now (so a reconcile can wait for it)?"""
-        adapter = self._require_adapter()
-        return adapter.resuming if adapter.protocol == "guestchat" else not event.new_session
 
     async def _on_rejected(self, event: MessageRejected, now: float) -> None:
         hand = self._in_hand
@@ -908,7 +909,7 @@ class SessionRunner:
             expires = adapter.expires_at()
             await ctx.store.put_secret(self.ident, secret, expires - now if expires else ctx.settings.session_ttl_s)
         if history and self._reconcile is not None:
-            found = adapter.find_own(item.body, self._reconcile.text, self._reconcile.since, self._last_own_id)
+            found = adapter.find_own(item.body, self._reconcile.sought)
             if found is not None:
                 await self._resolve_reconcile(found, now)
             elif self._reconcile is not None:

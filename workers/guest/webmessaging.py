@@ -15,8 +15,8 @@ import uuid
 
 from pydantic import SecretStr, ValidationError
 
-from guest.common import find_own_message
 from guest.events import Intent, OpenSocket
+from guest.ownmessage import OwnMessage
 from guest.webmessaging import FetchMessageHistory, RelayCheckpoint, WebMessagingConfig, WebMessagingSession
 from guest.webmessaging_frames import HistoryPage
 from schemas.commands import GuestStart
@@ -61,7 +61,6 @@ class WebMessagingAdapter:
         ), rng=SHARED_RNG)
         self._url = webmessaging_url(api_url, start.deployment_id)
         self._origin = start.origin
-        self._slack_s = settings.history_clock_slack_s
 
     def start(self, now: float) -> None:
         self.machine.start(now)
@@ -81,14 +80,14 @@ class WebMessagingAdapter:
     def is_history(self, intent: Intent) -> bool:
         return isinstance(intent, FetchMessageHistory)
 
-    def find_own(self, body: str | None, text: str, since: float, last_own_id: str | None) -> str | None:
-        """Our message ``text`` in a history page, sent no earlier than ``since``; its id, else None."""
+    def find_own(self, body: str | None, sought: OwnMessage) -> str | None:
+        """The id of the message ``sought`` in a history page, else None."""
         try:
             page = HistoryPage.model_validate_json(body or b"")
         except ValidationError:
             return None
-        own = ((e.dedup_key, e.text, e.time) for e in page.entities if e.direction == "Inbound")
-        return find_own_message(own, text, since, self._slack_s, last_own_id)
+        inbound = (e for e in page.entities if e.direction == "Inbound")
+        return sought.find((e.dedup_key, e.dedup_key, e.text, e.time) for e in inbound)
 
     def checkpoint(self) -> str | None:
         cp = self.machine.checkpoint()
