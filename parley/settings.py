@@ -105,7 +105,7 @@ class Settings(BaseSettings):
     )
     state_max_age_s: float = Field(
         default=60.0, ge=0,
-        description="A cached live conversation or cobrowse older than this is confirmed with Genesys before use.",
+        description="A cached live cobrowse older than this is confirmed with Genesys before use.",
     )
     end_verify_deadline_s: float = Field(
         default=30.0, gt=0, description="conversation.end reads the state back until disconnected or this passes."

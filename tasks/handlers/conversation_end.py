@@ -1,8 +1,11 @@
 """conversation.end: disconnect, then verify it reads disconnected (seed 002).
 
 A PATCH answering 200 is not proof (the thread's "PATCH said 200 but nothing changed"), so Parley
-reads the conversation back until it or the customer reads disconnected, or a deadline passes.
-Already ended is success. DELETE is never used: it needs a user token (400 ``not.a.user``).
+reads the conversation back until it or the customer reads disconnected, or a deadline passes. The
+disconnect goes first, without a read before it (Genesys answers 200 for an ended conversation too),
+so a conversation Genesys ends at once costs two requests; it is reported ``already_ended`` when the
+read-back shows it ended before the disconnect was sent. DELETE is never used: it needs a user token
+(400 ``not.a.user``). With a wrap-up, the agents' participants are read first and wrapped up.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import time
 from genesys.errors import GenesysError
 from genesys.models import Conversation, MediaParticipantRequest, WrapupInput
 from schemas.commands import ConversationEnd
+from schemas.common import utcnow
 from schemas.events import CommandResult
 from tasks.context import ExecutionContext, Refused, handles
 from tasks.handlers.reading import is_ended, live_participants, participant_states
@@ -22,23 +26,33 @@ VERIFY_DELAYS_S = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
 @handles("conversation.end")
 def end_conversation(ctx: ExecutionContext, command: ConversationEnd) -> CommandResult:
     cid = command.conversation_id
-    conv = ctx.genesys.get_conversation(cid)
-    if is_ended(conv):
-        ctx.state.contradicted(cid)
-        return _result(conv, already_ended=True)
     if command.wrapup is not None:
+        conv = ctx.genesys.get_conversation(cid)
+        if is_ended(conv):
+            return _ended(ctx, conv, already_ended=True)
         _wrap_up_agents(ctx, conv, command)
+    disconnect_sent = utcnow()
     try:
         ctx.genesys.patch_message_conversation(cid)
     except GenesysError as exc:
         if exc.status not in (400, 404):
             raise
         # Not a message conversation (or refused as one): disconnect each live participant instead.
+        conv = ctx.genesys.get_conversation(cid)
+        if is_ended(conv):
+            return _ended(ctx, conv, already_ended=True)
         for participant in live_participants(conv):
             ctx.genesys.patch_conversation_participant(cid, participant.id)
     final = _verify(ctx, cid)
-    ctx.state.contradicted(cid)
-    return _result(final, already_ended=False)
+    # Genesys' clock against ours; NTP keeps them far closer than a request's round trip.
+    ended_before = final.end_time is not None and final.end_time < disconnect_sent
+    return _ended(ctx, final, already_ended=ended_before)
+
+
+def _ended(ctx: ExecutionContext, conv: Conversation, *, already_ended: bool) -> CommandResult:
+    ctx.state.contradicted(conv.id)
+    return CommandResult(conversation_id=conv.id, final_state="disconnected", already_ended=already_ended,
+                         participant_states=participant_states(conv))
 
 
 def _wrap_up_agents(ctx: ExecutionContext, conv: Conversation, command: ConversationEnd) -> None:
@@ -68,8 +82,3 @@ def _verify(ctx: ExecutionContext, cid: str) -> Conversation:
                 "as a last resort POST /api/v2/conversations/{id}/disconnect tears it down with a system wrap-up.",
             )
         time.sleep(delay)  # waiting on Genesys' state: there is no event to await over REST
-
-
-def _result(conv: Conversation, *, already_ended: bool) -> CommandResult:
-    return CommandResult(conversation_id=conv.id, final_state="disconnected", already_ended=already_ended,
-                         participant_states=participant_states(conv))

@@ -1,9 +1,11 @@
 """message.send: a proactive message into the customer's live conversation (seed 000).
 
 Commands for one customer are serialized by a lease on the customer's natural key, so concurrent
-sends never open two conversations. The state cache remembers the customer's live conversation;
-with one known, Parley sends with ``useExistingActiveConversation``; without, it sends plainly and,
-on 400 ``active.conversation`` (one is live after all), sends into it.
+sends never open two conversations. Every send says ``useExistingActiveConversation``: Genesys puts
+the message into the customer's live conversation, or opens one when none is live, and its answer
+names the conversation. So a send costs one request whatever Parley remembers; the state cache (the
+customer's last conversation) is learned from those answers, and an answer naming another
+conversation than the cached one says the cached one ended.
 
 When an earlier attempt's outcome is unknown (its answer lost, its worker killed), the message may
 be in Genesys already, so Parley looks before sending again (reference genesys-rest.md 2.8): in the
@@ -23,7 +25,12 @@ from datetime import datetime, timedelta
 import redis
 
 from genesys.errors import GenesysError
-from genesys.models import ConversationQuery, MessageConversation, MessageData
+from genesys.models import (
+    ConversationQuery,
+    MessageConversation,
+    MessageData,
+    SendAgentlessOutboundMessageResponse,
+)
 from parley import keys
 from parley.state_cache import CustomerKey, LiveConversation
 from schemas.commands import MessageSend
@@ -35,7 +42,6 @@ from tasks.handlers.reading import (
     ConversationSeen,
     await_analytics,
     conversations_listed,
-    fetch_live,
     lookup_since,
 )
 
@@ -73,18 +79,6 @@ def _sent_since(conv: MessageConversation, since: datetime, claimed: set[str]) -
         if leg.message_id and leg.message_time is not None and leg.message_time >= since
         and leg.message_id not in claimed
     ]
-
-
-def _confirmed(ctx: ExecutionContext, key: CustomerKey, live: LiveConversation | None) -> LiveConversation | None:
-    """A stale cache entry is checked with Genesys: an ended conversation is forgotten, a live one renewed."""
-    if live is None or not live.is_stale(timedelta(seconds=ctx.settings.state_max_age_s)):
-        return live
-    if fetch_live(ctx, live.conversation_id) is None:
-        ctx.state.contradicted(live.conversation_id, key)
-        return None
-    renewed = LiveConversation(conversation_id=live.conversation_id, communication_id=live.communication_id)
-    ctx.state.put_conversation(key, renewed)
-    return renewed
 
 
 def _own_message(ctx: ExecutionContext, conversation_id: str, since: datetime, text: str) -> str | None:
@@ -159,7 +153,7 @@ def send_message(ctx: ExecutionContext, command: MessageSend) -> CommandResult:
     # Held until the command's outcome commits, with the cache update below: the next send to this
     # customer then finds the conversation this one opened.
     ctx.hold(key, timeout_s=CUSTOMER_LEASE_WAIT_S)
-    live = _confirmed(ctx, key, ctx.state.get_conversation(key))
+    live = ctx.state.get_conversation(key)
     if ctx.recovering and (sent := _find_sent(ctx, command, live)) is not None:
         # Claimed like a fresh send, so no other command's lookup can take it.
         ctx.on_success(_claim_message(ctx, sent.conversation_id, sent.message_id))
@@ -168,14 +162,7 @@ def send_message(ctx: ExecutionContext, command: MessageSend) -> CommandResult:
             ctx.on_success(lambda pipe: ctx.state.put_conversation(key, found_live, pipe))
         return CommandResult(conversation_id=sent.conversation_id, message_id=sent.message_id, reused=True,
                              note="found the message sent by an earlier attempt; not sent again")
-    use_existing = live is not None or command.conversation_id is not None
-    try:
-        response = _send(ctx, command, use_existing)
-    except GenesysError as exc:
-        if exc.status != 400 or exc.code != "active.conversation" or use_existing:
-            raise
-        use_existing = True  # a conversation is live after all (opened outside Parley, or cache lost)
-        response = _send(ctx, command, use_existing)
+    response = _send(ctx, command)
     if live is not None and response.conversation_id != live.conversation_id:
         ctx.state.contradicted(live.conversation_id, key)  # the cached one had ended
     if response.conversation_id:
@@ -184,14 +171,14 @@ def send_message(ctx: ExecutionContext, command: MessageSend) -> CommandResult:
         if response.id:
             ctx.on_success(_claim_message(ctx, response.conversation_id, response.id))
     return CommandResult(conversation_id=response.conversation_id, message_id=response.id,
-                         reused=use_existing and (live is None or response.conversation_id == live.conversation_id))
+                         reused=live is not None and response.conversation_id == live.conversation_id)
 
 
-def _send(ctx: ExecutionContext, command: MessageSend, use_existing: bool):
+def _send(ctx: ExecutionContext, command: MessageSend) -> SendAgentlessOutboundMessageResponse:
     return ctx.genesys.send_agentless(
         from_address=command.from_address, messenger_type=command.channel.value, text=command.text,
         to_address=command.to_address, external_contact_id=command.external_contact_id,
-        use_existing_active_conversation=use_existing,
+        use_existing_active_conversation=True,
     )
 
 
