@@ -16,11 +16,13 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
-from emulator import admin, gateway, ws_admin, ws_guestchat, ws_webmessaging
+from emulator import admin, gateway, ws_admin
 from emulator.config import EmulatorConfig
 from emulator.errors import ApiError, error_response
 from emulator.rest import analytics, chats, cobrowse, conversations, guestchat, messages, oauth, webmessaging
 from emulator.runtime import Emulator
+from emulator.ws import guestchat as guestchat_stream
+from emulator.ws import webmessaging as webmessaging_socket
 from parley.settings import get_settings
 
 log = logging.getLogger("emulator")
@@ -96,8 +98,8 @@ def create_app(config: EmulatorConfig | None = None) -> Starlette:
             *guestchat.ROUTES,
             *webmessaging.ROUTES,
             *ws_admin.ROUTES,
-            *ws_webmessaging.ROUTES,
-            *ws_guestchat.ROUTES,
+            *webmessaging_socket.ROUTES,
+            *guestchat_stream.ROUTES,
             # Last: /api/v2/conversations/{conversationId} would swallow /conversations/chats etc.
             *conversations.ROUTES,
         ],

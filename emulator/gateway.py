@@ -23,7 +23,7 @@ from emulator.errors import CORRELATION_HEADER, error_response
 from emulator.faults import ConnectionDropped, FaultSpec
 from emulator.ratelimit import RateLimitStatus
 from emulator.runtime import Emulator
-from emulator.ws_links import RAW_SEND_KEY
+from emulator.ws.links import RAW_SEND_KEY
 
 ADMIN_PREFIX = "/__emulator"
 _CORRELATION = CORRELATION_HEADER.lower().encode()

@@ -14,9 +14,9 @@ from emulator.fixtures import SEED, Fixtures
 from emulator.ledger import Ledger
 from emulator.ratelimit import RateLimiter
 from emulator.state import EmulatorState
-from emulator.ws_guestchat import GuestChatStreams
-from emulator.ws_links import LinkRegistry
-from emulator.ws_webmessaging_sessions import WebMessagingSessions
+from emulator.ws.guestchat import GuestChatStreams
+from emulator.ws.links import LinkRegistry
+from emulator.ws.webmessaging_sessions import SessionSockets
 
 
 class ConfigPatch(BaseModel):
@@ -59,7 +59,7 @@ class Emulator:
         self.state = EmulatorState.create(self.clock, self.ledger, self.fixtures)
         # Guest sockets: listeners of the ledger, so they survive a reset (the ledger object does).
         self.links = LinkRegistry()
-        self.guest_sessions = WebMessagingSessions(self)
+        self.guest_sessions = SessionSockets(self)
         self.guest_streams = GuestChatStreams(self)
         self.agent = SimulatedAgent(self)
 

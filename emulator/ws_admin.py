@@ -25,13 +25,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from emulator import ws_guestchat_frames as guestchat_frames
 from emulator.errors import ApiError
 from emulator.rest.api import emulator_of
 from emulator.rest.bodies import parse_body
 from emulator.runtime import Emulator
 from emulator.state.webmessaging import WebMessagingSession
-from emulator.ws_links import Link, Protocol, ShapeMode
+from emulator.ws import guestchat_frames
+from emulator.ws.links import Link, Protocol, ShapeMode
 
 
 class _Body(BaseModel):

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from emulator.errors import ApiError
 from emulator.rest.api import Auth, Call, api_route, no_content, ok
 from emulator.rest.bodies import query_int
-from emulator.ws_webmessaging_frames import history_entity
+from emulator.ws.webmessaging_frames import history_entity
 from genesys.models import WebMessagingMessageEntityList
 
 

@@ -5,7 +5,7 @@ Join) starts a messaging conversation routed to the deployment's queue; later on
 A session outlives its conversations: after one ends without read-only, the next message starts
 another, and the history spans them all. The session expires ``duration_s`` after its last message;
 Presence Clear ends it for good (its token then starts a new one). What the session's sockets are
-told is the socket layer's business (:mod:`emulator.ws_webmessaging_sessions`).
+told is the socket layer's business (:mod:`emulator.ws.webmessaging_sessions`).
 """
 
 from __future__ import annotations

@@ -32,12 +32,12 @@ from typing import TYPE_CHECKING
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
-from emulator import ws_guestchat_frames as frames
 from emulator.auth import GUEST_CHAT_ISSUER
 from emulator.ledger import LedgerEntry
 from emulator.state.guestchat import guest_member
 from emulator.state.model import Conversation, Kind, Media
-from emulator.ws_links import Link
+from emulator.ws import guestchat_frames as frames
+from emulator.ws.links import Link
 
 if TYPE_CHECKING:
     from emulator.runtime import Emulator

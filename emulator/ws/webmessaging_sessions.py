@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from emulator import ws_webmessaging_frames as frames
 from emulator.ledger import LedgerEntry
 from emulator.state.model import new_id
 from emulator.state.webmessaging import WebMessagingSession
-from emulator.ws_limits import MESSAGES_PER_SECOND, SlidingWindow
-from emulator.ws_links import Link
-from emulator.ws_webmessaging_frames import RequestRefused
+from emulator.ws import webmessaging_frames as frames
+from emulator.ws.limits import MESSAGES_PER_SECOND, SlidingWindow
+from emulator.ws.links import Link
+from emulator.ws.webmessaging_frames import RequestRefused
 
 if TYPE_CHECKING:
     from emulator.runtime import Emulator
@@ -34,7 +34,7 @@ _GUEST_SIDE = frozenset({"customer", "guest"})
 _PUSHED = frozenset({"agent.message.sent", "message.sent", "agent.typing", "conversation.disconnected"})
 
 
-class WebMessagingSessions:
+class SessionSockets:
     def __init__(self, emulator: Emulator) -> None:
         self._emulator = emulator
         self._message_rates: dict[str, SlidingWindow] = {}

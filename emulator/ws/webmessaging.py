@@ -7,8 +7,8 @@ server-side clients (the Java SDK, Parley's guest worker) often do not.
 
 Each accepted socket answers the guest actions (``configureSession``, ``onMessage``, ``echo``,
 ``getJwt``, ``closeSession``, ``getConfiguration``) with the frames of
-:mod:`emulator.ws_webmessaging_frames`; what concerns the whole session goes through
-:class:`emulator.ws_webmessaging_sessions.WebMessagingSessions`. Limits: 60 requests per minute
+:mod:`emulator.ws.webmessaging_frames`; what concerns the whole session goes through
+:class:`emulator.ws.webmessaging_sessions.SessionSockets`. Limits: 60 requests per minute
 per connection and 2 echoes per minute per connection (429 TooManyRequestsErrorMessage), 5
 messages per second per session, 4096 bytes of text (4011), 2048 bytes of custom attributes (4013).
 Attachments and authenticated sessions are not emulated (4000 / 403).
@@ -23,15 +23,15 @@ from pydantic import BaseModel, ValidationError
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
-from emulator import ws_webmessaging_frames as frames
 from emulator.auth import WEBMESSAGING_ISSUER, GuestJwtData
 from emulator.fixtures import Deployment, Queue
 from emulator.runtime import Emulator
 from emulator.state.model import new_id
 from emulator.state.webmessaging import WebMessagingSession
-from emulator.ws_limits import ECHOES_PER_MINUTE, REQUESTS_PER_MINUTE, SlidingWindow
-from emulator.ws_links import Link
-from emulator.ws_webmessaging_frames import ClientRequest, RequestRefused, TooManyRequests
+from emulator.ws import webmessaging_frames as frames
+from emulator.ws.limits import ECHOES_PER_MINUTE, REQUESTS_PER_MINUTE, SlidingWindow
+from emulator.ws.links import Link
+from emulator.ws.webmessaging_frames import ClientRequest, RequestRefused, TooManyRequests
 from guest.webmessaging_frames import JwtResponse
 
 log = logging.getLogger("emulator.ws")
