@@ -27,14 +27,12 @@ from genesys.effects import LuaScript, Pause, Plan, RedisCommand, text
 from genesys.keys import ClientKeys
 from genesys.models import OAuthToken
 from genesys.wire import USER_AGENT, error_from_response, parse_model, plan_send
+from parley.leases import DELETE_IF_EQUAL
 from parley.settings import Settings
 
 log = logging.getLogger(__name__)
 
-_DELETE_IF_EQUAL = LuaScript("""
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-""")
+_DELETE_IF_EQUAL = LuaScript(DELETE_IF_EQUAL)
 
 
 class ClientCredentials(BaseModel):

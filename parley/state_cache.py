@@ -13,12 +13,9 @@ Every entry is only a hint: Genesys stays the source of truth. An entry Genesys 
 conversation ended, a 404) is dropped with :meth:`StateCache.contradicted`; an unreadable one is a miss.
 
 The lease (:meth:`StateCache.lease`) serializes commands on one natural key across workers, so two
-commands for the same customer never both decide "no live conversation, create one". It works like
-redis-py's ``Lock`` (``SET NX PX``, token-checked release and extend in Lua) but its token is a
-monotonic fencing token from ``INCR``: a holder that stalled past its TTL finds out (``LeaseLost``)
-instead of silently overlapping the next holder. Genesys cannot check fencing tokens, so the lease is
-an optimisation; exactly-once comes from the idempotency record (reference
-celery-redis-reliability.md sections 2 and 8). It assumes one Redis primary, not Redlock.
+commands for the same customer never both decide "no live conversation, create one". It is a fenced
+:class:`parley.leases.Lease`: a holder that stalled past its TTL finds out (``LeaseLost``) instead of
+silently overlapping the next holder.
 
 Values are pydantic models stored as JSON; none holds customer text or credentials (the models forbid
 extra fields). Key names come from :class:`Keys` only; customer addresses and producer session keys
@@ -29,19 +26,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
 from typing import ClassVar, Literal, TypeVar
 
 import redis
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
-from redis.commands.core import Script
 
+from parley import leases
 from parley.keys import PREFIX
+from parley.leases import Lease
+from parley.leases import LeaseLost as LeaseLost  # what a holder of a StateCache lease catches
+from parley.leases import LeaseTimeout as LeaseTimeout  # what StateCache.lease raises
 
 Clock = Callable[[], datetime]
 
@@ -193,39 +190,11 @@ class CacheTTLs(_Frozen):
     cobrowse: timedelta = Field(default=timedelta(hours=1), gt=timedelta(0))
     # Web messaging sessions live 72 h after their last message by default.
     guest: timedelta = Field(default=timedelta(hours=72), gt=timedelta(0))
-    # Idle time after which a key's fencing counter may be dropped; see _ACQUIRE.
+    # Idle time after which a key's fencing counter may be dropped (see parley.leases).
     fence: timedelta = Field(default=timedelta(days=30), gt=timedelta(0))
 
 
 # --- Lua -----------------------------------------------------------------------------------------------
-
-# KEYS: lease, fencing counter. ARGV: lease ttl ms, counter ttl ms, clock ms. Returns the token or nil.
-# The counter has a TTL like every key; a missing one starts at the clock in ms, so tokens keep rising
-# across a counter that expired after a long idle spell (unless one key averaged more than one lease per
-# millisecond over the counter's whole life).
-_ACQUIRE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('SET', KEYS[2], ARGV[3]) end
-local token = redis.call('INCR', KEYS[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
-redis.call('SET', KEYS[1], tostring(token), 'PX', ARGV[1])
-return token
-"""
-
-# KEYS: lease, fencing counter. ARGV: token, lease ttl ms, counter ttl ms. 1 if still held.
-_EXTEND = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-return 1
-"""
-
-# KEYS: one key. ARGV: expected value. Deletes only what the caller last saw (a lease it holds, an
-# unreadable entry), never a value another worker wrote since.
-_DELETE_IF_EQUAL = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 # KEYS: live entry, reverse index, cobrowse. ARGV: conversation id. The live entry goes only if it still
 # names that conversation: a newer conversation cached meanwhile for the same customer stays. An
@@ -244,23 +213,7 @@ return removed
 """
 
 
-class LeaseLost(RuntimeError):
-    """The lease expired or another worker holds it now: work done under it may have overlapped."""
-
-
-class LeaseTimeout(TimeoutError):
-    """The lease stayed taken for the whole blocking timeout."""
-
-
 M = TypeVar("M", bound=BaseModel)
-
-
-@dataclass(frozen=True)
-class _Scripts:
-    acquire: Script
-    extend: Script
-    delete_if_equal: Script
-    contradict: Script
 
 
 def _text(raw: bytes | str) -> str:
@@ -284,12 +237,7 @@ class StateCache:
         self.ttls = ttls or CacheTTLs()
         self._clock = clock
         self._poll_s = poll_s
-        self._scripts = _Scripts(
-            acquire=client.register_script(_ACQUIRE),
-            extend=client.register_script(_EXTEND),
-            delete_if_equal=client.register_script(_DELETE_IF_EQUAL),
-            contradict=client.register_script(_CONTRADICT),
-        )
+        self._contradict = client.register_script(_CONTRADICT)
 
     # --- (a) the customer's live conversation ------------------------------------------------------------
 
@@ -325,7 +273,7 @@ class StateCache:
             self.redis.delete(reverse, cobrowse)
             return False
         live = self.keys.live(_text(ident))
-        return bool(self._scripts.contradict(keys=[live, reverse, cobrowse], args=[conversation_id]))
+        return bool(self._contradict(keys=[live, reverse, cobrowse], args=[conversation_id]))
 
     # --- (b) one live cobrowse per conversation ------------------------------------------------------------
 
@@ -364,14 +312,8 @@ class StateCache:
 
     def try_lease(self, subject: Subject, ttl_ms: int) -> Lease | None:
         """Take the lease on ``subject`` if it is free; never waits."""
-        if ttl_ms < 1:
-            raise ValueError(f"ttl_ms must be >= 1, got {ttl_ms}")
-        lease_key, fence_key = self.keys.lease(subject), self.keys.fence(subject)
-        fence_ttl_ms, clock_ms = _ms(self.ttls.fence), int(self._clock().timestamp() * 1000)
-        token = self._scripts.acquire(keys=[lease_key, fence_key], args=[ttl_ms, fence_ttl_ms, clock_ms])
-        if token is None:
-            return None
-        return Lease(self.redis, self._scripts, lease_key, fence_key, int(token), ttl_ms, fence_ttl_ms)
+        return leases.try_fenced(self.redis, self.keys.lease(subject), self.keys.fence(subject), ttl_ms,
+                                 fence_ttl_ms=_ms(self.ttls.fence), clock_ms=int(self._clock().timestamp() * 1000))
 
     def lease(self, subject: Subject, ttl_ms: int, *, timeout_s: float = 10.0) -> Lease:
         """Take the lease on ``subject``, waiting up to ``timeout_s``; use it as a context manager.
@@ -379,16 +321,8 @@ class StateCache:
         Raises :class:`LeaseTimeout` if it stays taken. ``ttl_ms`` must outlast the work, or the work
         must :meth:`Lease.extend` it (about every ttl/3) and stop when that raises :class:`LeaseLost`.
         """
-        deadline = time.monotonic() + timeout_s
-        while True:
-            lease = self.try_lease(subject, ttl_ms)
-            if lease is not None:
-                return lease
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise LeaseTimeout(f"{subject.namespace} lease still taken after {timeout_s:g} s")
-            # Redis has no wake-up on expiry; jittered polling keeps waiters from retrying in lockstep.
-            time.sleep(min(remaining, random.uniform(self._poll_s / 2, self._poll_s)))
+        return leases.wait_for(lambda: self.try_lease(subject, ttl_ms), timeout_s=timeout_s, poll_s=self._poll_s,
+                               what=f"{subject.namespace} lease")
 
     # --- internals ----------------------------------------------------------------------------------------
 
@@ -401,65 +335,6 @@ class StateCache:
         except ValidationError:
             # Written by another Parley version, or damaged: a miss is safe because Genesys is the
             # source of truth; removing it (only if unchanged) lets the next put heal the key.
-            self._scripts.delete_if_equal(keys=[key], args=[raw])
+            leases.delete_if_equal(self.redis, key, raw)
             return None
 
-
-class Lease:
-    """A held lease. ``token`` is the fencing token: larger for every later holder of the same key."""
-
-    def __init__(
-        self,
-        client: redis.Redis,
-        scripts: _Scripts,
-        key: str,
-        fence_key: str,
-        token: int,
-        ttl_ms: int,
-        fence_ttl_ms: int,
-    ) -> None:
-        self._redis = client
-        self._scripts = scripts
-        self.key = key
-        self._fence_key = fence_key
-        self.token = token
-        self.ttl_ms = ttl_ms
-        self._fence_ttl_ms = fence_ttl_ms
-
-    def held(self) -> bool:
-        raw = self._redis.get(self.key)
-        return raw is not None and _text(raw) == str(self.token)
-
-    def ensure(self) -> None:
-        """Raise :class:`LeaseLost` unless still held: call it before a side effect."""
-        if not self.held():
-            raise LeaseLost(f"lost lease {self.key} (token {self.token})")
-
-    def extend(self, ttl_ms: int | None = None) -> None:
-        """Reset the TTL to ``ttl_ms`` (default: the original TTL); :class:`LeaseLost` if no longer held."""
-        ttl = self.ttl_ms if ttl_ms is None else ttl_ms
-        args = [self.token, ttl, self._fence_ttl_ms]
-        if not self._scripts.extend(keys=[self.key, self._fence_key], args=args):
-            raise LeaseLost(f"lost lease {self.key} (token {self.token})")
-
-    def release(self) -> bool:
-        """Give the lease up; False if it had already expired or passed to another holder."""
-        return bool(self._scripts.delete_if_equal(keys=[self.key], args=[self.token]))
-
-    def release_in(self, pipe: redis.client.Pipeline) -> None:
-        """Stage the release in ``pipe``, after the writes the lease protects, in the same transaction.
-
-        EVAL with the script's text, not EVALSHA: inside MULTI a script missing from Redis' cache (after
-        a restart) would fail alone and leave the lease to its TTL; EVAL never misses.
-        """
-        pipe.eval(_DELETE_IF_EQUAL, 1, self.key, self.token)
-
-    def __enter__(self) -> Lease:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        # Losing the lease is reported only when nothing else went wrong, so it never masks the error.
-        if not self.release() and exc_type is None:
-            raise LeaseLost(f"lease {self.key} (token {self.token}) expired before release")

@@ -27,8 +27,9 @@ from dataclasses import dataclass
 import redis.asyncio as aredis
 
 from parley import keys as parley_keys
+from parley.leases import DELETE_IF_EQUAL_FN, EXTEND_IF_EQUAL_FN, LeaseLost
 from workers.guest.keys import GuestKeys
-from workers.guest.store import _FENCE
+from workers.guest.store import FENCE
 
 HEARTBEAT_COMPONENT = "guest"
 """``parley status`` finds live guest workers by ``parley:heartbeat:guest:*``."""
@@ -36,36 +37,29 @@ HEARTBEAT_COMPONENT = "guest"
 # KEYS: worker lease, heartbeat, router lease. ARGV: lease ttl ms, worker id, heartbeat ttl s, may route.
 # -1: the worker lease is gone (declared dead); 1: renewed and routing; 0: renewed, not routing (another
 # worker routes, or this one is stopping and gives the routing lease up).
-_RENEW = """
+_RENEW = EXTEND_IF_EQUAL_FN + DELETE_IF_EQUAL_FN + """
 if redis.call('PEXPIRE', KEYS[1], ARGV[1]) == 0 then return -1 end
 redis.call('SET', KEYS[2], '1', 'EX', ARGV[3])
-local router = redis.call('GET', KEYS[3])
-if router == ARGV[2] then
-  if ARGV[4] ~= '1' then
-    redis.call('DEL', KEYS[3])  -- stopping: let another worker route now
-    return 0
-  end
-  redis.call('PEXPIRE', KEYS[3], ARGV[1])
-  return 1
+if ARGV[4] ~= '1' then
+  delete_if_equal(KEYS[3], ARGV[2])  -- stopping: let another worker route now
+  return 0
 end
-if (not router) and ARGV[4] == '1' then
-  redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[1])
-  return 1
-end
+if extend_if_equal(KEYS[3], ARGV[2], ARGV[1]) == 1 then return 1 end
+if redis.call('SET', KEYS[3], ARGV[2], 'NX', 'PX', ARGV[1]) then return 1 end
 return 0
 """
 
 # KEYS: worker lease, heartbeat, router lease, announce stream. ARGV: worker id.
-_RELEASE = """
+_RELEASE = DELETE_IF_EQUAL_FN + """
 redis.call('DEL', KEYS[1], KEYS[2])
-if redis.call('GET', KEYS[3]) == ARGV[1] then redis.call('DEL', KEYS[3]) end
+delete_if_equal(KEYS[3], ARGV[1])
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', 1000, '*', 'worker', ARGV[1])
 return 1
 """
 
 # KEYS: dead worker's owned set, adopter's owned set, workers set, dead worker's lease.
 # ARGV: dead id, adopter id, batch size, key prefix, now ms. Returns the adopted idents.
-_ADOPT = _FENCE + """
+_ADOPT = FENCE + """
 if redis.call('EXISTS', KEYS[4]) == 1 then return {} end
 local prefix, adopted = ARGV[4], {}
 for _, ident in ipairs(redis.call('SRANDMEMBER', KEYS[1], ARGV[3])) do
@@ -73,7 +67,8 @@ for _, ident in ipairs(redis.call('SRANDMEMBER', KEYS[1], ARGV[3])) do
   local session = prefix .. ':session:' .. ident
   local status = redis.call('HGET', session, 'status')
   if redis.call('HGET', session, 'owner') == ARGV[1] and status and status ~= 'ended' then
-    redis.call('HSET', session, 'owner', ARGV[2], 'token', fence_token(prefix .. ':fence:' .. ident, ARGV[5]))
+    local token = fence_token(prefix .. ':fence:' .. ident, ARGV[5], FENCE_TTL_MS)
+    redis.call('HSET', session, 'owner', ARGV[2], 'token', token)
     redis.call('SADD', KEYS[2], ident)
     adopted[#adopted + 1] = ident
   end
@@ -88,10 +83,6 @@ return adopted
 
 def new_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
-
-
-class LeaseLost(RuntimeError):
-    """This worker's lease expired: other workers may already have adopted its sessions."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +118,7 @@ class Ownership:
             args=[self.lease_ttl_ms, self.worker_id, self._heartbeat_ttl_s, "1" if may_route else "0"],
         ))
         if reply < 0:
+            # Other workers may already have adopted its sessions.
             raise LeaseLost(f"guest worker {self.worker_id} lost its lease")
         return reply == 1
 

@@ -31,7 +31,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from parley import keys
+from parley import keys, leases
 from parley.events import EVENT_FIELD, EventLog
 from parley.settings import Settings
 from schemas.events import EventBase
@@ -42,16 +42,8 @@ from workers.guest.keys import GuestKeys
 DOORBELL_MAXLEN = 10_000
 FENCE_TTL_MS = 30 * 24 * 3600 * 1000
 
-# Fencing tokens: a missing counter starts at the clock in ms, so tokens keep rising even after the
-# counter expired (as in parley.state_cache).
-_FENCE = """
-local function fence_token(fence_key, now_ms)
-  if redis.call('EXISTS', fence_key) == 0 then redis.call('SET', fence_key, now_ms) end
-  local token = redis.call('INCR', fence_key)
-  redis.call('PEXPIRE', fence_key, FENCE_TTL_MS)
-  return token
-end
-""".replace("FENCE_TTL_MS", str(FENCE_TTL_MS))
+# Fencing tokens (parley.leases): fence_token(fence key, now ms, FENCE_TTL_MS).
+FENCE = leases.FENCE_TOKEN + f"local FENCE_TTL_MS = {FENCE_TTL_MS}\n"
 
 # KEYS: session, inbox, fence, relayed, secret, commands stream.
 # ARGV: 1 chosen owner, 2 command id, 3 type, 4 group, 5 entry id, 6 now ms, 7 ttl ms, 8 session_key,
@@ -59,7 +51,7 @@ end
 # A guest.start for no session (or an ended one) creates the record for the chosen owner; a command
 # for an orphan (its owner's lease is gone) hands it to the chosen owner; every routed command is
 # appended to the inbox and acknowledged in the same step, then the owner's doorbell rings.
-_ROUTE = _FENCE + """
+_ROUTE = FENCE + """
 local prefix, ident, chosen = ARGV[11], ARGV[12], ARGV[1]
 local status = redis.call('HGET', KEYS[1], 'status')
 local owner
@@ -70,7 +62,7 @@ if (not status) or status == 'ended' then
   end
   redis.call('DEL', KEYS[1], KEYS[2], KEYS[4], KEYS[5])
   redis.call('HSET', KEYS[1], 'session_key', ARGV[8], 'org', ARGV[9], 'protocol', ARGV[10],
-             'status', 'starting', 'owner', chosen, 'token', fence_token(KEYS[3], ARGV[6]),
+             'status', 'starting', 'owner', chosen, 'token', fence_token(KEYS[3], ARGV[6], FENCE_TTL_MS),
              'start_command_id', ARGV[2], 'cursor', '0-0', 'current', '', 'created_at', ARGV[6])
   redis.call('PEXPIRE', KEYS[1], ARGV[7])
   redis.call('SADD', prefix .. ':owned:' .. chosen, ident)
@@ -79,7 +71,7 @@ else
   owner = redis.call('HGET', KEYS[1], 'owner')
   if (not owner) or owner == '' or redis.call('EXISTS', prefix .. ':worker:' .. owner) == 0 then
     if owner and owner ~= '' then redis.call('SREM', prefix .. ':owned:' .. owner, ident) end
-    redis.call('HSET', KEYS[1], 'owner', chosen, 'token', fence_token(KEYS[3], ARGV[6]))
+    redis.call('HSET', KEYS[1], 'owner', chosen, 'token', fence_token(KEYS[3], ARGV[6], FENCE_TTL_MS))
     redis.call('SADD', prefix .. ':owned:' .. chosen, ident)
     owner = chosen
   end

@@ -43,13 +43,14 @@ import redis.asyncio as aredis
 
 from genesys.client import AsyncGenesysClient
 from parley.connections import connect, redis_url
+from parley.leases import LeaseLost
 from parley.settings import Settings
 from parley.state_cache import StateCache
 from workers.guest.batch import RedisBatcher, pack_with_hiredis
 from workers.guest.commands import CommandDesk
 from workers.guest.keys import GuestKeys
 from workers.guest.network import SessionIO, rest_caller, websocket_connector
-from workers.guest.ownership import LeaseLost, Ownership, new_worker_id
+from workers.guest.ownership import Ownership, new_worker_id
 from workers.guest.routing import Router
 from workers.guest.session import RunnerContext, SessionRunner, settle_leftovers
 from workers.guest.settings import GuestSettings
