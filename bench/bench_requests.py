@@ -5,7 +5,7 @@ bounds how many commands a deployment can carry. This runs the real pipeline (re
 emulator, ``parley ingest``, a ``celery -A tasks.app worker``) and, case by case, submits
 ``--commands`` commands of one kind, waits until every one has succeeded, and counts the requests
 the emulator received meanwhile. The baseline of each case is the fewest requests the command could
-possibly cost (its ``minimum``, with the reason).
+possibly cost while doing what it promises (its ``minimum``, with the reason).
 
 How requests are counted: the emulator has no request counter of its own, so the bench registers one
 fault per Genesys route (and a catch-all) through ``POST /__emulator/faults`` with probability 0: a
@@ -92,8 +92,9 @@ COBROWSE_AGAIN = Case("cobrowse.start again", "cobrowse.start", "its cobrowse is
                       0, "the join code of the live session is already known")
 COBROWSE_END = Case("cobrowse.end", "cobrowse.end", "a live cobrowse", 1,
                     "PATCH /api/v2/conversations/cobrowsesessions/{id}")
-CONVERSATION_END = Case("conversation.end", "conversation.end", "a live message conversation, no agent", 1,
-                        "PATCH /api/v2/conversations/messages/{id} (2 to also read back that it took effect)")
+CONVERSATION_END = Case("conversation.end", "conversation.end", "a live message conversation, no agent", 2,
+                        "PATCH /api/v2/conversations/messages/{id}, then one GET to read back that it took effect "
+                        "(a 200 to the PATCH is no proof, seed 002); 1 without that check")
 CHAT_CREATE = Case("chat.create", "chat.create", "a third-party chat on a queue", 1,
                    "POST /api/v2/conversations/chats")
 

@@ -356,7 +356,7 @@ def section_requests(r: RequestsResult, plots: dict[str, Path], report_dir: Path
              "Genesys allows **300 requests per minute per OAuth client**: what a command costs in requests "
              "bounds how many commands a deployment can carry. Counted in steady state (token held, caches "
              f"warm) by the emulator over {r.cases[0].commands if r.cases else 0} commands per case, against "
-             "the fewest requests the command could possibly cost.", "",
+             "the fewest requests the command could possibly cost while doing what it promises.", "",
              _run_line(r.run), "", f"Counted by {r.counted_by}.", ""]
     lines += _img(plots, "requests", "Genesys requests per command", report_dir)
     rows = []
