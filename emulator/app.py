@@ -16,7 +16,9 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
-from emulator import admin, gateway, ws_admin
+from emulator import gateway
+from emulator.admin import conversations as admin_conversations
+from emulator.admin import harness, sockets
 from emulator.config import EmulatorConfig
 from emulator.errors import ApiError, error_response
 from emulator.rest import analytics, chats, cobrowse, conversations, guestchat, messages, oauth, webmessaging
@@ -89,7 +91,8 @@ def create_app(config: EmulatorConfig | None = None) -> Starlette:
     """A fresh emulator (seeded org, empty ledger) as an ASGI app; ``app.state.emulator`` is its state."""
     app = EmulatorApp(
         routes=[
-            *admin.ROUTES,
+            *harness.ROUTES,
+            *admin_conversations.ROUTES,
             *oauth.ROUTES,
             *analytics.ROUTES,
             *messages.ROUTES,
@@ -97,7 +100,7 @@ def create_app(config: EmulatorConfig | None = None) -> Starlette:
             *cobrowse.ROUTES,
             *guestchat.ROUTES,
             *webmessaging.ROUTES,
-            *ws_admin.ROUTES,
+            *sockets.ROUTES,
             *webmessaging_socket.ROUTES,
             *guestchat_stream.ROUTES,
             # Last: /api/v2/conversations/{conversationId} would swallow /conversations/chats etc.

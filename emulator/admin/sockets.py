@@ -20,11 +20,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
+from emulator.admin import AdminBody, answer
 from emulator.errors import ApiError
 from emulator.rest.api import emulator_of
 from emulator.rest.bodies import parse_body
@@ -34,11 +35,7 @@ from emulator.ws import guestchat_frames
 from emulator.ws.links import Link, Protocol, ShapeMode
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SocketSelector(_Body):
+class SocketSelector(AdminBody):
     link_id: str | None = None
     protocol: Protocol | None = None
     session_id: str | None = Field(default=None, description="A Web Messaging session id.")
@@ -60,7 +57,7 @@ class SocketShape(SocketSelector):
     hold_ms: int = Field(default=1000, ge=0, description="reorder: release what is held after this long anyway.")
 
 
-class SocketView(_Body):
+class SocketView(AdminBody):
     id: str
     protocol: Protocol
     session_id: str | None
@@ -68,15 +65,15 @@ class SocketView(_Body):
     opened_at: datetime
 
 
-class SocketList(_Body):
+class SocketList(AdminBody):
     sockets: list[SocketView]
 
 
-class SocketCount(_Body):
+class SocketCount(AdminBody):
     sockets: int
 
 
-class SessionView(_Body):
+class SessionView(AdminBody):
     session_id: str
     deployment_id: str
     external_contact_id: str
@@ -89,12 +86,8 @@ class SessionView(_Body):
     connections: int
 
 
-class SessionList(_Body):
+class SessionList(AdminBody):
     sessions: list[SessionView]
-
-
-def _json(body: BaseModel) -> JSONResponse:
-    return JSONResponse(body.model_dump(mode="json"))
 
 
 def _selected(emulator: Emulator, selector: SocketSelector) -> list[Link]:
@@ -135,7 +128,7 @@ def _session(request: Request) -> tuple[Emulator, WebMessagingSession]:
 
 async def list_sockets(request: Request) -> Response:
     links = emulator_of(request).links.select()
-    return _json(
+    return answer(
         SocketList(
             sockets=[
                 SocketView(
@@ -161,7 +154,7 @@ async def drop_sockets(request: Request) -> Response:
             link.abort()
         else:
             link.close(body.code, body.reason)
-    return _json(SocketCount(sockets=len(links)))
+    return answer(SocketCount(sockets=len(links)))
 
 
 async def shape_sockets(request: Request) -> Response:
@@ -169,18 +162,18 @@ async def shape_sockets(request: Request) -> Response:
     links = _selected(emulator_of(request), body)
     for link in links:
         link.shape(body.mode, body.frames, body.hold_ms / 1000)
-    return _json(SocketCount(sockets=len(links)))
+    return answer(SocketCount(sockets=len(links)))
 
 
 async def list_sessions(request: Request) -> Response:
     emulator = emulator_of(request)
-    return _json(SessionList(sessions=[_session_view(emulator, s) for s in emulator.state.webmessaging.all()]))
+    return answer(SessionList(sessions=[_session_view(emulator, s) for s in emulator.state.webmessaging.all()]))
 
 
 async def expire_session(request: Request) -> Response:
     emulator, session = _session(request)
     emulator.guest_sessions.expire(session)
-    return _json(_session_view(emulator, session))
+    return answer(_session_view(emulator, session))
 
 
 async def read_only_session(request: Request) -> Response:
@@ -188,7 +181,7 @@ async def read_only_session(request: Request) -> Response:
     if not session.live:
         raise ApiError(409, "request.conflict", message="The session has ended.")
     emulator.guest_sessions.force_read_only(session)
-    return _json(_session_view(emulator, session))
+    return answer(_session_view(emulator, session))
 
 
 _SESSION = "/__emulator/webmessaging/sessions/{sessionId}"
