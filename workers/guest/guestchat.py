@@ -32,6 +32,7 @@ class GuestChatAdapter:
         assert start.organization_id and start.queue_name and start.display_name  # GuestStart validated it
         self._created = secret.created if secret is not None else None
         self.resuming = self._created is not None
+        self.deployment_id = start.deployment_id
         self.secret = secret
         self.needs_saving = False  # saved when the create answer arrives (secret_from_answer)
         self._expires: float | None = self._jwt_expiry(self._created.get_secret_value()) if self._created else None

@@ -60,6 +60,7 @@ class WebMessagingAdapter:
             checkpoint=resume_from,
         ), rng=SHARED_RNG)
         self._url = webmessaging_url(api_url, start.deployment_id)
+        self.deployment_id = start.deployment_id
         self._origin = start.origin
 
     def start(self, now: float) -> None:
