@@ -26,16 +26,14 @@ import string
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from emulator.config import EmulatorConfig
 from emulator.errors import ApiError
-from emulator.ledger import LedgerEntry
-from emulator.state import EmulatorState
+from emulator.fixtures import Agent
+from emulator.ledger import Ledger, LedgerEntry
+from emulator.state.agents import Agents
 from emulator.state.model import Conversation
-
-if TYPE_CHECKING:
-    from emulator.runtime import Emulator
+from emulator.state.store import Conversations
 
 log = logging.getLogger("emulator.agent")
 
@@ -80,8 +78,16 @@ def routed(entry: LedgerEntry) -> bool:
 
 
 class SimulatedAgent:
-    def __init__(self, emulator: Emulator) -> None:
-        self._emulator = emulator
+    """Plays ``agent`` (a fixture agent) in every routed guest session, as ``config`` says (read live)."""
+
+    def __init__(
+        self, ledger: Ledger, config: EmulatorConfig, conversations: Conversations, agents: Agents, agent: Agent
+    ) -> None:
+        self._ledger = ledger
+        self._config = config
+        self._conversations = conversations
+        self._agents = agents
+        self._agent = agent
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: int | None = None
         self._unsubscribe: Callable[[], None] | None = None
@@ -91,7 +97,7 @@ class SimulatedAgent:
         """Start listening (in the server's event loop)."""
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
-        self._unsubscribe = self._emulator.ledger.subscribe(self._on_entry)
+        self._unsubscribe = self._ledger.subscribe(self._on_entry)
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:
@@ -123,7 +129,7 @@ class SimulatedAgent:
         if conversation_id is None:
             return
         if routed(entry):
-            if self._emulator.config.auto_agent and conversation_id not in self._workers:
+            if self._config.auto_agent and conversation_id not in self._workers:
                 self._enqueue(conversation_id, _Join())
         elif entry.kind == "guest.message.received" and entry.message_id and conversation_id in self._workers:
             self._enqueue(conversation_id, _Reply(entry.message_id))
@@ -143,51 +149,45 @@ class SimulatedAgent:
 
     # --- one conversation ----------------------------------------------------------------------------
     async def _work(self, conversation_id: str, queue: asyncio.Queue[_Action]) -> None:
-        state = self._emulator.state
         while True:
             action = await queue.get()
-            conv = self._current(state, conversation_id)
+            conv = self._current(conversation_id)
             if conv is None:
                 return
             try:
                 if isinstance(action, _Join):
-                    await self._join(state, conv)
+                    await self._join(conv)
                 else:
-                    await self._reply(state, conv, action.message_id)
+                    await self._reply(conv, action.message_id)
             except ApiError as exc:
                 # The conversation moved on meanwhile (ended, the agent left, an admin call got
                 # there first): nothing to answer.
                 log.debug("simulated agent skipped an action: %s", exc.code)
 
-    def _current(self, state: EmulatorState, conversation_id: str) -> Conversation | None:
-        """The conversation, while it is live, the state is not reset, and the agent is enabled."""
-        if self._emulator.state is not state or not self._emulator.config.auto_agent:
+    def _current(self, conversation_id: str) -> Conversation | None:
+        """The conversation, while it is live, not forgotten by a reset, and the agent is enabled."""
+        if not self._config.auto_agent:
             return None
-        conv = state.conversations.get(conversation_id)
+        conv = self._conversations.get(conversation_id)
         return conv if conv is not None and conv.live else None
 
-    @property
-    def _config(self) -> EmulatorConfig:
-        return self._emulator.config
-
-    async def _join(self, state: EmulatorState, conv: Conversation) -> None:
+    async def _join(self, conv: Conversation) -> None:
         await asyncio.sleep(self._config.agent_join_delay_s)
-        if self._current(state, conv.id) is None or next(conv.with_purpose("agent"), None) is not None:
+        if self._current(conv.id) is None or next(conv.with_purpose("agent"), None) is not None:
             return  # gone, or an agent joined through the admin API: let that one talk
-        agent = self._emulator.fixtures.agents[0]
-        state.agents.join(conv, agent)
-        state.agents.send(conv, self._config.agent_greeting.replace("{agent}", agent.name))
+        self._agents.join(conv, self._agent)
+        self._agents.send(conv, self._config.agent_greeting.replace("{agent}", self._agent.name))
 
-    async def _reply(self, state: EmulatorState, conv: Conversation, message_id: str) -> None:
+    async def _reply(self, conv: Conversation, message_id: str) -> None:
         message = conv.message(message_id)
         if message is None:
             return
-        state.agents.typing(conv)
+        self._agents.typing(conv)
         await asyncio.sleep(self._config.agent_reply_delay_s)
-        if self._current(state, conv.id) is None:
+        if self._current(conv.id) is None:
             return
         if is_bye(message.text, self._config.agent_bye_phrase):
-            state.agents.send(conv, self._config.agent_farewell)
-            state.agents.disconnect(conv, end_conversation=True)
+            self._agents.send(conv, self._config.agent_farewell)
+            self._agents.disconnect(conv, end_conversation=True)
         else:
-            state.agents.send(conv, answer(message.text))
+            self._agents.send(conv, answer(message.text))

@@ -41,9 +41,11 @@ class EmulatorApp(Starlette):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            await gateway.handle(self.emulator, scope, receive, send, super().__call__)
+            emulator = self.emulator
+            await gateway.handle(emulator.faults, emulator.config, scope, receive, send, super().__call__)
         elif scope["type"] == "websocket":
-            await gateway.handle_websocket(self.emulator, scope, receive, send, super().__call__)
+            emulator = self.emulator
+            await gateway.handle_websocket(emulator.faults, emulator.config, scope, receive, send, super().__call__)
         else:
             await super().__call__(scope, receive, send)
 
@@ -89,6 +91,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 def create_app(config: EmulatorConfig | None = None) -> Starlette:
     """A fresh emulator (seeded org, empty ledger) as an ASGI app; ``app.state.emulator`` is its state."""
+    emulator = Emulator(config or EmulatorConfig())
     app = EmulatorApp(
         routes=[
             *harness.ROUTES,
@@ -101,15 +104,15 @@ def create_app(config: EmulatorConfig | None = None) -> Starlette:
             *guestchat.ROUTES,
             *webmessaging.ROUTES,
             *sockets.ROUTES,
-            *webmessaging_socket.ROUTES,
-            *guestchat_stream.ROUTES,
+            *webmessaging_socket.routes(emulator.guest_sockets),
+            *guestchat_stream.routes(emulator.guest_streams),
             # Last: /api/v2/conversations/{conversationId} would swallow /conversations/chats etc.
             *conversations.ROUTES,
         ],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},
         lifespan=_lifespan,
     )
-    app.state.emulator = Emulator(config or EmulatorConfig())
+    app.state.emulator = emulator
     return app
 
 

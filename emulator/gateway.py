@@ -19,10 +19,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
+from emulator.config import EmulatorConfig
 from emulator.errors import CORRELATION_HEADER, error_response
-from emulator.faults import ConnectionDropped, FaultSpec
+from emulator.faults import ConnectionDropped, FaultInjector, FaultSpec
 from emulator.ratelimit import RateLimitStatus
-from emulator.runtime import Emulator
 from emulator.ws.links import RAW_SEND_KEY
 
 ADMIN_PREFIX = "/__emulator"
@@ -47,20 +47,22 @@ def _with_headers(send: Send, state: MutableMapping[str, Any]) -> Send:
     return wrapped
 
 
-async def handle(emulator: Emulator, scope: Scope, receive: Receive, send: Send, app: Next) -> None:
+async def handle(
+    faults: FaultInjector, config: EmulatorConfig, scope: Scope, receive: Receive, send: Send, app: Next
+) -> None:
     state: MutableMapping[str, Any] = scope.setdefault("state", {})
     state["correlation_id"] = str(uuid.uuid4())
     reply = _with_headers(send, state)
     path: str = scope["path"]
-    fault = None if path.startswith(ADMIN_PREFIX) else emulator.faults.take(scope["method"], path)
+    fault = None if path.startswith(ADMIN_PREFIX) else faults.take(scope["method"], path)
     if fault is None:
         await app(scope, receive, reply)
         return
-    await _inject(emulator, fault, scope, receive, send, reply, app)
+    await _inject(fault, config.max_hang_ms, scope, receive, send, reply, app)
 
 
 async def _inject(
-    emulator: Emulator, fault: FaultSpec, scope: Scope, receive: Receive, send: Send, reply: Send, app: Next
+    fault: FaultSpec, max_hang_ms: int, scope: Scope, receive: Receive, send: Send, reply: Send, app: Next
 ) -> None:
     if fault.latency_ms:
         await asyncio.sleep(fault.latency_ms / 1000)
@@ -73,7 +75,7 @@ async def _inject(
     if fault.drop == "after":
         await app(scope, receive, _discard)  # the call takes effect; only its answer is lost
     elif fault.drop == "hang":
-        limit_ms = fault.hang_ms if fault.hang_ms is not None else emulator.config.max_hang_ms
+        limit_ms = fault.hang_ms if fault.hang_ms is not None else max_hang_ms
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(_until_disconnect(receive), timeout=limit_ms / 1000)
     await _drop(receive, send)
@@ -99,13 +101,15 @@ async def _drop(receive: Receive, send: Send) -> None:
     await _until_disconnect(receive)
 
 
-async def handle_websocket(emulator: Emulator, scope: Scope, receive: Receive, send: Send, app: Next) -> None:
+async def handle_websocket(
+    faults: FaultInjector, config: EmulatorConfig, scope: Scope, receive: Receive, send: Send, app: Next
+) -> None:
     """A guest socket's upgrade. A fault matching ``GET <path>`` applies to it: ``latency_ms`` delays
     the handshake; a ``status`` refuses the upgrade with that HTTP status and an ErrorBody; any
     ``drop`` closes the connection without a handshake answer (``hang`` after holding it)."""
     scope[RAW_SEND_KEY] = send  # what an abrupt drop of an accepted socket aborts
     path: str = scope["path"]
-    fault = None if path.startswith(ADMIN_PREFIX) else emulator.faults.take("GET", path)
+    fault = None if path.startswith(ADMIN_PREFIX) else faults.take("GET", path)
     if fault is not None and fault.latency_ms:
         await asyncio.sleep(fault.latency_ms / 1000)
     if fault is None or (fault.status is None and fault.drop is None):
@@ -121,7 +125,7 @@ async def handle_websocket(emulator: Emulator, scope: Scope, receive: Receive, s
         await send({"type": "websocket.http.response.body", "body": body})
         return
     if fault.drop == "hang":
-        limit_ms = fault.hang_ms if fault.hang_ms is not None else emulator.config.max_hang_ms
+        limit_ms = fault.hang_ms if fault.hang_ms is not None else config.max_hang_ms
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(_until_ws_disconnect(receive), timeout=limit_ms / 1000)
     transport = getattr(getattr(send, "__self__", None), "transport", None)

@@ -1,5 +1,12 @@
 """One running emulator: its configuration, clock, org state, ledger, faults, limits and tokens, and
-its guest-socket side (live sockets, Web Messaging sessions, Guest Chat streams, simulated agent)."""
+its guest-socket side (live sockets, Web Messaging sessions, Guest Chat streams, simulated agent).
+
+:class:`Emulator` builds each part once and hands every other part the few it uses; nothing holds the
+Emulator itself. Parts live as long as the emulator: a reset empties them and a PATCH of the config
+changes the one config object in place, so what a part was given stays current. Only the edges look
+the Emulator up (``app.state.emulator``): the gateway, the admin API, and :func:`emulator.rest.api.api_route`,
+which hands a REST handler the parts it may use.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ from emulator.ratelimit import RateLimiter
 from emulator.state import EmulatorState
 from emulator.ws.guestchat import GuestChatStreams
 from emulator.ws.links import LinkRegistry
+from emulator.ws.webmessaging import GuestSockets
 from emulator.ws.webmessaging_sessions import SessionSockets
 
 
@@ -47,7 +55,7 @@ class ConfigPatch(BaseModel):
 class Emulator:
     def __init__(self, config: EmulatorConfig, fixtures: Fixtures = SEED) -> None:
         self._initial_config = config
-        self.config = config.model_copy()
+        self.config = config.model_copy()  # changed in place (tune, reset): every part reads it live
         self.fixtures = fixtures
         self.clock = Clock()
         self.ledger = Ledger()
@@ -56,17 +64,32 @@ class Emulator:
         # Tokens survive a reset: a client under test keeps its cached token across test cases.
         self.tokens = TokenStore()
         self.jwts = GuestJwts()
-        self.state = EmulatorState.create(self.clock, self.ledger, self.fixtures)
+        self.state = EmulatorState.create(self.clock, self.ledger, fixtures)
         # Guest sockets: listeners of the ledger, so they survive a reset (the ledger object does).
         self.links = LinkRegistry()
-        self.guest_sessions = SessionSockets(self)
-        self.guest_streams = GuestChatStreams(self)
-        self.agent = SimulatedAgent(self)
+        conversations = self.state.conversations
+        self.session_sockets = SessionSockets(
+            self.ledger, self.clock, self.config, self.links, conversations, self.state.webmessaging
+        )
+        self.guest_sockets = GuestSockets(
+            fixtures,
+            self.config,
+            self.clock,
+            self.jwts,
+            self.ledger,
+            self.links,
+            self.session_sockets,
+            self.state.webmessaging,
+        )
+        self.guest_streams = GuestChatStreams(
+            self.ledger, self.clock, self.config, self.jwts, self.links, conversations, self.state.guest_chats
+        )
+        self.agent = SimulatedAgent(self.ledger, self.config, conversations, self.state.agents, fixtures.agents[0])
 
     def tune(self, patch: ConfigPatch) -> EmulatorConfig:
         """Apply runtime-tunable settings; validated like the environment would be."""
         merged = self.config.model_dump() | patch.model_dump(exclude_none=True)
-        self.config = EmulatorConfig.model_validate(merged)
+        self._configure(EmulatorConfig.model_validate(merged))
         return self.config
 
     def reset(self) -> None:
@@ -74,11 +97,16 @@ class Emulator:
         configuration as at start. Open guest sockets are closed (1012: their sessions are gone)."""
         self.links.close_all(1012, "Emulator reset")
         self.agent.reset()
-        self.guest_sessions.reset()
-        self.config = self._initial_config.model_copy()
+        self.session_sockets.reset()
+        self._configure(self._initial_config)
         self.clock.reset()
         self.ledger.clear()
         self.faults.clear()
         self.rate_limiter.clear()
         self.jwts.clear()
-        self.state = EmulatorState.create(self.clock, self.ledger, self.fixtures)
+        self.state.reset()
+
+    def _configure(self, values: EmulatorConfig) -> None:
+        """The config object every part holds takes ``values``."""
+        for name in EmulatorConfig.model_fields:
+            setattr(self.config, name, getattr(values, name))

@@ -172,7 +172,7 @@ async def list_sessions(request: Request) -> Response:
 
 async def expire_session(request: Request) -> Response:
     emulator, session = _session(request)
-    emulator.guest_sessions.expire(session)
+    emulator.session_sockets.expire(session)
     return answer(_session_view(emulator, session))
 
 
@@ -180,7 +180,7 @@ async def read_only_session(request: Request) -> Response:
     emulator, session = _session(request)
     if not session.live:
         raise ApiError(409, "request.conflict", message="The session has ended.")
-    emulator.guest_sessions.force_read_only(session)
+    emulator.session_sockets.force_read_only(session)
     return answer(_session_view(emulator, session))
 
 

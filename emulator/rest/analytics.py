@@ -85,13 +85,12 @@ async def post_conversation_details_query(call: Call) -> Response:
     body = await parse_body(call.request, ConversationQueryBody)
     _check(body)
     interval = analytics.parse_interval(body.interval, filtered=bool(body.segment_filters or body.conversation_filters))
-    emulator = call.emulator
     result = analytics.run_query(
-        emulator.state.conversations.all(),
+        call.state.conversations.all(),
         body,
         interval,
-        now=emulator.clock.now(),
-        lag_s=emulator.config.analytics_lag_s,
+        now=call.clock.now(),
+        lag_s=call.config.analytics_lag_s,
     )
     wire = result.to_wire()
     if not result.conversations:

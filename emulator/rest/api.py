@@ -2,7 +2,9 @@
 
 Each route declares who may call it (:class:`Auth`); :func:`api_route` authenticates the caller,
 counts the call against its token's limit (the ``inin-ratelimit-*`` headers are added to the answer
-by the gateway), and hands the handler a :class:`Call`.
+by the gateway), and hands the handler a :class:`Call`: the request, who is calling, and the parts of
+the emulator a Genesys route acts on - not the emulator itself, whose faults, sockets and reset are
+the admin API's.
 """
 
 from __future__ import annotations
@@ -20,11 +22,18 @@ from emulator.auth import (
     WEBMESSAGING_ISSUER,
     ClientToken,
     GuestClaims,
+    GuestJwts,
+    TokenStore,
     authenticate_client,
     authenticate_guest,
 )
+from emulator.clock import Clock
+from emulator.config import EmulatorConfig
 from emulator.errors import rate_limited
+from emulator.fixtures import Fixtures
+from emulator.ledger import Ledger
 from emulator.runtime import Emulator
+from emulator.state import EmulatorState
 from genesys.models import WireModel
 
 
@@ -35,10 +44,16 @@ class Auth(Enum):
     NONE = "none"  # Guest Chat create
 
 
-@dataclass
+@dataclass(slots=True)
 class Call:
     request: Request
-    emulator: Emulator
+    state: EmulatorState
+    fixtures: Fixtures
+    config: EmulatorConfig
+    clock: Clock
+    ledger: Ledger
+    tokens: TokenStore
+    jwts: GuestJwts
     client: ClientToken | None = None
     guest: GuestClaims | None = None
 
@@ -55,6 +70,7 @@ Handler = Callable[[Call], Awaitable[Response]]
 
 
 def emulator_of(request: Request) -> Emulator:
+    """The app's emulator: for the edges only (this module's routes, the admin API)."""
     emulator: Emulator = request.app.state.emulator
     return emulator
 
@@ -62,7 +78,16 @@ def emulator_of(request: Request) -> Emulator:
 def api_route(path: str, handler: Handler, *, methods: list[str], auth: Auth) -> Route:
     async def endpoint(request: Request) -> Response:
         emulator = emulator_of(request)
-        call = Call(request, emulator)
+        call = Call(
+            request,
+            emulator.state,
+            emulator.fixtures,
+            emulator.config,
+            emulator.clock,
+            emulator.ledger,
+            emulator.tokens,
+            emulator.jwts,
+        )
         rate_key: str | None = None
         if auth is Auth.CLIENT:
             call.client = authenticate_client(request, emulator.tokens, emulator.clock)

@@ -35,10 +35,10 @@ async def list_chats(call: Call) -> Response:
 
 async def post_chat(call: Call) -> Response:
     body = await parse_body(call.request, CreateWebChatRequest, missing_codes=CREATE_NOT_NULL)
-    queue = call.emulator.fixtures.queue_by_id(body.queue_id)
+    queue = call.fixtures.queue_by_id(body.queue_id)
     if queue is None:
         raise ApiError(400, "chat.error.queue.not.found")
-    conv = call.emulator.state.chats.create(
+    conv = call.state.chats.create(
         queue=queue,
         provider=body.provider,
         customer_name=body.customer_name,
@@ -80,7 +80,7 @@ async def post_chat_message(call: Call) -> Response:
     sender, _ = found
     if sender.purpose == "customer":
         raise ApiError(400, "chat.error.member.state")
-    message = call.emulator.state.guest_chats.post_message(conv, sender, body.body, body.body_type or "standard")
+    message = call.state.guest_chats.post_message(conv, sender, body.body, body.body_type or "standard")
     return ok(views.web_chat_message(conv, message))
 
 

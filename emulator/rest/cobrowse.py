@@ -27,8 +27,8 @@ def websocket_base(request: Request) -> str:
 
 async def post_cobrowse(call: Call) -> Response:
     conv = conversation_of(call, code="not.found")
-    session = call.emulator.state.cobrowse.start(
-        conv, websocket_base=websocket_base(call.request), offer_s=call.emulator.config.cobrowse_offer_s
+    session = call.state.cobrowse.start(
+        conv, websocket_base=websocket_base(call.request), offer_s=call.config.cobrowse_offer_s
     )
     return ok(views.cobrowse_session(conv, session))
 

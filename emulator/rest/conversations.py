@@ -26,7 +26,7 @@ async def patch_conversation(call: Call, conv: Conversation, media: Media | None
     PATCH that "succeeds" but changes nothing). Ending an ended conversation is a success.
     """
     body = await parse_body(call.request, ConversationStateRequest)
-    state = call.emulator.state
+    state = call.state
     if "state" in body.model_fields_set:
         if media is Media.COBROWSE:
             state.cobrowse.end(conv, by="client")
@@ -45,18 +45,18 @@ async def patch_participant(call: Call, conv: Conversation, media: Media | None,
     if body.state == "disconnected":
         if not live:
             raise ApiError(400, "conversation.error.participant.no.active.conversations")
-        call.emulator.state.conversations.disconnect_participant(
+        call.state.conversations.disconnect_participant(
             conv, participant, disconnect_type="client", by="client", media=media
         )
     elif body.state == "connected" and not live:
         raise ApiError(400, "conversation.participant.update.invalid")
     if body.wrapup is not None:
-        call.emulator.state.conversations.wrap_up(participant, body.wrapup.code)
+        call.state.conversations.wrap_up(participant, body.wrapup.code)
     return accepted()
 
 
 def conversation_of(call: Call, *, code: str = NOT_FOUND, kinds: tuple[Kind, ...] = tuple(Kind)) -> Conversation:
-    return call.emulator.state.conversations.require(call.param("conversationId"), code=code, kinds=kinds)
+    return call.state.conversations.require(call.param("conversationId"), code=code, kinds=kinds)
 
 
 # --- /api/v2/conversations/{conversationId} ----------------------------------------------------------
@@ -72,7 +72,7 @@ async def delete_conversation(call: Call) -> Response:
 async def post_disconnect(call: Call) -> Response:
     """Full teardown (Genesys: a recovery tool with a system wrap-up) → 202."""
     conv = conversation_of(call)
-    call.emulator.state.conversations.disconnect_conversation(conv, disconnect_type="system", by="client")
+    call.state.conversations.disconnect_conversation(conv, disconnect_type="system", by="client")
     return accepted()
 
 

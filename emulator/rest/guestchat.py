@@ -53,7 +53,7 @@ MESSAGE_NOT_NULL = {"body": "chat.error.notnull.createconversationmessagerequest
 
 async def create(call: Call) -> Response:
     body = await parse_body(call.request, CreateWebChatConversationRequest, missing_codes=CREATE_NOT_NULL)
-    fixtures = call.emulator.fixtures
+    fixtures = call.fixtures
     if body.organization_id != fixtures.organization_id:
         raise ApiError(400, "chat.error.bad.request", message="Unknown organizationId.")
     if fixtures.deployment(body.deployment_id, "guestchat") is None:
@@ -62,7 +62,7 @@ async def create(call: Call) -> Response:
     if queue is None:
         raise ApiError(400, "chat.error.invalid.queue")
     info = body.member_info
-    conv, guest = call.emulator.state.guest_chats.create(
+    conv, guest = call.state.guest_chats.create(
         deployment_id=body.deployment_id,
         queue=queue,
         member=MemberInfo(
@@ -77,12 +77,11 @@ async def create(call: Call) -> Response:
         ),
     )
     leg = guest.communications[0]
-    emulator = call.emulator
-    jwt, _ = emulator.jwts.issue(
+    jwt, _ = call.jwts.issue(
         GUEST_CHAT_ISSUER,
         GuestJwtData(did=body.deployment_id, conv=conv.id, sub=leg.id),
-        emulator.clock.time(),
-        emulator.config.guest_jwt_expires_in_s,
+        call.clock.time(),
+        call.config.guest_jwt_expires_in_s,
     )
     return ok(
         CreateWebChatConversationResponse(
@@ -97,7 +96,7 @@ async def create(call: Call) -> Response:
 
 def _conversation(call: Call) -> Conversation:
     """The JWT's own Guest Chat conversation."""
-    conv = call.emulator.state.conversations.get(call.param("conversationId"))
+    conv = call.state.conversations.get(call.param("conversationId"))
     if conv is None or conv.kind is not Kind.GUEST_CHAT:
         raise ApiError(404, "chat.error.not.found")
     if call.guest_claims.data.conv != conv.id:
@@ -148,7 +147,7 @@ async def delete_member(call: Call) -> Response:
     guest = _own_member(call, conv)
     if not guest.live:
         raise ApiError(400, "chat.error.member.state")
-    call.emulator.state.conversations.disconnect_participant(conv, guest, disconnect_type="client", by="guest")
+    call.state.conversations.disconnect_participant(conv, guest, disconnect_type="client", by="guest")
     return no_content()
 
 
@@ -156,14 +155,14 @@ async def post_message(call: Call) -> Response:
     conv = _conversation(call)
     guest = _own_member(call, conv)
     body = await parse_body(call.request, CreateWebChatMessageRequest, missing_codes=MESSAGE_NOT_NULL)
-    message = call.emulator.state.guest_chats.post_message(conv, guest, body.body, body.body_type or "standard")
+    message = call.state.guest_chats.post_message(conv, guest, body.body, body.body_type or "standard")
     return ok(views.web_chat_message(conv, message))
 
 
 async def post_typing(call: Call) -> Response:
     conv = _conversation(call)
     guest = _own_member(call, conv)
-    at = call.emulator.state.guest_chats.typing(conv, guest)
+    at = call.state.guest_chats.typing(conv, guest)
     return ok(
         WebChatTyping(
             id=new_id(),

@@ -112,8 +112,8 @@ def _agentless_key(fixtures: Fixtures, body: SendAgentlessOutboundMessageRequest
 async def post_agentless(call: Call) -> Response:
     normalized = query_bool(call.request, "useNormalizedMessage", False)
     body = await parse_body(call.request, SendAgentlessOutboundMessageRequest)
-    key = _agentless_key(call.emulator.fixtures, body)
-    conv, message = call.emulator.state.messaging.send_agentless(
+    key = _agentless_key(call.fixtures, body)
+    conv, message = call.state.messaging.send_agentless(
         key=key,
         to_address=body.to_address if key[0] != "webmessaging" else None,
         external_contact_id=body.external_contact_id,
@@ -140,7 +140,7 @@ async def post_agentless(call: Call) -> Response:
 async def post_queue_outbound(call: Call) -> Response:
     """POST /api/v2/conversations/messages: outbound on a queue's address (never web messaging)."""
     body = await parse_body(call.request, CreateOutboundMessagingConversationRequest)
-    fixtures = call.emulator.fixtures
+    fixtures = call.fixtures
     queue = fixtures.queue_by_id(body.queue_id)
     if queue is None:
         raise _invalid("queueId", body.queue_id, "a queue id of this organization")
@@ -148,7 +148,7 @@ async def post_queue_outbound(call: Call) -> Response:
     if body.to_address_messenger_type != "sms" or queue.outbound_sms_address is None:
         raise ApiError(400, "queue.address.required")
     _check_contact(body.external_contact_id)
-    conv = call.emulator.state.messaging.create_queue_outbound(
+    conv = call.state.messaging.create_queue_outbound(
         key=("sms", queue.outbound_sms_address, to_address),
         queue=queue,
         to_address=to_address,
@@ -223,9 +223,7 @@ async def post_communication_message(call: Call) -> Response:
     conv, sender = _live_sender(call)
     body = await parse_body(call.request, AdditionalMessage)
     _too_long(body.text_body, WEBMESSAGING_TEXT_MAX if conv.messenger_type == "webmessaging" else TEXT_MAX)
-    message = call.emulator.state.conversations.add_message(
-        conv, sender, body.text_body, kind="message.sent", by="client"
-    )
+    message = call.state.conversations.add_message(conv, sender, body.text_body, kind="message.sent", by="client")
     return ok(views.message_data(conv, message))
 
 

@@ -12,9 +12,8 @@ from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from emulator.rest.api import emulator_of
+from emulator.rest.api import Auth, Call, api_route
 from genesys.models import OAuthError, OAuthToken
 
 
@@ -33,8 +32,8 @@ def _basic_credentials(request: Request) -> tuple[str, str] | None:
     return (client_id, secret) if sep else None
 
 
-async def token(request: Request) -> Response:
-    emulator = emulator_of(request)
+async def token(call: Call) -> Response:
+    request = call.request
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
     grant_type = form.get("grant_type", [""])[0]
     if not grant_type:
@@ -42,18 +41,19 @@ async def token(request: Request) -> Response:
     if grant_type != "client_credentials":
         return _oauth_error(400, "unsupported_grant_type", f"Unsupported grant type: {grant_type[:40]}")
     credentials = _basic_credentials(request)
-    fixtures = emulator.fixtures
+    fixtures = call.fixtures
     if (
         credentials is None
         or credentials[0] != fixtures.client_id
         or not hmac.compare_digest(credentials[1].encode(), fixtures.client_secret.encode())
     ):
         return _oauth_error(401, "invalid_client", "client authentication failed")
-    expires_in = emulator.config.token_expires_in_s
-    issued = emulator.tokens.issue(fixtures.client_id, emulator.clock.time(), expires_in)
-    emulator.ledger.record(emulator.clock.now(), "token.issued", by="client")
+    expires_in = call.config.token_expires_in_s
+    issued = call.tokens.issue(fixtures.client_id, call.clock.time(), expires_in)
+    call.ledger.record(call.clock.now(), "token.issued", by="client")
     body = OAuthToken(access_token=issued.token, token_type="bearer", expires_in=expires_in)
     return JSONResponse(body.model_dump())
 
 
-ROUTES = [Route("/oauth/token", token, methods=["POST"])]
+# No bearer token, hence no per-token limit: the caller is getting one.
+ROUTES = [api_route("/oauth/token", token, methods=["POST"], auth=Auth.NONE)]

@@ -22,12 +22,12 @@ async def get_history(call: Call) -> Response:
     page_size = query_int(call.request, "pageSize", 25, lo=1, hi=100)
     page_number = query_int(call.request, "pageNumber", 1, lo=1, hi=10_000)
     subject = call.guest_claims.data.sub
-    state = call.emulator.state
+    state = call.state
     session = state.webmessaging.get(subject) if subject else None
     if session is None:
         raise ApiError(404, "session.not.found")
-    deployment = call.emulator.fixtures.deployment(session.deployment_id, "webmessaging")
-    require = call.emulator.config.webmessaging_require_origin
+    deployment = call.fixtures.deployment(session.deployment_id, "webmessaging")
+    require = call.config.webmessaging_require_origin
     if deployment is None or not deployment.allows_origin(call.request.headers.get("origin"), require=require):
         # The same check as the socket's upgrade: the deployment's allowed domains.
         raise ApiError(403, "origin.not.allowed")
@@ -45,9 +45,8 @@ async def get_history(call: Call) -> Response:
 
 
 async def revoke_token(call: Call) -> Response:
-    emulator = call.emulator
-    emulator.jwts.revoke(call.guest_claims)
-    emulator.ledger.record(emulator.clock.now(), "token.revoked", by="guest")
+    call.jwts.revoke(call.guest_claims)
+    call.ledger.record(call.clock.now(), "token.revoked", by="guest")
     return no_content()
 
 

@@ -16,7 +16,8 @@ is learnt from the ledger's listeners, never from here.
 - :mod:`~emulator.state.analytics`: the conversations as the analytics detail query finds them
   (a lagging index), read from the store.
 
-:class:`EmulatorState` holds one of each, built on one store.
+:class:`EmulatorState` holds one of each, built on one store; they live as long as the emulator (a
+reset empties them), so whoever needs one is given it once.
 """
 
 from __future__ import annotations
@@ -61,3 +62,9 @@ class EmulatorState:
             agents=Agents(conversations, guest_chats),
             webmessaging=WebMessagingSessions(conversations, messaging),
         )
+
+    def reset(self) -> None:
+        """No conversations and no sessions, as freshly seeded."""
+        with self.conversations.lock:
+            self.webmessaging.reset()
+            self.conversations.reset()

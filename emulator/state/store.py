@@ -59,6 +59,12 @@ class Conversations:
         with self.lock:
             return list(self._by_id.values())
 
+    def reset(self) -> None:
+        """Forget every conversation (the emulator was reset)."""
+        with self.lock:
+            self._by_id.clear()
+            self._live_by_key.clear()
+
     def live_for(self, key: NaturalKey) -> Conversation | None:
         """The live messaging conversation of a natural key (messenger type, fromAddress, recipient)."""
         with self.lock:

@@ -87,6 +87,12 @@ class WebMessagingSessions:
     def by_token(self, token: str) -> WebMessagingSession | None:
         return self._by_token.get(token)  # one dict read is atomic: no lock (read per guest request)
 
+    def reset(self) -> None:
+        """Forget every session (the emulator was reset)."""
+        with self._lock:
+            self._by_id.clear()
+            self._by_token.clear()
+
     def expired(self, session: WebMessagingSession) -> bool:
         return session.expired or (session.expires_at is not None and self._store.clock.time() >= session.expires_at)
 

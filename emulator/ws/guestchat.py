@@ -27,37 +27,102 @@ import asyncio
 import json
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
-from emulator.auth import GUEST_CHAT_ISSUER
-from emulator.ledger import LedgerEntry
-from emulator.state.guestchat import guest_member
+from emulator.auth import GUEST_CHAT_ISSUER, GuestJwts
+from emulator.clock import Clock
+from emulator.config import EmulatorConfig
+from emulator.ledger import Ledger, LedgerEntry
+from emulator.state.guestchat import GuestChats, guest_member
 from emulator.state.model import Conversation, Kind, Media
+from emulator.state.store import Conversations
 from emulator.ws import guestchat_frames as frames
-from emulator.ws.links import Link
-
-if TYPE_CHECKING:
-    from emulator.runtime import Emulator
+from emulator.ws.links import Link, LinkRegistry
 
 log = logging.getLogger("emulator.ws")
 
 
 class GuestChatStreams:
-    """Turns ledger entries about Guest Chats into frames for their attached streams."""
+    """Serves the event streams (:meth:`serve`) and turns ledger entries about Guest Chats into frames
+    for the streams attached to them."""
 
-    def __init__(self, emulator: Emulator) -> None:
-        self._emulator = emulator
-        emulator.ledger.subscribe(self._on_entry)
+    def __init__(
+        self,
+        ledger: Ledger,
+        clock: Clock,
+        config: EmulatorConfig,
+        jwts: GuestJwts,
+        links: LinkRegistry,
+        conversations: Conversations,
+        guest_chats: GuestChats,
+    ) -> None:
+        self._clock = clock
+        self._config = config
+        self._jwts = jwts
+        self._links = links
+        self._conversations = conversations
+        self._guest_chats = guest_chats
+        ledger.subscribe(self._on_entry)
+
+    # --- a stream ---------------------------------------------------------------------------------
+    async def serve(self, websocket: WebSocket) -> None:
+        conv = self._authorized(websocket.path_params["jwt"])
+        if conv is None:
+            await websocket.close()  # before accept: the server answers the upgrade with 403
+            return
+        await websocket.accept()
+        link = Link("guestchat", websocket, self._clock.now())
+        link.conversation_id = conv.id
+        self._links.add(link)  # before attaching, so the stream sees its own CONNECTED
+
+        async def on_text(text: str) -> None:
+            try:
+                ping = json.loads(text)
+            except ValueError:
+                return
+            if isinstance(ping, dict) and ping.get("message") == "ping":
+                link.send(frames.channel_metadata(frames.PONG))
+
+        try:
+            self._guest_chats.attach_event_stream(conv)
+            guest = guest_member(conv)
+            if not guest.live:
+                leg = guest.communications[0]
+                at = leg.disconnected_time or self._clock.now()
+                link.send(frames.member_change(conv, leg.id, "DISCONNECTED", at))
+            await link.run(on_text, [self._heartbeats(link)])
+        finally:
+            self._links.remove(link)
+            if self._conversations.get(conv.id) is conv:  # not after a reset, whose ledger has nothing of this chat
+                self._guest_chats.detach_event_stream(conv)
+
+    def _authorized(self, jwt: str) -> Conversation | None:
+        """The guest's chat if the JWT is this emulator's, valid, and the guest's own; else None."""
+        claims = self._jwts.decode(jwt)
+        if claims is None or claims.iss != GUEST_CHAT_ISSUER or self._jwts.is_revoked(claims):
+            return None
+        if self._clock.time() >= claims.exp or claims.data.conv is None:
+            return None
+        conv = self._conversations.get(claims.data.conv)
+        if conv is None or conv.kind is not Kind.GUEST_CHAT or conv.guest_chat is None:
+            return None
+        return conv if conv.guest_chat.guest_member_id == claims.data.sub else None
+
+    async def _heartbeats(self, link: Link) -> None:
+        while True:
+            await asyncio.sleep(self._config.heartbeat_interval_s)  # read each time: PATCH applies at once
+            link.send(frames.channel_metadata(frames.HEARTBEAT))
+
+    # --- what happens in the chats ----------------------------------------------------------------
 
     def _on_entry(self, entry: LedgerEntry) -> None:
         # An entry naming a Web Messaging session is about a messaging conversation, never a Guest Chat.
         if entry.conversation_id is None or entry.session_id is not None:
             return
-        links = self._emulator.links.of_conversation(entry.conversation_id)
-        conv = self._emulator.state.conversations.get(entry.conversation_id) if links else None
+        links = self._links.of_conversation(entry.conversation_id)
+        conv = self._conversations.get(entry.conversation_id) if links else None
         if conv is None or conv.guest_chat is None:
             return
         for frame in self._render(conv, entry):
@@ -88,56 +153,5 @@ class GuestChatStreams:
                     yield frames.member_change(conv, leg.id, "DISCONNECTED", at)
 
 
-def _authorized(emulator: Emulator, jwt: str) -> Conversation | None:
-    """The guest's chat if the JWT is this emulator's, valid, and the guest's own; else None."""
-    claims = emulator.jwts.decode(jwt)
-    if claims is None or claims.iss != GUEST_CHAT_ISSUER or emulator.jwts.is_revoked(claims):
-        return None
-    if emulator.clock.time() >= claims.exp or claims.data.conv is None:
-        return None
-    conv = emulator.state.conversations.get(claims.data.conv)
-    if conv is None or conv.kind is not Kind.GUEST_CHAT or conv.guest_chat is None:
-        return None
-    return conv if conv.guest_chat.guest_member_id == claims.data.sub else None
-
-
-async def _heartbeats(link: Link, emulator: Emulator) -> None:
-    while True:
-        await asyncio.sleep(emulator.config.heartbeat_interval_s)  # read each time: PATCH applies at once
-        link.send(frames.channel_metadata(frames.HEARTBEAT))
-
-
-async def event_stream(websocket: WebSocket) -> None:
-    emulator: Emulator = websocket.app.state.emulator
-    conv = _authorized(emulator, websocket.path_params["jwt"])
-    if conv is None:
-        await websocket.close()  # before accept: the server answers the upgrade with 403
-        return
-    await websocket.accept()
-    state = emulator.state
-    link = Link("guestchat", websocket, emulator.clock.now())
-    link.conversation_id = conv.id
-    emulator.links.add(link)  # before attaching, so the stream sees its own CONNECTED
-
-    async def on_text(text: str) -> None:
-        try:
-            ping = json.loads(text)
-        except ValueError:
-            return
-        if isinstance(ping, dict) and ping.get("message") == "ping":
-            link.send(frames.channel_metadata(frames.PONG))
-
-    try:
-        state.guest_chats.attach_event_stream(conv)
-        guest = guest_member(conv)
-        if not guest.live:
-            leg = guest.communications[0]
-            link.send(frames.member_change(conv, leg.id, "DISCONNECTED", leg.disconnected_time or emulator.clock.now()))
-        await link.run(on_text, [_heartbeats(link, emulator)])
-    finally:
-        emulator.links.remove(link)
-        if emulator.state is state:  # not after a reset, whose ledger has nothing of this chat
-            state.guest_chats.detach_event_stream(conv)
-
-
-ROUTES = [WebSocketRoute("/v1/token/{jwt}", event_stream)]
+def routes(streams: GuestChatStreams) -> list[WebSocketRoute]:
+    return [WebSocketRoute("/v1/token/{jwt}", streams.serve, name="event_stream")]

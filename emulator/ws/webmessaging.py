@@ -23,32 +23,102 @@ from pydantic import BaseModel, ValidationError
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
-from emulator.auth import WEBMESSAGING_ISSUER, GuestJwtData
-from emulator.fixtures import Deployment, Queue
-from emulator.runtime import Emulator
+from emulator.auth import WEBMESSAGING_ISSUER, GuestJwtData, GuestJwts
+from emulator.clock import Clock
+from emulator.config import EmulatorConfig
+from emulator.fixtures import Deployment, Fixtures, Queue
+from emulator.ledger import Ledger
 from emulator.state.model import new_id
-from emulator.state.webmessaging import WebMessagingSession
+from emulator.state.webmessaging import WebMessagingSession, WebMessagingSessions
 from emulator.ws import webmessaging_frames as frames
 from emulator.ws.limits import ECHOES_PER_MINUTE, REQUESTS_PER_MINUTE, SlidingWindow
-from emulator.ws.links import Link
+from emulator.ws.links import Link, LinkRegistry
 from emulator.ws.webmessaging_frames import ClientRequest, RequestRefused, TooManyRequests
+from emulator.ws.webmessaging_sessions import SessionSockets
 from guest.webmessaging_frames import JwtResponse
 
 log = logging.getLogger("emulator.ws")
 
 
+class GuestSockets:
+    """The ``/v1`` endpoint: refuses or accepts a guest socket and serves it (:class:`GuestConnection`)."""
+
+    def __init__(
+        self,
+        fixtures: Fixtures,
+        config: EmulatorConfig,
+        clock: Clock,
+        jwts: GuestJwts,
+        ledger: Ledger,
+        links: LinkRegistry,
+        sessions: SessionSockets,
+        state: WebMessagingSessions,
+    ) -> None:
+        self._fixtures = fixtures
+        self._config = config
+        self._clock = clock
+        self._jwts = jwts
+        self._ledger = ledger
+        self._links = links
+        self._sessions = sessions
+        self._state = state
+
+    async def serve(self, websocket: WebSocket) -> None:
+        fixtures = self._fixtures
+        deployment = fixtures.deployment(websocket.query_params.get("deploymentId", ""), "webmessaging")
+        origin = websocket.headers.get("origin")
+        if deployment is None or not deployment.allows_origin(origin, require=self._config.webmessaging_require_origin):
+            await websocket.close()  # before accept: the server answers the upgrade with 403
+            return
+        await websocket.accept()
+        link = Link("webmessaging", websocket, self._clock.now())
+        # Where the deployment's flow routes: the fixtures never change, so looked up once, not per message.
+        queue = fixtures.queue_by_id(deployment.queue_id or "") or fixtures.queues[0]
+        connection = GuestConnection(
+            link,
+            deployment,
+            queue,
+            config=self._config,
+            clock=self._clock,
+            jwts=self._jwts,
+            ledger=self._ledger,
+            sessions=self._sessions,
+            state=self._state,
+        )
+        self._links.add(link)
+        try:
+            await link.run(connection.on_text)
+        finally:
+            self._links.remove(link)
+
+
 class GuestConnection:
     """One accepted guest socket: its requests, its limits, the session it configured."""
 
-    def __init__(self, emulator: Emulator, link: Link, deployment: Deployment) -> None:
-        self._emulator = emulator
+    def __init__(
+        self,
+        link: Link,
+        deployment: Deployment,
+        queue: Queue,
+        *,
+        config: EmulatorConfig,
+        clock: Clock,
+        jwts: GuestJwts,
+        ledger: Ledger,
+        sessions: SessionSockets,
+        state: WebMessagingSessions,
+    ) -> None:
         self._link = link
         self._deployment = deployment
+        self._queue = queue
+        self._config = config
+        self._clock = clock
+        self._jwts = jwts
+        self._ledger = ledger
+        self._sessions = sessions  # the session as its sockets see it (lookup, limits, fan-out, lifecycle)
+        self._state = state  # the session's conversations
         self._requests = SlidingWindow(REQUESTS_PER_MINUTE, 60.0)
         self._echoes = SlidingWindow(ECHOES_PER_MINUTE, 60.0)
-        # Where the deployment's flow routes: the fixtures never change, so looked up once, not per message.
-        fixtures = emulator.fixtures
-        self._queue: Queue = fixtures.queue_by_id(deployment.queue_id or "") or fixtures.queues[0]
 
     async def on_text(self, text: str) -> None:
         try:
@@ -80,8 +150,8 @@ class GuestConnection:
         elif action == "getJwt":
             self._get_jwt(request)
         elif action == "closeSession":
-            session = self._emulator.guest_sessions.session(request.token)
-            self._emulator.guest_sessions.close(
+            session = self._sessions.session(request.token)
+            self._sessions.close(
                 session, self._link, close_all=request.close_all_connections, tracing_id=request.tracing_id
             )
         elif action == "getConfiguration":
@@ -100,7 +170,7 @@ class GuestConnection:
             raise RequestRefused(4020, "Missing parameter: token and deploymentId are required")
         if request.deployment_id != self._deployment.id:
             raise RequestRefused(400, "deploymentId does not match the connection's deployment")
-        session, new = self._emulator.guest_sessions.configure(
+        session, new = self._sessions.configure(
             self._link, request.token, request.deployment_id, start_new=request.start_new
         )
         body = frames.session_response(
@@ -113,7 +183,7 @@ class GuestConnection:
         self._reply("SessionResponse", body, request)
 
     def _on_message(self, request: ClientRequest) -> None:
-        sessions = self._emulator.guest_sessions
+        sessions = self._sessions
         session = sessions.session(request.token)
         message = request.message
         if message is None:
@@ -131,7 +201,7 @@ class GuestConnection:
         if not text.strip():
             raise RequestRefused(400, "Message text is required")
         attributes = self._custom_attributes(request)
-        conv, stored = self._emulator.state.webmessaging.guest_message(
+        conv, stored = self._state.guest_message(
             session, text, queue=self._queue, duration_s=self._duration_s, attributes=attributes
         )
         echo = frames.structured(conv, stored)
@@ -139,7 +209,7 @@ class GuestConnection:
 
     def _on_events(self, session: WebMessagingSession, request: ClientRequest) -> None:
         assert request.message is not None
-        sessions = self._emulator.guest_sessions
+        sessions = self._sessions
         for event in request.message.events:
             kind = event.presence.type if event.event_type == "Presence" and event.presence else event.event_type
             if kind == "Clear":
@@ -151,25 +221,22 @@ class GuestConnection:
                 raise RequestRefused(409, frames.READ_ONLY_TEXT)
             sessions.message_allowed(session)
             if kind == "Typing":
-                self._emulator.state.webmessaging.typing(session)  # not echoed
+                self._state.typing(session)  # not echoed
                 continue
             attributes = self._custom_attributes(request)
-            _, joined = self._emulator.state.webmessaging.join(
-                session, queue=self._queue, duration_s=self._duration_s, attributes=attributes
-            )
+            _, joined = self._state.join(session, queue=self._queue, duration_s=self._duration_s, attributes=attributes)
             echo = frames.presence(joined)
             sessions.fanout(
                 session.id, frames.encode("message", "StructuredMessage", echo, tracing_id=request.tracing_id)
             )
 
     def _echo(self, request: ClientRequest) -> None:
-        session = self._emulator.guest_sessions.session(request.token)
+        session = self._sessions.session(request.token)
         self._limit(self._echoes, "Too many echo requests on this connection")
         message = request.message
-        clock = self._emulator.clock
         body = frames.echo_reply(
             new_id(),
-            clock.now(),
+            self._clock.now(),
             (message.text if message else None) or "ping",
             session,
             self._duration_s,
@@ -178,26 +245,25 @@ class GuestConnection:
         self._reply("StructuredMessage", body, request)
 
     def _get_jwt(self, request: ClientRequest) -> None:
-        session = self._emulator.guest_sessions.session(request.token)
-        emulator = self._emulator
-        jwt, claims = emulator.jwts.issue(
+        session = self._sessions.session(request.token)
+        jwt, claims = self._jwts.issue(
             WEBMESSAGING_ISSUER,
             GuestJwtData(did=session.deployment_id, sub=session.id),
-            emulator.clock.time(),
-            emulator.config.webmessaging_jwt_expires_in_s,
+            self._clock.time(),
+            self._config.webmessaging_jwt_expires_in_s,
         )
-        emulator.ledger.record(emulator.clock.now(), "token.issued", session_id=session.id, by="guest")
+        self._ledger.record(self._clock.now(), "token.issued", session_id=session.id, by="guest")
         self._reply("JwtResponse", JwtResponse(jwt=jwt, exp=claims.exp), request)
 
     # --- helpers ----------------------------------------------------------------------------------------
     @property
     def _duration_s(self) -> int:
-        return self._emulator.config.webmessaging_session_duration_s
+        return self._config.webmessaging_session_duration_s
 
     def _limit(self, window: SlidingWindow, text: str) -> None:
-        if not self._emulator.config.webmessaging_limits_enabled:
+        if not self._config.webmessaging_limits_enabled:
             return
-        retry_after = window.hit(self._emulator.clock.time())
+        retry_after = window.hit(self._clock.time())
         if retry_after is not None:
             raise TooManyRequests(retry_after, text)
 
@@ -225,22 +291,5 @@ def _tracing_id(text: str) -> str | None:
     return tracing_id if isinstance(tracing_id, str) else None
 
 
-async def guest_socket(websocket: WebSocket) -> None:
-    emulator: Emulator = websocket.app.state.emulator
-    deployment_id = websocket.query_params.get("deploymentId", "")
-    deployment = emulator.fixtures.deployment(deployment_id, "webmessaging")
-    origin = websocket.headers.get("origin")
-    require = emulator.config.webmessaging_require_origin
-    if deployment is None or not deployment.allows_origin(origin, require=require):
-        await websocket.close()  # before accept: the server answers the upgrade with 403
-        return
-    await websocket.accept()
-    link = Link("webmessaging", websocket, emulator.clock.now())
-    emulator.links.add(link)
-    try:
-        await link.run(GuestConnection(emulator, link, deployment).on_text)
-    finally:
-        emulator.links.remove(link)
-
-
-ROUTES = [WebSocketRoute("/v1", guest_socket)]
+def routes(sockets: GuestSockets) -> list[WebSocketRoute]:
+    return [WebSocketRoute("/v1", sockets.serve, name="guest_socket")]

@@ -14,18 +14,16 @@ the guest has open. This is that layer between the conversation state and the so
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from emulator.ledger import LedgerEntry
+from emulator.clock import Clock
+from emulator.config import EmulatorConfig
+from emulator.ledger import Ledger, LedgerEntry
 from emulator.state.model import new_id
-from emulator.state.webmessaging import WebMessagingSession
+from emulator.state.store import Conversations
+from emulator.state.webmessaging import WebMessagingSession, WebMessagingSessions
 from emulator.ws import webmessaging_frames as frames
 from emulator.ws.limits import MESSAGES_PER_SECOND, SlidingWindow
-from emulator.ws.links import Link
+from emulator.ws.links import Link, LinkRegistry
 from emulator.ws.webmessaging_frames import RequestRefused
-
-if TYPE_CHECKING:
-    from emulator.runtime import Emulator
 
 MAX_CONNECTIONS = 3
 # Conversations ended by these did not end "from the agent's side": no Presence Disconnect.
@@ -35,11 +33,25 @@ _PUSHED = frozenset({"agent.message.sent", "message.sent", "agent.typing", "conv
 
 
 class SessionSockets:
-    def __init__(self, emulator: Emulator) -> None:
-        self._emulator = emulator
+    """The sockets of each Web Messaging session (``links``) and what they are told of ``sessions``."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        clock: Clock,
+        config: EmulatorConfig,
+        links: LinkRegistry,
+        conversations: Conversations,
+        sessions: WebMessagingSessions,
+    ) -> None:
+        self._clock = clock
+        self._config = config
+        self._links = links
+        self._conversations = conversations
+        self._sessions = sessions
         self._message_rates: dict[str, SlidingWindow] = {}
         self._forced_read_only: set[str] = set()
-        emulator.ledger.subscribe(self._on_entry)
+        ledger.subscribe(self._on_entry)
 
     def reset(self) -> None:
         self._message_rates.clear()
@@ -50,13 +62,12 @@ class SessionSockets:
         self, link: Link, token: str, deployment_id: str, *, start_new: bool
     ) -> tuple[WebMessagingSession, bool]:
         """Resume or create the token's session and bind ``link`` to it; returns (session, new)."""
-        state = self._emulator.state
-        duration_s = self._emulator.config.webmessaging_session_duration_s
-        session, new = state.webmessaging.configure(token, deployment_id, start_new=start_new, duration_s=duration_s)
+        duration_s = self._config.webmessaging_session_duration_s
+        session, new = self._sessions.configure(token, deployment_id, start_new=start_new, duration_s=duration_s)
         if session.deployment_id != deployment_id:
             raise RequestRefused(400, "The session token belongs to another deployment")
         self.refuse_expired(session)
-        links = self._emulator.links
+        links = self._links
         links.attach(link, session.id)
         for oldest in links.of_session(session.id)[:-MAX_CONNECTIONS]:
             self._close_link(oldest)
@@ -64,33 +75,33 @@ class SessionSockets:
 
     def session(self, token: str | None) -> WebMessagingSession:
         """The live session of a request's token, else the error frame it gets (4007 / 4006)."""
-        session = self._emulator.state.webmessaging.by_token(token) if token else None
+        session = self._sessions.by_token(token) if token else None
         if session is None:
             raise RequestRefused(4007, "Session not found")
         self.refuse_expired(session)
         return session
 
     def refuse_expired(self, session: WebMessagingSession) -> None:
-        if self._emulator.state.webmessaging.expired(session):
+        if self._sessions.expired(session):
             self.expire(session)
             raise RequestRefused(4006, "Session has expired")
 
     def message_allowed(self, session: WebMessagingSession) -> None:
         """5 messages per second per session, across its sockets."""
-        if not self._emulator.config.webmessaging_limits_enabled:
+        if not self._config.webmessaging_limits_enabled:
             return
         window = self._message_rates.setdefault(session.id, SlidingWindow(MESSAGES_PER_SECOND, 1.0))
-        retry_after = window.hit(self._emulator.clock.time())
+        retry_after = window.hit(self._clock.time())
         if retry_after is not None:
             raise frames.TooManyRequests(retry_after, "Message rate too high for this session")
 
     def fanout(self, session_id: str, frame: str, *, shapeable: bool = True) -> None:
-        for link in self._emulator.links.of_session(session_id):
+        for link in self._links.of_session(session_id):
             link.send(frame, shapeable=shapeable)
 
     def _close_link(self, link: Link) -> None:
         """ConnectionClosedEvent, then the close: the client must not reconnect on its own."""
-        self._emulator.links.attach(link, None)
+        self._links.attach(link, None)
         link.send(frames.connection_closed())
         link.close(1000, "Connection closed")
 
@@ -98,8 +109,8 @@ class SessionSockets:
     def clear(self, session: WebMessagingSession, tracing_id: str | None) -> None:
         """Presence Clear: the conversation ends for good; every socket gets SessionClearedEvent, then
         ConnectionClosedEvent and the close."""
-        self._emulator.state.webmessaging.clear(session)
-        links = self._emulator.links.of_session(session.id)
+        self._sessions.clear(session)
+        links = self._links.of_session(session.id)
         for link in links:
             link.send(frames.session_cleared(tracing_id))
         for link in links:
@@ -109,37 +120,36 @@ class SessionSockets:
     def close(self, session: WebMessagingSession, link: Link, *, close_all: bool, tracing_id: str | None) -> None:
         """closeSession: the asking socket gets SessionResponse ``connected: false`` and leaves the
         session; with ``closeAllConnections`` every other socket is closed (ConnectionClosedEvent)."""
-        duration_s = self._emulator.config.webmessaging_session_duration_s
+        duration_s = self._config.webmessaging_session_duration_s
         body = frames.session_response(session, connected=False, new_session=False, duration_s=duration_s)
         link.send(frames.encode("response", "SessionResponse", body, tracing_id=tracing_id))
-        self._emulator.links.attach(link, None)
+        self._links.attach(link, None)
         if close_all:
-            for other in self._emulator.links.of_session(session.id):
+            for other in self._links.of_session(session.id):
                 self._close_link(other)
 
     def expire(self, session: WebMessagingSession) -> None:
         """The session's lifetime is over: SessionExpiredEvent to its sockets (once); its token is dead."""
-        if self._emulator.state.webmessaging.expire(session):
+        if self._sessions.expire(session):
             self.fanout(session.id, frames.session_expired(), shapeable=False)
 
     def force_read_only(self, session: WebMessagingSession) -> None:
         """End the session's conversation as a ReadOnly Conversation Disconnect would, whatever the config."""
-        state = self._emulator.state
-        conv = state.conversations.get(session.conversation_id) if session.conversation_id else None
+        conversations = self._conversations
+        conv = conversations.get(session.conversation_id) if session.conversation_id else None
         if conv is not None and conv.live:
             self._forced_read_only.add(session.id)
-            state.conversations.disconnect_conversation(conv, disconnect_type="client", by="system")  # -> _on_entry
+            conversations.disconnect_conversation(conv, disconnect_type="client", by="system")  # -> _on_entry
         else:
-            event = state.webmessaging.end_conversation(session, read_only=True)
+            event = self._sessions.end_conversation(session, read_only=True)
             self.fanout(session.id, frames.encode("message", "StructuredMessage", frames.presence(event)))
 
     # --- what others do in the session's conversation -------------------------------------------------
     def _on_entry(self, entry: LedgerEntry) -> None:
         if entry.kind not in _PUSHED or entry.session_id is None or entry.conversation_id is None:
             return
-        state = self._emulator.state
-        session = state.webmessaging.get(entry.session_id)
-        conv = state.conversations.get(entry.conversation_id)
+        session = self._sessions.get(entry.session_id)
+        conv = self._conversations.get(entry.conversation_id)
         if session is None or conv is None or not session.live:
             return
         body = None
@@ -155,7 +165,7 @@ class SessionSockets:
         ):
             forced = session.id in self._forced_read_only
             self._forced_read_only.discard(session.id)
-            read_only = forced or self._emulator.config.webmessaging_disconnect_read_only
-            body = frames.presence(state.webmessaging.end_conversation(session, read_only=read_only))
+            read_only = forced or self._config.webmessaging_disconnect_read_only
+            body = frames.presence(self._sessions.end_conversation(session, read_only=read_only))
         if body is not None:
             self.fanout(session.id, frames.encode("message", "StructuredMessage", body))
