@@ -68,7 +68,7 @@ def parley_env(redis_url: str, api_url: str, client_id: str, client_secret: str)
         "PARLEY_GENESYS_RATE_LIMIT_PER_MINUTE": "100000",
         # A killed Celery main process's tasks come back one visibility timeout later (900 s by default);
         # it must still exceed the task time limit and the longest retry delay (Settings.check).
-        "PARLEY_VISIBILITY_TIMEOUT_S": "30",
+        "PARLEY_VISIBILITY_TIMEOUT_S": "25",
         "PARLEY_TASK_TIME_LIMIT_S": "20",
         "PARLEY_RETRY_MAX_DELAY_S": "10",
         "PARLEY_UNACKED_RESTORE_INTERVAL_S": "2",
@@ -81,8 +81,10 @@ def parley_env(redis_url: str, api_url: str, client_id: str, client_secret: str)
         "PARLEY_RETRY_CAP_S": "2",
         "PARLEY_RETRY_MAX_ATTEMPTS": "12",
         "PARLEY_END_VERIFY_DEADLINE_S": "5",
-        # A lost Celery message is published again after this (default: visibility timeout + 60 s).
-        "PARLEY_STALL_REDISPATCH_S": "25",
+        # A lost Celery message is published again after this (default: visibility timeout + 60 s). Kept
+        # above the visibility timeout, as the default is: a shorter one would publish a second copy of a
+        # message the broker is about to redeliver anyway.
+        "PARLEY_STALL_REDISPATCH_S": "35",
         "PARLEY_CLAIM_IDLE_MS": "5000",
         # The emulator lists a conversation in analytics 2 s after it starts (its analytics_lag_s).
         "PARLEY_GENESYS_ANALYTICS_LAG_S": "5",

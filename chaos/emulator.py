@@ -70,9 +70,10 @@ class Emulator:
         reply = self._ok(self.http.get(f"{ADMIN}/ledger", params={"after": after}))
         return [LedgerEntry.model_validate(e) for e in reply.json()["entries"]]
 
-    def last_seq(self) -> int:
-        entries = self.ledger()
-        return entries[-1].seq if entries else 0
+    def last_seq(self, known: int = 0) -> int:
+        """The ledger's latest entry (reading only what came after ``known``)."""
+        entries = self.ledger(after=known)
+        return entries[-1].seq if entries else known
 
     def add_faults(self, specs: list[dict[str, Any]]) -> None:
         for spec in specs:

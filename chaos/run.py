@@ -44,7 +44,7 @@ def _settle(emulator: Emulator) -> None:
     last = [emulator.last_seq(), time.monotonic()]
 
     def quiet() -> bool:
-        seq = emulator.last_seq()
+        seq = emulator.last_seq(known=int(last[0]))
         if seq != last[0]:
             last[:] = [seq, time.monotonic()]
         return time.monotonic() - last[1] >= QUIET_S
