@@ -1,5 +1,5 @@
 """``python -m chaos.emulator_server``: the emulator (its own app, unchanged) served on loopback with
-the chaos fault mix in place of its fault injector (see :mod:`chaos.faultmix`), plus one route of the
+the chaos fault mix installed on its fault injector (see :mod:`chaos.faultmix`), plus one route of the
 harness's own, ``/__chaos/mix``: ``GET`` the calls faulted so far by kind, ``POST {"enabled": bool}``
 to switch the mix on (after the harness's set-up) and off (before it reads everything back).
 """
@@ -17,9 +17,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from chaos.config import FaultRates
-from chaos.faultmix import FaultDraw, MixedFaults
+from chaos.faultmix import FaultDraw, FaultMix
 from emulator.app import RedactTokenPaths, create_app
 from emulator.config import EmulatorConfig
+from emulator.faults import FaultInjector
 
 MIX_PATH = "/__chaos/mix"
 
@@ -32,11 +33,10 @@ class MixSwitch(BaseModel):
 
 def build(seed: int, rates: FaultRates) -> object:
     app = create_app(EmulatorConfig())
-    emulator = app.state.emulator
-    mixed = MixedFaults(seed, FaultDraw(rates, seed))
-    if not callable(getattr(emulator.faults, "take", None)):
-        raise RuntimeError("the emulator no longer applies faults through FaultInjector.take")
-    emulator.faults = mixed
+    injector = app.state.emulator.faults
+    if not isinstance(injector, FaultInjector):
+        raise RuntimeError("the emulator no longer applies faults through its FaultInjector")
+    mixed = FaultMix(injector, FaultDraw(rates, seed))
 
     async def mix(request: Request) -> JSONResponse:
         if request.method == "POST":

@@ -5,7 +5,7 @@ Why not the emulator's fault API alone: its fault list is ordered and "the first
 decides" (a probabilistic fault that does not fire lets the call through instead of passing it on),
 so a 20 % 409 and a 5 % 503 on one route never combine; a queue of one-shot faults per call would
 combine them, but at one admin request and a scan of the whole list per Genesys call. So the harness
-runs the emulator's own app with :class:`MixedFaults` in place of its fault injector
+runs the emulator's own app with :class:`FaultMix` installed on its fault injector
 (:mod:`chaos.emulator_server`): faults added through the admin API still come first and behave as
 documented; when none fires, a call on a route of :data:`ROUTES` gets its draw from the mix, as the
 emulator would apply any fault (:class:`emulator.faults.FaultSpec`).
@@ -17,6 +17,7 @@ import random
 import re
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -96,24 +97,27 @@ class FaultDraw:
         return kind, FaultSpec.model_validate(base | extra)
 
 
-class MixedFaults(FaultInjector):
-    """The emulator's fault injector, plus the mix for calls no admin-added fault takes."""
+class FaultMix:
+    """The mix, installed on the emulator's own fault injector: its ``take`` (what the gateway asks for
+    every call) first gives the admin-added faults their documented turn, then draws from the mix. The
+    injector object stays the one every part of the emulator holds."""
 
-    def __init__(self, seed: int, draw: FaultDraw, routes: tuple[Route, ...] = ROUTES) -> None:
-        super().__init__(seed)
+    def __init__(self, injector: FaultInjector, draw: FaultDraw, routes: tuple[Route, ...] = ROUTES) -> None:
         self.draw = draw
         self.enabled = False
         self.counts: Counter[str] = Counter()
         self._compiled = [(route, route.pattern) for route in routes]
-        self._mix_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._admin_take: Callable[[str, str], FaultSpec | None] = injector.take
+        injector.take = self.take  # type: ignore[method-assign]
 
     def take(self, method: str, path: str) -> FaultSpec | None:
-        spec = super().take(method, path)
+        spec = self._admin_take(method, path)
         if spec is not None or not self.enabled:
             return spec
         for route, pattern in self._compiled:
             if route.method == method.upper() and pattern.match(path):
-                with self._mix_lock:
+                with self._lock:
                     kind, drawn = self.draw.spec(route)
                     self.counts[kind] += 1
                     self.counts[f"{route.klass}:{kind}"] += 1
