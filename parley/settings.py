@@ -7,6 +7,7 @@ from here, so a setting has one name and one default everywhere.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +28,25 @@ class Settings(BaseSettings):
     )
     data_dir: str = Field(default=".parley", description="Where the embedded Redis keeps its AOF.")
     embedded_redis_port: int = Field(default=6390, description="Port of the embedded Redis `parley run` starts.")
+    redis_tls_ca_file: str | None = Field(
+        default=None, description="rediss:// only: CA certificates (PEM) to verify Redis with; unset: the system's.")
+    redis_tls_cert_file: str | None = Field(
+        default=None, description="rediss:// only: client certificate (PEM), when Redis asks for one.")
+    redis_tls_key_file: str | None = Field(default=None, description="rediss:// only: the client certificate's key.")
+    redis_tls_verify: Literal["full", "ca", "none"] = Field(
+        default="full",
+        description="rediss:// only: `full` checks the certificate and the host name, `ca` the certificate only, "
+        "`none` nothing (encryption without authentication).",
+    )
+    redis_sentinels: str | None = Field(
+        default=None,
+        description="Redis Sentinels as host:port,host:port: Parley then asks them for the master on every new "
+        "connection; PARLEY_REDIS_URL gives only the login, db and scheme, with the master name as host.",
+    )
+    redis_sentinel_master: str | None = Field(
+        default=None, description="Name of the master the Sentinels watch (with PARLEY_REDIS_SENTINELS).")
+    redis_sentinel_username: str | None = Field(default=None, description="ACL user to log in to the Sentinels.")
+    redis_sentinel_password: SecretStr | None = Field(default=None, description="Password of the Sentinels.")
 
     # --- Genesys Cloud -----------------------------------------------------------------------
     genesys_region: str | None = Field(
@@ -118,6 +138,17 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(
         default=10, ge=1, description="Deliveries of one event before it is dead-lettered."
     )
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _host_port_list(cls, value: str | None) -> str | None:
+        if not (value or "").strip():
+            return None  # set but empty (compose's ${VAR:-}): no Sentinels
+        for item in (value or "").split(","):
+            host, colon, port = item.strip().rpartition(":")
+            if not item.strip() or (colon and not (host and port.isdigit() and 0 < int(port) < 65536)):
+                raise ValueError("must be host:port,host:port (a Sentinel's port defaults to 26379)")
+        return value
 
     @field_validator("flower_basic_auth")
     @classmethod

@@ -5,6 +5,10 @@ late acks + reject on a lost worker (a crash redelivers instead of losing the ta
 one visibility timeout set in all three places and kept above every runtime and countdown (else
 Redis redelivers running or waiting tasks), soft shutdown (held tasks are requeued on SIGTERM),
 connection retry forever (a Redis restart must not end the worker).
+
+The broker is whatever :func:`parley.connections.celery_broker` makes of the Redis settings (one server,
+TLS, or a Sentinel master); its own transport options (the master name, the Sentinels' login) join the
+reliability options, which stay the same in all three places whichever it is.
 """
 
 from __future__ import annotations
@@ -12,14 +16,16 @@ from __future__ import annotations
 from celery import Celery
 
 from parley import keys
+from parley.connections import celery_broker
 from parley.settings import Settings, get_settings
 from parley.startup import settings_errors_exit
-from tasks.transport import TRANSPORT
 
 
 def make_config(settings: Settings) -> dict[str, object]:
     settings.check()
+    broker = celery_broker(settings)
     transport = {
+        **broker.pop("transport_options"),
         "visibility_timeout": settings.visibility_timeout_s,
         # kombu 5.7 scans for expired unacked tasks every interval x throttle seconds (100 s by default);
         # a throttle of 1 makes a dead worker's tasks come back one interval after the timeout.
@@ -27,8 +33,7 @@ def make_config(settings: Settings) -> dict[str, object]:
         "unacked_restore_throttle": 1,
     }
     return {
-        "broker_url": settings.redis_url,
-        "broker_transport": TRANSPORT,
+        **broker,  # broker_url, broker_transport and, for rediss://, broker_use_ssl
         "result_backend": None,
         "task_ignore_result": True,
         "task_serializer": "json",

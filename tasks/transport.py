@@ -18,6 +18,13 @@ error, so Celery treats it as unrecoverable and the worker exits. Here a channel
 connection raises a connection error, a restore that cannot reach Redis keeps the delivery tags,
 and the next channel that reaches Redis restores them (``restore_by_tag`` is one transaction and
 does nothing for a tag already acked or restored, so restoring late or twice loses and doubles nothing).
+
+Through Redis Sentinel (``PARLEY_REDIS_SENTINELS``) the same channel behaviour sits on kombu's
+``SentinelChannel`` (:data:`SENTINEL_TRANSPORT`, chosen by :func:`parley.connections.celery_broker`): its
+pools ask the Sentinels for the master on every new connection, and its connections are Parley's
+(:class:`parley.connections.SentinelConnection`), which drop a connection to a master a failover left behind
+at its first READONLY or NOREPLICAS instead of failing the command, so the call is retried on the new master.
+The visibility timeout, restore interval and the rest of the transport options are the same either way.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from typing import Any
 
 import redis
 from kombu.transport import redis as kombu_redis
+
+from parley.connections import SentinelConnection, SentinelSSLConnection
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +85,9 @@ class QoS(kombu_redis.QoS):
         super().restore_visible(*args, **kwargs)
 
 
-class Channel(kombu_redis.Channel):
+class _ParleyChannel:
+    """What Parley changes in a kombu Redis channel, plain or Sentinel: mixed in before kombu's class."""
+
     QoS = QoS
     _reused_client: redis.Redis | None = None
 
@@ -104,9 +115,24 @@ class Channel(kombu_redis.Channel):
         return client
 
 
+class Channel(_ParleyChannel, kombu_redis.Channel):
+    pass
+
+
+class SentinelChannel(_ParleyChannel, kombu_redis.SentinelChannel):
+    connection_class = SentinelConnection
+    connection_class_ssl = SentinelSSLConnection
+
+
 class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel
+
+
 TRANSPORT = f"{__name__}:Transport"
 """The ``broker_transport`` setting that selects this transport for a ``redis://`` broker URL."""
+SENTINEL_TRANSPORT = f"{__name__}:SentinelTransport"
+"""The ``broker_transport`` setting for a ``sentinel://`` broker URL (Redis Sentinel)."""

@@ -42,7 +42,7 @@ import redis
 import redis.asyncio as aredis
 
 from genesys.client import AsyncGenesysClient
-from parley.connections import connect, redis_url
+from parley.connections import connect, connect_async
 from parley.leases import LeaseLost
 from parley.settings import Settings
 from parley.state_cache import StateCache
@@ -87,11 +87,8 @@ class GuestWorker:
         """Serve until :meth:`request_stop` (or a lost lease); then hand the sessions over."""
         gs = self.guest_settings
         # Thousands of runners share a bounded pool and wait for a connection rather than fail.
-        pool = aredis.BlockingConnectionPool.from_url(
-            redis_url(self.settings), decode_responses=True, max_connections=REDIS_CONNECTIONS, timeout=None,
-            socket_connect_timeout=5, socket_keepalive=True, health_check_interval=15, retry_on_timeout=True)
-        pack_with_hiredis(pool)
-        self.redis = aredis.Redis(connection_pool=pool)
+        self.redis = connect_async(self.settings, max_connections=REDIS_CONNECTIONS)
+        pack_with_hiredis(self.redis.connection_pool)
         sync_redis: redis.Redis = connect(self.settings)
         executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="guest-state-cache")
         genesys = AsyncGenesysClient(self.settings, self.redis)
