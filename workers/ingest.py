@@ -1,9 +1,9 @@
 """The ingestion worker: ``parley:commands`` -> validated, deduplicated Celery tasks.
 
-At-least-once from the stream: entries are read through a consumer group and XACKed only after the
-command is safely handed on (Celery message published, or dead letter written). On start a
-consumer first replays its own pending entries; entries left pending by a dead consumer are
-reclaimed with XAUTOCLAIM once idle for ``claim_idle_ms``. An entry delivered more than
+At-least-once from the stream (:mod:`workers.streams`): entries are read through a consumer group and
+XACKed only after the command is safely handed on (Celery message published, or dead letter written).
+On start a consumer first replays its own pending entries; entries left pending by a dead consumer
+are reclaimed with XAUTOCLAIM once idle for ``claim_idle_ms``. An entry delivered more than
 ``max_deliveries`` times goes to the dead letters instead of looping. Duplicates are caught by the
 idempotency record (:mod:`parley.records`), so a crash between publish and XACK costs at most a
 duplicate Celery message, which the runner's execution guard skips.
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import redis
 from celery import Celery
 
+from genesys.effects import SyncRunner
 from parley import keys
 from parley.deadletters import DeadLetters
 from parley.events import EventLog
@@ -34,6 +35,7 @@ from schemas.dead import DeadLetter
 from schemas.events import CommandDuplicate, CommandRejected
 from schemas.validation import Rejection, parse_command
 from tasks.dispatch import CommandRef, dispatch
+from workers.streams import ConsumerGroup, StreamEntry
 from workers.sweeper import Sweeper
 
 log = logging.getLogger("parley.ingest")
@@ -49,6 +51,10 @@ class Entry:
     entry_id: str
     raw: str | None
     deliveries: int = 1
+
+    @classmethod
+    def of(cls, entry: StreamEntry) -> Entry:
+        return cls(entry.entry_id, entry.fields.get(COMMAND_FIELD), entry.deliveries)
 
 
 class Dispatcher:
@@ -83,56 +89,27 @@ class IngestWorker:
         self.stop_event = threading.Event()
         self.stream = settings.commands_stream
         self.group = settings.consumer_group
+        # start "0": commands added before the group existed are processed too.
+        self.source = ConsumerGroup(self.stream, self.group, self.consumer, settings.read_batch, start="0")
+        self._run = SyncRunner(client).run
 
     # -- setup -------------------------------------------------------------------------------
     def ensure_group(self) -> None:
-        try:
-            # id "0": commands added before the group existed are processed too.
-            self.client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        self._run(self.source.create())
 
     # -- reading -----------------------------------------------------------------------------
     def _read(self, start: str, block_ms: int | None) -> list[Entry]:
-        reply = self.client.xreadgroup(self.group, self.consumer, {self.stream: start},
-                                       count=self.settings.read_batch, block=block_ms)
-        entries: list[Entry] = []
-        for _stream, rows in reply or []:
-            for entry_id, fields in rows:
-                if fields is None:  # deleted while pending: nothing left to process
-                    self.client.xack(self.stream, self.group, entry_id)
-                    continue
-                entries.append(Entry(entry_id, fields.get(COMMAND_FIELD)))
-        return entries
-
-    def _with_delivery_counts(self, entries: list[Entry]) -> list[Entry]:
-        if not entries:
-            return entries
-        pending = self.client.xpending_range(self.stream, self.group, min=entries[0].entry_id,
-                                             max=entries[-1].entry_id, count=len(entries) * 2)
-        counts = {p["message_id"]: int(p["times_delivered"]) for p in pending}
-        return [Entry(e.entry_id, e.raw, counts.get(e.entry_id, 1)) for e in entries]
+        """New entries (``start`` ">"), or this consumer's pending ones ("0")."""
+        plan = self.source.new(block_ms) if start == ">" else self.source.pending()
+        return [Entry.of(entry) for entry in self._run(plan)]
 
     def own_pending(self) -> list[Entry]:
         """Entries this consumer read before a restart but never acknowledged."""
-        return self._with_delivery_counts(self._read("0", None))
+        return self._read("0", None)
 
     def reclaim(self) -> list[Entry]:
         """Entries of consumers that stopped acknowledging (dead), taken over by this one."""
-        out: list[Entry] = []
-        cursor = "0-0"
-        while True:
-            cursor, rows, *_ = self.client.xautoclaim(self.stream, self.group, self.consumer,
-                                                      min_idle_time=self.settings.claim_idle_ms,
-                                                      start_id=cursor, count=self.settings.read_batch)
-            for entry_id, fields in rows:
-                if fields is None:
-                    self.client.xack(self.stream, self.group, entry_id)
-                else:
-                    out.append(Entry(entry_id, fields.get(COMMAND_FIELD)))
-            if cursor in ("0-0", b"0-0"):
-                return self._with_delivery_counts(out)
+        return [Entry.of(entry) for entry in self._run(self.source.claim(self.settings.claim_idle_ms))]
 
     # -- processing --------------------------------------------------------------------------
     def process(self, entry: Entry, pipe: redis.client.Pipeline | None = None) -> None:

@@ -1,10 +1,10 @@
 """The webhook relay: POST every event of ``parley:events`` to ``PARLEY_WEBHOOK_URL``, signed.
 
 Delivery is at least once and in order: events are read through the consumer group
-``parley-webhook`` and acknowledged only after the endpoint answered 2xx; a failure holds the line
-(later events wait) and is retried with exponential backoff, and an event refused
-``PARLEY_WEBHOOK_MAX_ATTEMPTS`` times goes to the dead letters so the line moves on. Receivers
-dedupe on the event ``id`` (also in the ``X-Parley-Event-Id`` header).
+``parley-webhook`` (:mod:`workers.streams`) and acknowledged only after the endpoint answered 2xx; a
+failure holds the line (later events wait) and is retried with exponential backoff, and an event
+refused ``PARLEY_WEBHOOK_MAX_ATTEMPTS`` times goes to the dead letters so the line moves on.
+Receivers dedupe on the event ``id`` (also in the ``X-Parley-Event-Id`` header).
 
 Signature (``X-Parley-Signature: t=<unix seconds>,v1=<hex>``): HMAC-SHA256 with the webhook secret
 over ``"<t>.<raw body>"``. Verify it and reject a ``t`` older than a few minutes (replays).
@@ -23,15 +23,18 @@ from dataclasses import dataclass
 import httpx
 import redis
 
+from genesys.effects import SyncRunner
 from parley import backoff
 from parley.deadletters import DeadLetters
 from parley.events import EVENT_FIELD
 from parley.settings import Settings
 from schemas.dead import DeadLetter
+from workers.streams import ConsumerGroup, StreamEntry
 
 log = logging.getLogger("parley.webhook")
 
 GROUP = "parley-webhook"
+READ_BATCH = 100
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 60.0
 
@@ -59,6 +62,14 @@ class Delivery:
     body: bytes
     event_id: str
     event_type: str
+    attempts: int = 1
+
+    @classmethod
+    def of(cls, entry: StreamEntry) -> Delivery:
+        raw = entry.fields.get(EVENT_FIELD, "{}")
+        event = json.loads(raw)
+        return cls(entry.entry_id, raw.encode(), str(event.get("id", entry.entry_id)), str(event.get("type")),
+                   entry.deliveries)
 
 
 class WebhookRelay:
@@ -75,25 +86,12 @@ class WebhookRelay:
         self.dead = DeadLetters(client, settings)
         self.stop_event = threading.Event()
         self._failures = 0
+        # start "$": a newly enabled webhook receives events from now on, not the whole history.
+        self.source = ConsumerGroup(settings.events_stream, GROUP, consumer, READ_BATCH, start="$")
+        self._run = SyncRunner(client).run
 
     def ensure_group(self) -> None:
-        try:
-            # "$": a newly enabled webhook receives events from now on, not the whole history.
-            self.client.xgroup_create(self.settings.events_stream, GROUP, id="$", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
-    def _read(self, start: str, block_ms: int | None) -> list[Delivery]:
-        reply = self.client.xreadgroup(GROUP, self.consumer, {self.settings.events_stream: start},
-                                       count=100, block=block_ms)
-        out = []
-        for _stream, rows in reply or []:
-            for entry_id, fields in rows:
-                raw = (fields or {}).get(EVENT_FIELD, "{}")
-                event = json.loads(raw)
-                out.append(Delivery(entry_id, raw.encode(), str(event.get("id", entry_id)), str(event.get("type"))))
-        return out
+        self._run(self.source.create())
 
     def _post(self, delivery: Delivery) -> str | None:
         """Deliver one event; None on success, else why it failed."""
@@ -107,11 +105,6 @@ class WebhookRelay:
             return f"{type(exc).__name__}"
         return None if response.is_success else f"HTTP {response.status_code}"
 
-    def _attempts(self, entry_id: str) -> int:
-        pending = self.client.xpending_range(self.settings.events_stream, GROUP, min=entry_id, max=entry_id,
-                                             count=1)
-        return int(pending[0]["times_delivered"]) if pending else 1
-
     def deliver(self, deliveries: list[Delivery]) -> bool:
         """Deliver in order; stop at the first failure (returns False) so order is kept."""
         for delivery in deliveries:
@@ -120,7 +113,7 @@ class WebhookRelay:
                 self.client.xack(self.settings.events_stream, GROUP, delivery.entry_id)
                 self._failures = 0
                 continue
-            attempts = self._attempts(delivery.entry_id)
+            attempts = delivery.attempts
             log.warning("webhook delivery of event %s failed (%s), attempt %d", delivery.event_id, failure, attempts)
             if attempts >= self.settings.webhook_max_attempts:
                 self._give_up(delivery, failure, attempts)
@@ -143,10 +136,10 @@ class WebhookRelay:
 
     def run_once(self, block_ms: int = 1000) -> bool:
         """Retry what is pending first (order), then new events; False when a delivery failed."""
-        pending = self._read("0", None)
+        pending = self._run(self.source.pending())
         if pending:
-            return self.deliver(pending)
-        return self.deliver(self._read(">", block_ms))
+            return self.deliver([Delivery.of(entry) for entry in pending])
+        return self.deliver([Delivery.of(entry) for entry in self._run(self.source.new(block_ms))])
 
     def run(self) -> None:
         self.ensure_group()

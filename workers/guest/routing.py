@@ -4,7 +4,8 @@ The ingestion worker appends every guest command to ``parley:guest:commands`` (c
 session key); the body stays in the command record. One guest worker at a time routes (it holds the
 routing lease, :mod:`workers.guest.ownership`): it reads the stream through the consumer group, and
 for each entry one script (:meth:`workers.guest.store.SessionStore.route`) appends the command to the
-session's inbox, acknowledges the entry and rings the owner's doorbell, atomically. So:
+session's inbox, acknowledges the entry and rings the owner's doorbell, atomically (reading as in
+:mod:`workers.streams`). So:
 
 * at least once from the stream: an entry is acknowledged only together with its hand-off; a router
   that dies leaves its entries pending, and the next router claims them all before reading new ones;
@@ -22,11 +23,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 import redis.asyncio as aredis
 
+from genesys.effects import AsyncRunner
 from parley import keys
 from schemas.commands import GuestEnd, GuestStart
 from schemas.events import CommandResult
@@ -35,6 +36,7 @@ from workers.guest.keys import GuestKeys, session_ident
 from workers.guest.ownership import Ownership
 from workers.guest.settings import GuestSettings
 from workers.guest.store import Routed, RouteRequest, SessionStore
+from workers.streams import ConsumerGroup, StreamEntry
 
 log = logging.getLogger("parley.guest.routing")
 T = TypeVar("T")
@@ -42,16 +44,6 @@ T = TypeVar("T")
 NO_SESSION = ("there is no guest session for this session_key: send guest.start first "
               "(the session may also have ended long enough ago to be forgotten)")
 ENDED = "the guest session for this session_key has ended; send guest.start to begin a new one"
-
-
-@dataclass(frozen=True)
-class Entry:
-    entry_id: str
-    fields: dict[str, str]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class Router:
@@ -67,45 +59,25 @@ class Router:
         self._on_local = on_local
         self._loads: dict[str, int] = {}
         self._loads_at = 0.0
+        self.source = ConsumerGroup(self.keys.commands, settings.consumer_group, self.worker_id, settings.read_batch)
+        self._run = AsyncRunner(client).run
 
     async def ensure_group(self) -> None:
-        try:
-            await self.redis.xgroup_create(self.keys.commands, self.settings.consumer_group, id="0", mkstream=True)
-        except aredis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        await self._run(self.source.create())
 
     async def take_over(self) -> int:
         """On becoming the router: claim every entry a previous router read but never handed on, and
         route them (oldest first) before anything new."""
-        entries: list[Entry] = []
-        cursor = "0-0"
-        while True:
-            cursor, rows, *_ = await self.redis.xautoclaim(
-                self.keys.commands, self.settings.consumer_group, self.worker_id, min_idle_time=0,
-                start_id=cursor, count=self.settings.read_batch)
-            entries += self._entries(rows)
-            if _text(cursor) == "0-0":
-                break
-        await self.route_batch(sorted(entries, key=lambda e: tuple(int(x) for x in e.entry_id.split("-"))))
-        return len(entries)
-
-    async def run_once(self, block_ms: int | None = None) -> int:
-        reply = await self.redis.xreadgroup(
-            self.settings.consumer_group, self.worker_id, {self.keys.commands: ">"},
-            count=self.settings.read_batch, block=self.settings.read_block_ms if block_ms is None else block_ms)
-        entries = [e for _stream, rows in reply or [] for e in self._entries(rows)]
+        entries = await self._run(self.source.claim(idle_ms=0))
         await self.route_batch(entries)
         return len(entries)
 
-    def _entries(self, rows: list[tuple[bytes | str, dict[bytes | str, bytes | str] | None]]) -> list[Entry]:
-        out = []
-        for entry_id, fields in rows:
-            # A deleted entry comes back without fields: nothing to route, it is acknowledged in route().
-            out.append(Entry(_text(entry_id), {_text(k): _text(v) for k, v in (fields or {}).items()}))
-        return out
+    async def run_once(self, block_ms: int | None = None) -> int:
+        entries = await self._run(self.source.new(self.settings.read_block_ms if block_ms is None else block_ms))
+        await self.route_batch(entries)
+        return len(entries)
 
-    async def route_batch(self, entries: list[Entry]) -> None:
+    async def route_batch(self, entries: list[StreamEntry]) -> None:
         """Route entries in order: their records read in one round trip, their routing steps run in
         another (in stream order), then the few that found no live session are answered."""
         if not entries:
@@ -114,7 +86,7 @@ class Router:
             for entry in entries:
                 pipe.hgetall(keys.command(entry.fields.get("command_id", "")))
             records = await pipe.execute()
-        prepared: list[tuple[Entry, Loaded, RouteRequest]] = []
+        prepared: list[tuple[StreamEntry, Loaded, RouteRequest]] = []
         for entry, fields in zip(entries, records, strict=True):
             item = await self._guarded(entry, self._prepare(entry, fields))
             if item is not None:
@@ -123,7 +95,7 @@ class Router:
         for (entry, loaded, request), result in zip(prepared, routed, strict=True):
             await self._guarded(entry, self._answer(entry, loaded, request, result))
 
-    async def _guarded(self, entry: Entry, step: Awaitable[T]) -> T | None:
+    async def _guarded(self, entry: StreamEntry, step: Awaitable[T]) -> T | None:
         try:
             return await step
         except aredis.RedisError:
@@ -137,7 +109,8 @@ class Router:
             await self._ack(entry)
             return None
 
-    async def _prepare(self, entry: Entry, fields: dict[str, str]) -> tuple[Entry, Loaded, RouteRequest] | None:
+    async def _prepare(self, entry: StreamEntry,
+                       fields: dict[str, str]) -> tuple[StreamEntry, Loaded, RouteRequest] | None:
         """The routing step for an entry, or None when it was answered here (no record, finished, bad)."""
         loaded = None
         try:
@@ -163,7 +136,7 @@ class Router:
             ttl_s=self.settings.session_ttl_s)
         return entry, loaded, request
 
-    async def _answer(self, entry: Entry, loaded: Loaded, request: RouteRequest, routed: Routed) -> None:
+    async def _answer(self, entry: StreamEntry, loaded: Loaded, request: RouteRequest, routed: Routed) -> None:
         if routed.outcome == "routed":
             if routed.owner == self.worker_id:
                 self._on_local(request.ident)
@@ -175,7 +148,7 @@ class Router:
             await self.desk.fail(loaded.record, ENDED if routed.outcome == "ended" else NO_SESSION)
         await self._ack(entry)
 
-    async def _ack(self, entry: Entry) -> None:
+    async def _ack(self, entry: StreamEntry) -> None:
         await self.redis.xack(self.keys.commands, self.settings.consumer_group, entry.entry_id)
 
     async def _choose_owner(self) -> str:
