@@ -72,14 +72,14 @@ class Emulator:
             self.ledger, self.clock, self.config, self.links, conversations, self.state.webmessaging
         )
         self.guest_sockets = GuestSockets(
-            fixtures,
-            self.config,
-            self.clock,
-            self.jwts,
-            self.ledger,
-            self.links,
-            self.session_sockets,
-            self.state.webmessaging,
+            fixtures=fixtures,
+            config=self.config,
+            clock=self.clock,
+            jwts=self.jwts,
+            ledger=self.ledger,
+            links=self.links,
+            sessions=self.session_sockets,
+            state=self.state.webmessaging,
         )
         self.guest_streams = GuestChatStreams(
             self.ledger, self.clock, self.config, self.jwts, self.links, conversations, self.state.guest_chats

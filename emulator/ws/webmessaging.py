@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 
 from pydantic import BaseModel, ValidationError
 from starlette.routing import WebSocketRoute
@@ -40,85 +41,48 @@ from guest.webmessaging_frames import JwtResponse
 log = logging.getLogger("emulator.ws")
 
 
+@dataclass(frozen=True, slots=True, eq=False)
 class GuestSockets:
-    """The ``/v1`` endpoint: refuses or accepts a guest socket and serves it (:class:`GuestConnection`)."""
+    """The ``/v1`` endpoint (:meth:`serve`: refuse or accept a guest socket, then serve it as a
+    :class:`GuestConnection`), with the parts of the emulator its sockets use."""
 
-    def __init__(
-        self,
-        fixtures: Fixtures,
-        config: EmulatorConfig,
-        clock: Clock,
-        jwts: GuestJwts,
-        ledger: Ledger,
-        links: LinkRegistry,
-        sessions: SessionSockets,
-        state: WebMessagingSessions,
-    ) -> None:
-        self._fixtures = fixtures
-        self._config = config
-        self._clock = clock
-        self._jwts = jwts
-        self._ledger = ledger
-        self._links = links
-        self._sessions = sessions
-        self._state = state
+    fixtures: Fixtures
+    config: EmulatorConfig
+    clock: Clock
+    jwts: GuestJwts
+    ledger: Ledger
+    links: LinkRegistry
+    sessions: SessionSockets  # a session as its sockets see it: lookup, limits, fan-out, lifecycle
+    state: WebMessagingSessions  # the sessions' conversations
 
     async def serve(self, websocket: WebSocket) -> None:
-        fixtures = self._fixtures
+        fixtures = self.fixtures
         deployment = fixtures.deployment(websocket.query_params.get("deploymentId", ""), "webmessaging")
         origin = websocket.headers.get("origin")
-        if deployment is None or not deployment.allows_origin(origin, require=self._config.webmessaging_require_origin):
+        if deployment is None or not deployment.allows_origin(origin, require=self.config.webmessaging_require_origin):
             await websocket.close()  # before accept: the server answers the upgrade with 403
             return
         await websocket.accept()
-        link = Link("webmessaging", websocket, self._clock.now())
-        # Where the deployment's flow routes: the fixtures never change, so looked up once, not per message.
-        queue = fixtures.queue_by_id(deployment.queue_id or "") or fixtures.queues[0]
-        connection = GuestConnection(
-            link,
-            deployment,
-            queue,
-            config=self._config,
-            clock=self._clock,
-            jwts=self._jwts,
-            ledger=self._ledger,
-            sessions=self._sessions,
-            state=self._state,
-        )
-        self._links.add(link)
+        link = Link("webmessaging", websocket, self.clock.now())
+        self.links.add(link)
         try:
-            await link.run(connection.on_text)
+            await link.run(GuestConnection(self, link, deployment).on_text)
         finally:
-            self._links.remove(link)
+            self.links.remove(link)
 
 
 class GuestConnection:
     """One accepted guest socket: its requests, its limits, the session it configured."""
 
-    def __init__(
-        self,
-        link: Link,
-        deployment: Deployment,
-        queue: Queue,
-        *,
-        config: EmulatorConfig,
-        clock: Clock,
-        jwts: GuestJwts,
-        ledger: Ledger,
-        sessions: SessionSockets,
-        state: WebMessagingSessions,
-    ) -> None:
+    def __init__(self, server: GuestSockets, link: Link, deployment: Deployment) -> None:
+        self._server = server
         self._link = link
         self._deployment = deployment
-        self._queue = queue
-        self._config = config
-        self._clock = clock
-        self._jwts = jwts
-        self._ledger = ledger
-        self._sessions = sessions  # the session as its sockets see it (lookup, limits, fan-out, lifecycle)
-        self._state = state  # the session's conversations
         self._requests = SlidingWindow(REQUESTS_PER_MINUTE, 60.0)
         self._echoes = SlidingWindow(ECHOES_PER_MINUTE, 60.0)
+        # Where the deployment's flow routes: the fixtures never change, so looked up once, not per message.
+        fixtures = server.fixtures
+        self._queue: Queue = fixtures.queue_by_id(deployment.queue_id or "") or fixtures.queues[0]
 
     async def on_text(self, text: str) -> None:
         try:
@@ -150,8 +114,8 @@ class GuestConnection:
         elif action == "getJwt":
             self._get_jwt(request)
         elif action == "closeSession":
-            session = self._sessions.session(request.token)
-            self._sessions.close(
+            session = self._server.sessions.session(request.token)
+            self._server.sessions.close(
                 session, self._link, close_all=request.close_all_connections, tracing_id=request.tracing_id
             )
         elif action == "getConfiguration":
@@ -170,7 +134,7 @@ class GuestConnection:
             raise RequestRefused(4020, "Missing parameter: token and deploymentId are required")
         if request.deployment_id != self._deployment.id:
             raise RequestRefused(400, "deploymentId does not match the connection's deployment")
-        session, new = self._sessions.configure(
+        session, new = self._server.sessions.configure(
             self._link, request.token, request.deployment_id, start_new=request.start_new
         )
         body = frames.session_response(
@@ -183,7 +147,7 @@ class GuestConnection:
         self._reply("SessionResponse", body, request)
 
     def _on_message(self, request: ClientRequest) -> None:
-        sessions = self._sessions
+        sessions = self._server.sessions
         session = sessions.session(request.token)
         message = request.message
         if message is None:
@@ -201,7 +165,7 @@ class GuestConnection:
         if not text.strip():
             raise RequestRefused(400, "Message text is required")
         attributes = self._custom_attributes(request)
-        conv, stored = self._state.guest_message(
+        conv, stored = self._server.state.guest_message(
             session, text, queue=self._queue, duration_s=self._duration_s, attributes=attributes
         )
         echo = frames.structured(conv, stored)
@@ -209,7 +173,7 @@ class GuestConnection:
 
     def _on_events(self, session: WebMessagingSession, request: ClientRequest) -> None:
         assert request.message is not None
-        sessions = self._sessions
+        sessions = self._server.sessions
         for event in request.message.events:
             kind = event.presence.type if event.event_type == "Presence" and event.presence else event.event_type
             if kind == "Clear":
@@ -221,22 +185,24 @@ class GuestConnection:
                 raise RequestRefused(409, frames.READ_ONLY_TEXT)
             sessions.message_allowed(session)
             if kind == "Typing":
-                self._state.typing(session)  # not echoed
+                self._server.state.typing(session)  # not echoed
                 continue
             attributes = self._custom_attributes(request)
-            _, joined = self._state.join(session, queue=self._queue, duration_s=self._duration_s, attributes=attributes)
+            _, joined = self._server.state.join(
+                session, queue=self._queue, duration_s=self._duration_s, attributes=attributes
+            )
             echo = frames.presence(joined)
             sessions.fanout(
                 session.id, frames.encode("message", "StructuredMessage", echo, tracing_id=request.tracing_id)
             )
 
     def _echo(self, request: ClientRequest) -> None:
-        session = self._sessions.session(request.token)
+        session = self._server.sessions.session(request.token)
         self._limit(self._echoes, "Too many echo requests on this connection")
         message = request.message
         body = frames.echo_reply(
             new_id(),
-            self._clock.now(),
+            self._server.clock.now(),
             (message.text if message else None) or "ping",
             session,
             self._duration_s,
@@ -245,25 +211,26 @@ class GuestConnection:
         self._reply("StructuredMessage", body, request)
 
     def _get_jwt(self, request: ClientRequest) -> None:
-        session = self._sessions.session(request.token)
-        jwt, claims = self._jwts.issue(
+        server = self._server
+        session = server.sessions.session(request.token)
+        jwt, claims = server.jwts.issue(
             WEBMESSAGING_ISSUER,
             GuestJwtData(did=session.deployment_id, sub=session.id),
-            self._clock.time(),
-            self._config.webmessaging_jwt_expires_in_s,
+            server.clock.time(),
+            server.config.webmessaging_jwt_expires_in_s,
         )
-        self._ledger.record(self._clock.now(), "token.issued", session_id=session.id, by="guest")
+        server.ledger.record(server.clock.now(), "token.issued", session_id=session.id, by="guest")
         self._reply("JwtResponse", JwtResponse(jwt=jwt, exp=claims.exp), request)
 
     # --- helpers ----------------------------------------------------------------------------------------
     @property
     def _duration_s(self) -> int:
-        return self._config.webmessaging_session_duration_s
+        return self._server.config.webmessaging_session_duration_s
 
     def _limit(self, window: SlidingWindow, text: str) -> None:
-        if not self._config.webmessaging_limits_enabled:
+        if not self._server.config.webmessaging_limits_enabled:
             return
-        retry_after = window.hit(self._clock.time())
+        retry_after = window.hit(self._server.clock.time())
         if retry_after is not None:
             raise TooManyRequests(retry_after, text)
 
