@@ -9,8 +9,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from parley.webhook_signing import parse_secrets
 
 DAY_S = 24 * 3600
 
@@ -132,8 +134,14 @@ class Settings(BaseSettings):
     )
 
     # --- Events webhook ----------------------------------------------------------------------
-    webhook_url: str | None = Field(default=None, description="POST every event here (HMAC-SHA256 signed).")
-    webhook_secret: SecretStr | None = Field(default=None, description="Key of the webhook signature.")
+    webhook_url: str | None = Field(
+        default=None, description="POST every event here, signed per Standard Webhooks (needs the secret)."
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None, validate_default=True,
+        description="`whsec_` secret of the webhook signatures; during a rotation the new and the old one, "
+        "space-separated. A plain (non-`whsec_`) secret is deprecated: it also signs `X-Parley-Signature`.",
+    )
     webhook_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one webhook delivery.")
     webhook_max_attempts: int = Field(
         default=10, ge=1, description="Deliveries of one event before it is dead-lettered."
@@ -157,6 +165,18 @@ class Settings(BaseSettings):
             user, colon, password = value.get_secret_value().partition(":")
             if not (user and colon and password):
                 raise ValueError("must be user:password, both non-empty")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_keys(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            value = None  # set but empty (compose passes unset variables on as "")
+        if value is None:
+            if info.data.get("webhook_url"):
+                raise ValueError("PARLEY_WEBHOOK_URL needs it; make one with whsec_$(openssl rand -base64 32)")
+            return None
+        parse_secrets(value.get_secret_value())
         return value
 
     def check(self) -> None:

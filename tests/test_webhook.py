@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import redis
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from parley.deadletters import DeadLetters
 from parley.events import EventLog
 from parley.settings import Settings
+from parley.webhook_signing import verify_legacy
 from schemas.events import CommandAccepted
-from workers.webhook import WebhookRelay, signature, verify
+from workers.webhook import WebhookRelay
 
-SECRET = "s3cret"
+SECRET = "whsec_" + base64.b64encode(b"parley-test-key-of-32-bytes-long").decode()
+OLD_SECRET = "whsec_" + base64.b64encode(b"the-old-key-of-24-bytes!").decode()
 
 
 class Receiver:
@@ -49,29 +54,36 @@ def receiver() -> Iterator[Receiver]:
     r.server.shutdown()
 
 
-@pytest.fixture
-def relay(redis_client: redis.Redis, redis_url: str, receiver: Receiver) -> WebhookRelay:
-    settings = Settings(redis_url=redis_url, webhook_url=receiver.url, webhook_secret=SECRET, webhook_max_attempts=3)
-    relay = WebhookRelay(redis_client, settings)
+def make_relay(client: redis.Redis, redis_url: str, url: str, secret: str = SECRET, **settings: object) -> WebhookRelay:
+    relay = WebhookRelay(client, Settings(redis_url=redis_url, webhook_url=url, webhook_secret=secret, **settings))
     relay.ensure_group()
     return relay
+
+
+@pytest.fixture
+def relay(redis_client: redis.Redis, redis_url: str, receiver: Receiver) -> WebhookRelay:
+    return make_relay(redis_client, redis_url, receiver.url, webhook_max_attempts=3)
 
 
 def emit(client: redis.Redis, redis_url: str, key: str) -> None:
     EventLog(client, Settings(redis_url=redis_url)).append(CommandAccepted(idempotency_key=key, command_id=key))
 
 
-def test_events_are_posted_in_order_and_signed(relay, receiver, redis_client, redis_url) -> None:
+def test_events_are_posted_in_order_and_signed_per_standard_webhooks(relay, receiver, redis_client, redis_url) -> None:
     for i in range(3):
         emit(redis_client, redis_url, f"k{i}")
     assert relay.run_once(block_ms=10)
     keys = [json.loads(body)["idempotency_key"] for _h, body in receiver.requests]
     assert keys == ["k0", "k1", "k2"]
+    for headers, body in receiver.requests:
+        event = Webhook(SECRET).verify(body, headers)
+        assert headers["webhook-id"] == headers["X-Parley-Event-Id"] == event["id"]
+        assert "X-Parley-Signature" not in headers
     headers, body = receiver.requests[0]
-    assert verify(SECRET.encode(), headers["X-Parley-Signature"], body)
-    assert not verify(b"wrong", headers["X-Parley-Signature"], body)
-    assert not verify(SECRET.encode(), headers["X-Parley-Signature"], body + b" ")
-    assert headers["X-Parley-Event-Id"] == json.loads(body)["id"]
+    with pytest.raises(WebhookVerificationError):
+        Webhook(SECRET).verify(body.replace(b"k0", b"k9"), headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(OLD_SECRET).verify(body, headers)
     assert redis_client.xpending("parley:events", "parley-webhook")["pending"] == 0
 
 
@@ -85,6 +97,9 @@ def test_a_failure_holds_the_line_and_is_retried(relay, receiver, redis_client, 
     assert relay.run_once(block_ms=10)
     keys = [json.loads(b)["idempotency_key"] for _h, b in receiver.requests]
     assert keys == ["first", "first", "second"]
+    (refused, _), (retried, body), _second = receiver.requests
+    assert refused["webhook-id"] == retried["webhook-id"] == json.loads(body)["id"]
+    assert Webhook(SECRET).verify(body, retried)
 
 
 def test_an_event_refused_too_often_is_dead_lettered(relay, receiver, redis_client, redis_url) -> None:
@@ -100,15 +115,43 @@ def test_an_event_refused_too_often_is_dead_lettered(relay, receiver, redis_clie
 
 
 def test_unreachable_endpoint_is_retried(redis_client, redis_url) -> None:
-    settings = Settings(redis_url=redis_url, webhook_url="http://127.0.0.1:9/none", webhook_timeout_s=1)
-    relay = WebhookRelay(redis_client, settings)
-    relay.ensure_group()
+    relay = make_relay(redis_client, redis_url, "http://127.0.0.1:9/none", webhook_timeout_s=1)
     emit(redis_client, redis_url, "k")
     assert relay.run_once(block_ms=10) is False
     assert redis_client.xpending("parley:events", "parley-webhook")["pending"] == 1
 
 
-def test_signature_format() -> None:
-    assert signature(b"k", 1700000000, b"{}").startswith("t=1700000000,v1=")
-    assert not verify(b"k", signature(b"k", 1700000000, b"{}"), b"{}", now=1700000000 + 3600)
-    assert not verify(b"k", "garbage", b"{}")
+def test_during_a_rotation_receivers_with_the_new_or_the_old_secret_verify(receiver, redis_client, redis_url) -> None:
+    relay = make_relay(redis_client, redis_url, receiver.url, f"{SECRET} {OLD_SECRET}")
+    emit(redis_client, redis_url, "k")
+    assert relay.run_once(block_ms=10)
+    [(headers, body)] = receiver.requests
+    assert Webhook(SECRET).verify(body, headers) == Webhook(OLD_SECRET).verify(body, headers)
+
+
+def test_a_plain_secret_keeps_x_parley_signature_for_the_deprecation_period(receiver, redis_client, redis_url,
+                                                                           caplog) -> None:
+    caplog.set_level(logging.INFO, logger="parley.webhook")
+    relay = make_relay(redis_client, redis_url, receiver.url, f"{SECRET} s3cret")
+    relay.stop_event.set()
+    relay.run()  # logs the deprecation at start, then stops
+    emit(redis_client, redis_url, "k")
+    assert relay.run_once(block_ms=10)
+    [(headers, body)] = receiver.requests
+    assert verify_legacy(b"s3cret", headers["X-Parley-Signature"], body)
+    assert Webhook(SECRET).verify(body, headers)
+    assert Webhook("whsec_" + base64.b64encode(b"s3cret").decode()).verify(body, headers)
+    assert "X-Parley-Signature, which is deprecated" in caplog.text
+
+
+def test_secrets_never_reach_the_log(receiver, redis_client, redis_url, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    relay = make_relay(redis_client, redis_url, receiver.url, f"{SECRET} s3cret", webhook_max_attempts=1)
+    relay.stop_event.set()
+    relay.run()
+    receiver.script = [500]
+    emit(redis_client, redis_url, "k")
+    relay.run_once(block_ms=10)
+    assert "failed (HTTP 500)" in caplog.text
+    assert SECRET.removeprefix("whsec_") not in caplog.text and "s3cret" not in caplog.text
+    assert "s3cret" not in repr(relay.settings) + repr(relay.signer)

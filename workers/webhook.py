@@ -4,16 +4,14 @@ Delivery is at least once and in order: events are read through the consumer gro
 ``parley-webhook`` (:mod:`workers.streams`) and acknowledged only after the endpoint answered 2xx; a
 failure holds the line (later events wait) and is retried with exponential backoff, and an event
 refused ``PARLEY_WEBHOOK_MAX_ATTEMPTS`` times goes to the dead letters so the line moves on.
-Receivers dedupe on the event ``id`` (also in the ``X-Parley-Event-Id`` header).
+Receivers dedupe on the event ``id`` (the ``webhook-id`` and ``X-Parley-Event-Id`` headers).
 
-Signature (``X-Parley-Signature: t=<unix seconds>,v1=<hex>``): HMAC-SHA256 with the webhook secret
-over ``"<t>.<raw body>"``. Verify it and reject a ``t`` older than a few minutes (replays).
+Signatures follow the Standard Webhooks specification (:mod:`parley.webhook_signing`): every attempt
+is signed afresh at its own time, under the same ``webhook-id``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import threading
@@ -28,6 +26,7 @@ from parley import backoff
 from parley.deadletters import DeadLetters
 from parley.events import EVENT_FIELD
 from parley.settings import Settings
+from parley.webhook_signing import Signer
 from schemas.dead import DeadLetter
 from workers.streams import ConsumerGroup, StreamEntry
 
@@ -37,23 +36,6 @@ GROUP = "parley-webhook"
 READ_BATCH = 100
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 60.0
-
-
-def signature(secret: bytes, timestamp: int, body: bytes) -> str:
-    digest = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
-
-
-def verify(secret: bytes, header: str, body: bytes, *, tolerance_s: int = 300, now: float | None = None) -> bool:
-    """What a receiver does: recompute the signature and refuse stale timestamps."""
-    try:
-        parts = dict(item.split("=", 1) for item in header.split(","))
-        timestamp = int(parts["t"])
-    except (ValueError, KeyError):
-        return False
-    if abs((now or time.time()) - timestamp) > tolerance_s:
-        return False
-    return hmac.compare_digest(signature(secret, timestamp, body), header)
 
 
 @dataclass(frozen=True)
@@ -75,12 +57,12 @@ class Delivery:
 class WebhookRelay:
     def __init__(self, client: redis.Redis, settings: Settings, http: httpx.Client | None = None,
                  consumer: str = "relay") -> None:
-        if not settings.webhook_url:
-            raise ValueError("PARLEY_WEBHOOK_URL is not set")
+        if not (settings.webhook_url and settings.webhook_secret):
+            raise ValueError("PARLEY_WEBHOOK_URL and PARLEY_WEBHOOK_SECRET must be set")
         self.client = client
         self.settings = settings
         self.url = settings.webhook_url
-        self.secret = settings.webhook_secret.get_secret_value().encode() if settings.webhook_secret else b""
+        self.signer = Signer.of(settings.webhook_secret.get_secret_value())
         self.http = http or httpx.Client(timeout=settings.webhook_timeout_s)
         self.consumer = consumer
         self.dead = DeadLetters(client, settings)
@@ -95,10 +77,9 @@ class WebhookRelay:
 
     def _post(self, delivery: Delivery) -> str | None:
         """Deliver one event; None on success, else why it failed."""
-        timestamp = int(time.time())
         headers = {"Content-Type": "application/json", "X-Parley-Event-Id": delivery.event_id,
                    "X-Parley-Event-Type": delivery.event_type,
-                   "X-Parley-Signature": signature(self.secret, timestamp, delivery.body)}
+                   **self.signer.headers(delivery.event_id, int(time.time()), delivery.body)}
         try:
             response = self.http.post(self.url, content=delivery.body, headers=headers)
         except httpx.HTTPError as exc:
@@ -144,6 +125,10 @@ class WebhookRelay:
     def run(self) -> None:
         self.ensure_group()
         log.info("relaying %s to the webhook", self.settings.events_stream)
+        if self.signer.legacy:
+            log.warning("PARLEY_WEBHOOK_SECRET holds a plain (non-whsec_) secret: deliveries also carry "
+                        "X-Parley-Signature, which is deprecated; move receivers to the Standard Webhooks headers "
+                        "and to a whsec_ secret (README, Webhook)")
         while not self.stop_event.is_set():
             try:
                 if not self.run_once():
