@@ -155,6 +155,35 @@ def test_celery_censors_the_broker_passwords_in_what_workers_report() -> None:
 # --- ACL users, for real -------------------------------------------------------------------------------------
 
 
+def through_the_guest_workers_mux(s: Settings, commands: list[tuple[Any, ...]]) -> list[Any]:
+    """``commands`` on the guest worker's kind of connection: its pool's class, multiplexed, hiredis-packed."""
+
+    async def run() -> list[Any]:
+        pooled = connect_async(s, max_connections=2)
+        pack_with_hiredis(pooled.connection_pool)
+        batcher = RedisBatcher(pooled)
+        try:
+            return await batcher.run(lambda staged: staged.extend(commands))
+        finally:
+            await batcher.aclose()
+            await pooled.aclose()
+
+    return asyncio.run(run())
+
+
+def through_the_celery_broker(s: Settings) -> Any:
+    """One message through the broker as the Celery app configures it (URL, transport, TLS, options)."""
+    config = make_config(s)
+    with Connection(config["broker_url"], transport=config["broker_transport"], ssl=config.get("broker_use_ssl"),
+                    transport_options=config["broker_transport_options"]) as broker:
+        queue = broker.SimpleQueue("parley.test.broker")
+        queue.put({"n": 1})
+        message = queue.get(timeout=5)
+        message.ack()
+        queue.close()
+        return message.payload
+
+
 @pytest.fixture(scope="module")
 def acl_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     with RedisServer(tmp_path_factory.mktemp("acl"), config=ACL, auth=("parley", PASSWORD)) as server:
@@ -170,26 +199,8 @@ def test_an_acl_user_logs_in_for_every_kind_of_connection(acl_server: RedisServe
     client = connect(s)
     assert client.set("acl:sync", "1") and client.acl_whoami() == "parley"
 
-    async def through_the_guest_workers_mux() -> list[Any]:
-        pooled = connect_async(s, max_connections=4)
-        pack_with_hiredis(pooled.connection_pool)
-        batcher = RedisBatcher(pooled)
-        try:
-            return await batcher.run(lambda commands: commands.extend([("SET", "acl:mux", "2"), ("ACL", "WHOAMI")]))
-        finally:
-            await batcher.aclose()
-            await pooled.aclose()
-
-    assert asyncio.run(through_the_guest_workers_mux()) == ["OK", "parley"]
-    config = make_config(s)
-    with Connection(config["broker_url"], transport=config["broker_transport"],
-                    transport_options=config["broker_transport_options"]) as broker:
-        queue = broker.SimpleQueue("acl.queue")
-        queue.put({"n": 1})
-        message = queue.get(timeout=5)
-        message.ack()
-        assert message.payload == {"n": 1}
-        queue.close()
+    assert through_the_guest_workers_mux(s, [("SET", "acl:mux", "2"), ("ACL", "WHOAMI")]) == ["OK", "parley"]
+    assert through_the_celery_broker(s) == {"n": 1}
     client.close()
 
 
@@ -329,28 +340,8 @@ def test_rediss_with_a_ca_and_a_client_certificate_works_for_every_kind_of_conne
         assert client.set("tls:sync", "1") and client.acl_whoami() == "parley"
         client.close()
 
-        async def through_the_mux() -> list[Any]:
-            pooled = connect_async(s, max_connections=2)
-            pack_with_hiredis(pooled.connection_pool)
-            batcher = RedisBatcher(pooled)
-            try:
-                return await batcher.run(lambda c: c.extend([("SET", "tls:mux", "2"), ("GET", "tls:sync")]))
-            finally:
-                await batcher.aclose()
-                await pooled.aclose()
-
-        assert asyncio.run(through_the_mux()) == ["OK", "1"]
-        config = make_config(s)
-        with Connection(config["broker_url"], transport=config["broker_transport"], ssl=config["broker_use_ssl"],
-                        transport_options=config["broker_transport_options"]) as broker:
-            queue = broker.SimpleQueue("tls.queue")
-            queue.put({"n": 1})
-            message = queue.get(timeout=5)
-            message.ack()
-            assert message.payload == {"n": 1}
-            assert isinstance(broker.default_channel.client.connection_pool.connection_kwargs.get("ssl_ca_certs"),
-                              str)
-            queue.close()
+        assert through_the_guest_workers_mux(s, [("SET", "tls:mux", "2"), ("GET", "tls:sync")]) == ["OK", "1"]
+        assert through_the_celery_broker(s) == {"n": 1}
 
 
 def test_tls_verification_refuses_what_it_should(plain_server: RedisServer, certs: Certificates) -> None:

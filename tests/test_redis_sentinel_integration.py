@@ -28,8 +28,8 @@ from parley.connections import connect, connect_async
 from parley.settings import Settings
 from tests.support.emulator_server import running_emulator
 from tests.support.events import await_events, count
-from tests.support.pipeline import TERMINAL, Pipeline
-from tests.support.processes import parley_env, start_celery, start_ingest
+from tests.support.pipeline import TERMINAL, Pipeline, pipeline_env
+from tests.support.processes import start_celery, start_ingest
 from tests.support.sentinel import MASTER_NAME, PARLEY_PASSWORD, SENTINEL_PASSWORD, SentinelSet, running_sentinels
 from tests.test_reliability_integration import open_conversations, send
 from workers.guest.batch import RedisBatcher, pack_with_hiredis
@@ -48,20 +48,9 @@ def pipeline_through_sentinel(tmp: Path, cluster: SentinelSet) -> Iterator[Pipel
     """tests.support.pipeline.running_pipeline, with Redis found through the Sentinels."""
     with ExitStack() as stack:
         emulator = stack.enter_context(running_emulator())
-        fixtures = httpx.get(f"{emulator.base_url}/__emulator/fixtures").json()
-        env = parley_env("", **{
-            **cluster.parley_env(),
-            "PARLEY_GENESYS_API_URL": emulator.base_url,
-            "PARLEY_GENESYS_CLIENT_ID": fixtures["client_id"],
-            "PARLEY_GENESYS_CLIENT_SECRET": fixtures["client_secret"],
-            "PARLEY_RETRY_BASE_S": "0.2",
-            "PARLEY_RETRY_CAP_S": "1",
-            "PARLEY_NATURAL_KEY_LEASE_MS": "3000",
-            # The sweeper re-dispatches a stalled command after this: far beyond the test, so a message the
-            # failover lost cannot be hidden by it.
-            "PARLEY_STALL_REDISPATCH_S": "300",
-        })
-        env.pop("PARLEY_GENESYS_REGION", None)
+        # The sweeper re-dispatches a stalled command after PARLEY_STALL_REDISPATCH_S: far beyond the test, so a
+        # message the failover lost cannot be hidden by it.
+        env = pipeline_env("", emulator, **cluster.parley_env(), PARLEY_STALL_REDISPATCH_S="300")
         client = connect(sentinel_settings(cluster))
         http = stack.enter_context(httpx.Client(base_url=emulator.base_url))
         log_dir = tmp / "logs"

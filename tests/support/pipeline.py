@@ -94,26 +94,32 @@ def key(prefix: str = "k") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+def pipeline_env(redis_url: str, emulator: EmulatorServer, **overrides: str) -> dict[str, str]:
+    """The environment of the pipeline's processes: Redis at ``redis_url``, Genesys the emulator."""
+    fixtures = httpx.get(f"{emulator.base_url}/__emulator/fixtures").json()
+    env = parley_env(redis_url, **{
+        "PARLEY_GENESYS_API_URL": emulator.base_url,
+        "PARLEY_GENESYS_CLIENT_ID": fixtures["client_id"],
+        "PARLEY_GENESYS_CLIENT_SECRET": fixtures["client_secret"],
+        "PARLEY_RETRY_BASE_S": "0.2",
+        "PARLEY_RETRY_CAP_S": "1",
+        "PARLEY_NATURAL_KEY_LEASE_MS": "3000",
+        "PARLEY_END_VERIFY_DEADLINE_S": "5",
+        "PARLEY_STALL_REDISPATCH_S": "20",
+        "PARLEY_STATE_MAX_AGE_S": "0",  # confirm every cached entry: exercises the refresh path
+        "PARLEY_GENESYS_ANALYTICS_LAG_S": "3",  # the emulator's analytics lists conversations 2 s late
+        **overrides,
+    })
+    env.pop("PARLEY_GENESYS_REGION", None)
+    return env
+
+
 @contextmanager
 def running_pipeline(tmp: Path, *, celery_concurrency: int = 2, **env_overrides: str) -> Iterator[Pipeline]:
     with ExitStack() as stack:
         server = stack.enter_context(RedisServer(tmp / "redis"))
         emulator = stack.enter_context(running_emulator())
-        fixtures = httpx.get(f"{emulator.base_url}/__emulator/fixtures").json()
-        env = parley_env(server.url, **{
-            "PARLEY_GENESYS_API_URL": emulator.base_url,
-            "PARLEY_GENESYS_CLIENT_ID": fixtures["client_id"],
-            "PARLEY_GENESYS_CLIENT_SECRET": fixtures["client_secret"],
-            "PARLEY_RETRY_BASE_S": "0.2",
-            "PARLEY_RETRY_CAP_S": "1",
-            "PARLEY_NATURAL_KEY_LEASE_MS": "3000",
-            "PARLEY_END_VERIFY_DEADLINE_S": "5",
-            "PARLEY_STALL_REDISPATCH_S": "20",
-            "PARLEY_STATE_MAX_AGE_S": "0",  # confirm every cached entry: exercises the refresh path
-            "PARLEY_GENESYS_ANALYTICS_LAG_S": "3",  # the emulator's analytics lists conversations 2 s late
-            **env_overrides,
-        })
-        env.pop("PARLEY_GENESYS_REGION", None)
+        env = pipeline_env(server.url, emulator, **env_overrides)
         client = redis.Redis.from_url(server.url, decode_responses=True)
         http = stack.enter_context(httpx.Client(base_url=emulator.base_url))
         log_dir = tmp / "logs"
