@@ -121,6 +121,7 @@ def run_benchmarks(names: Sequence[str], quick: bool, data: Path) -> list[str]:
         started = datetime.now(UTC)
         code = subprocess.run(argv, cwd=ROOT).returncode
         if code != 0 or not out.exists() or datetime.fromtimestamp(out.stat().st_mtime, UTC) < started:
+            # A record written anyway (bench_guest keeps the counts it measured) is still rendered.
             print(f"== {bench.script} FAILED (exit {code})", flush=True)
             failed.append(bench.name)
     return failed
@@ -422,6 +423,7 @@ def section_guest(r: GuestResult, plots: dict[str, Path], report_dir: Path) -> l
     if points and points[0].isolation:
         lines += [f"Isolation: the measured process on core(s) {points[0].isolation.get('worker_cores')}, "
                   f"everything else on {points[0].isolation.get('other_cores')}.", ""]
+    lines += [f"**Not measured**: {error}" for error in r.errors] + ([""] if r.errors else [])
     lines += _img(plots, "guest_relay", "guest relay latency against sessions", report_dir)
     lines += _img(plots, "guest_memory", "guest memory against sessions", report_dir)
     lines += _img(plots, "guest_confirm", "guest confirm latency against sessions", report_dir)

@@ -268,6 +268,7 @@ class GuestResult(_Record):
     bench: Literal["guest"] = "guest"
     run: RunInfo
     points: list[GuestPoint]
+    errors: list[str] = Field(default=[], description="Session counts that could not be measured, and why.")
 
 
 # --- bench_requests ---------------------------------------------------------------------------------------------
