@@ -169,6 +169,16 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b and not math.isnan(a) and not math.isnan(b) else float("nan")
 
 
+def _log_y(ax) -> None:  # type: ignore[no-untyped-def]
+    """A log y axis labelled in plain numbers (1, 2, 5, 10, 20, ...) rather than powers of ten."""
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
 def _log_x_if_wide(ax, xs: Sequence[float]) -> None:  # type: ignore[no-untyped-def]
     positive = [x for x in xs if x > 0]
     if positive and max(positive) / min(positive) >= 20:
@@ -225,13 +235,13 @@ def plot_pipeline_load_latency(r: PipelineResult, out: Path) -> Path:
     top.plot(xs, [p.bare.latency.p50_ms for p in r.load], label="bare p50", **BASE_STYLE)
     top.plot(xs, [p.bare.latency.p99_ms for p in r.load], label="bare p99", color=BASE_STYLE["color"], marker="v",
              linestyle=":", alpha=0.7)
-    top.set_yscale("log")
+    _log_y(top)
     top.legend(fontsize=8)
     bottom.plot(xs, [_ratio(p.parley.latency.p50_ms, p.bare.latency.p50_ms) for p in r.load], label="p50",
                 **PARLEY_STYLE)
     bottom.plot(xs, [_ratio(p.parley.latency.p99_ms, p.bare.latency.p99_ms) for p in r.load], label="p99",
                 color=PARLEY_STYLE["color"], marker="^", alpha=0.6)
-    bottom.set_yscale("log")
+    _log_y(bottom)
     bottom.legend(fontsize=8)
     return _save(fig, out / "pipeline_latency_vs_load.png")
 
