@@ -16,7 +16,13 @@ Modules, one concern each:
 * :mod:`chaos.follow`   - following ``parley:events`` live
 * :mod:`chaos.driver`   - submitting the load at the pace Parley keeps up with
 * :mod:`chaos.faults`   - the kill / restart schedule and carrying it out
-* :mod:`chaos.observe`  - what is collected at the end (events, dead letters, ledger)
-* :mod:`chaos.verdict`  - the checks
+* :mod:`chaos.observe`  - what is collected at the end (events, dead letters, ledger, read-backs)
+* :mod:`chaos.outcomes` - the event stream indexed by command
+* :mod:`chaos.verdict`  - the checks, gathered: ended once, duplicates, failures, dead letters, workers
+* :mod:`chaos.effects`  - REST effects in the ledger, each its command's own, nothing extra
+* :mod:`chaos.guestcheck` - guest messages both ways, none lost or doubled
+* :mod:`chaos.recovery` - recovery time per fault
+* :mod:`chaos.models`   - violations and figures
 * :mod:`chaos.report`   - the figures and violations as a table
+* :mod:`chaos.run`      - one run from start to verdict, always cleaned up
 """

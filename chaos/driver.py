@@ -14,6 +14,7 @@ import heapq
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,8 +45,10 @@ class Submitted:
 
 
 class Driver:
-    def __init__(self, cluster: Cluster, follower: Follower, plan: Plan, window: int) -> None:
+    def __init__(self, cluster: Cluster, follower: Follower, plan: Plan, window: int,
+                 say: Callable[[str], None] | None = None) -> None:
         self.cluster = cluster
+        self.say = say
         self.follower = follower
         self.plan = plan
         self.window = window
@@ -173,6 +176,9 @@ class Driver:
             self._emit_guests(progress)
             if i % 50 == 0:
                 self._end_answered_sessions()
+            if self.say and int(progress * 10) != int(i / len(steps) * 10):
+                self.say(f"load {progress:.0%}: {len(self.submitted.at)} commands submitted, "
+                         f"{len(self.follower.ended)} ended")
             self._set_progress(progress)
         self.submitted.rest_done_at = time.time()
         self._emit_guests(1.0)

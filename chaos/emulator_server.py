@@ -12,6 +12,7 @@ import logging
 
 import uvicorn
 from pydantic import BaseModel, ConfigDict
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -31,7 +32,7 @@ class MixSwitch(BaseModel):
     enabled: bool
 
 
-def build(seed: int, rates: FaultRates) -> object:
+def build(seed: int, rates: FaultRates) -> Starlette:
     app = create_app(EmulatorConfig())
     injector = app.state.emulator.faults
     if not isinstance(injector, FaultInjector):
@@ -54,7 +55,7 @@ def main() -> None:
     parser.add_argument("--rates", default="{}", help="FaultRates as JSON")
     args = parser.parse_args()
     app = build(args.seed, FaultRates.model_validate_json(args.rates))
-    config = uvicorn.Config(app, host="127.0.0.1", port=args.port, access_log=False,  # type: ignore[arg-type]
+    config = uvicorn.Config(app, host="127.0.0.1", port=args.port, access_log=False,
                             log_level="warning")
     logging.getLogger("uvicorn.error").addFilter(RedactTokenPaths())  # guest JWTs ride in websocket paths
     # As `python -m emulator` does: keep collector pauses (not Genesys) out of the latencies.

@@ -21,6 +21,7 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Literal
 
 import redis
@@ -77,8 +78,10 @@ def schedule(seed: int, celery_kills: int, guest_kills: int, redis_restarts: int
 
 
 class FaultRunner:
-    def __init__(self, cluster: Cluster, driver: Driver, planned: list[PlannedFault]) -> None:
+    def __init__(self, cluster: Cluster, driver: Driver, planned: list[PlannedFault],
+                 say: Callable[[str], None] | None = None) -> None:
         self.cluster = cluster
+        self.say = say
         self.driver = driver
         self.planned = planned
         self.records: list[FaultRecord] = []
@@ -108,6 +111,9 @@ class FaultRunner:
                 record.error = f"{type(exc).__name__}: {exc}"
                 record.ended_at = record.ended_at or time.time()
             self.records.append(record)
+            if self.say:
+                self.say(f"fault {record.kind} {record.target}: {record.error or record.detail} "
+                         f"({record.ended_at - record.started_at:.1f} s)")
 
     # --- the faults ------------------------------------------------------------------------------------
     def _celery_child(self, record: FaultRecord) -> None:

@@ -86,12 +86,12 @@ def run(config: ChaosConfig, log: bool = True) -> Result:
         follower = Follower(cluster.redis_client)
         follower.start()
         emulator.mix(enabled=True)
-        driver = Driver(cluster, follower, plan, config.window)
+        driver = Driver(cluster, follower, plan, config.window, say)
         planned = schedule(config.seed, config.celery_kills, config.guest_kills, config.redis_restarts,
                            [n for n, p in cluster.procs.items() if p.role == "celery"],
                            [n for n, p in cluster.procs.items() if p.role == "guest"])
         say("faults: " + ", ".join(f"{f.kind} {f.target} at {f.at_progress:.0%}" for f in planned))
-        runner = FaultRunner(cluster, driver, planned)
+        runner = FaultRunner(cluster, driver, planned, say)
         runner.start()
         load_began = time.monotonic()
         submitted: Submitted = driver.run()
