@@ -155,3 +155,13 @@ def test_secrets_never_reach_the_log(receiver, redis_client, redis_url, caplog) 
     assert "failed (HTTP 500)" in caplog.text
     assert SECRET.removeprefix("whsec_") not in caplog.text and "s3cret" not in caplog.text
     assert "s3cret" not in repr(relay.settings) + repr(relay.signer)
+
+
+def test_the_relay_loop_beats_for_parley_health(receiver, redis_client, redis_url) -> None:
+    from parley.health import check
+
+    relay = make_relay(redis_client, redis_url, receiver.url, SECRET)
+    assert not check("webhook", redis_client).ok
+    relay.run_once = lambda block_ms=1000: relay.stop_event.set() or True  # type: ignore[method-assign]
+    relay.run()  # one turn of the loop
+    assert check("webhook", redis_client).ok

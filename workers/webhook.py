@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ import httpx
 import redis
 
 from genesys.effects import SyncRunner
-from parley import backoff
+from parley import backoff, keys
 from parley.deadletters import DeadLetters
 from parley.events import EVENT_FIELD
 from parley.settings import Settings
@@ -36,6 +38,8 @@ GROUP = "parley-webhook"
 READ_BATCH = 100
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 60.0
+HEARTBEAT_TTL_S = BACKOFF_CAP_S + 15
+"""Outlives the longest hold of the line: a relay waiting out a failing receiver is not stuck."""
 
 
 @dataclass(frozen=True)
@@ -129,8 +133,10 @@ class WebhookRelay:
             log.warning("PARLEY_WEBHOOK_SECRET holds a plain (non-whsec_) secret: deliveries also carry "
                         "X-Parley-Signature, which is deprecated; move receivers to the Standard Webhooks headers "
                         "and to a whsec_ secret (README, Webhook)")
+        heartbeat = keys.heartbeat("webhook", f"{socket.gethostname()}-{os.getpid()}")
         while not self.stop_event.is_set():
             try:
+                self.client.set(heartbeat, "1", ex=int(HEARTBEAT_TTL_S))  # `parley health webhook`
                 if not self.run_once():
                     self.stop_event.wait(self.backoff_s())
             except (redis.ConnectionError, redis.TimeoutError):
