@@ -1,11 +1,11 @@
 """One running emulator: its configuration, clock, org state, ledger, faults, limits and tokens, and
 its guest-socket side (live sockets, Web Messaging sessions, Guest Chat streams, simulated agent).
 
-:class:`Emulator` builds each part once and hands every other part the few it uses; nothing holds the
-Emulator itself. Parts live as long as the emulator: a reset empties them and a PATCH of the config
-changes the one config object in place, so what a part was given stays current. Only the edges look
-the Emulator up (``app.state.emulator``): the gateway, the admin API, and :func:`emulator.rest.api.api_route`,
-which hands a REST handler the parts it may use.
+:class:`Emulator` builds each part once and hands every other part the few it uses; nothing holds
+the Emulator itself. Parts live as long as the emulator: a reset empties them and a PATCH of the
+config changes the one config object in place, so what a part was given stays current. Only the
+edges look the Emulator up (``app.state.emulator``): the gateway, the admin API, and
+:func:`emulator.rest.api.api_route`, which hands a REST handler the parts it may use.
 """
 
 from __future__ import annotations
