@@ -306,6 +306,11 @@ _HINTS: dict[str, str] = {
         "fails the command: ask Genesys to raise the limit, or wait until the allowance resets."
     ),
     "request.entity.too.large": "The request body is too large; shorten the text or attributes.",
+    "payload.too.large": (
+        "The request body is over Genesys' limit: on the analytics or bulk message reads Parley uses to check "
+        "what a lost request did, the query or the list of message ids was too large. Parley pages these reads; "
+        "report this with the command's id."
+    ),
     "unsupported.media.type": (
         "Genesys did not accept the Content-Type. Parley sends JSON, so a proxy between Parley and Genesys "
         "probably rewrote the request."
@@ -321,6 +326,7 @@ _HINTS: dict[str, str] = {
     ),
     # --- 5xx: Genesys' side; the outcome may be unknown -----------------------------------------------
     "internal.server.error": f"Genesys failed internally. {_UNKNOWN_OUTCOME}",
+    "general.internal.server.error": f"Genesys failed internally (analytics or a read). {_UNKNOWN_OUTCOME}",
     "conversation.participant.update.failed": (
         f"Genesys could not finish the participant update (disconnect or wrap-up). {_LOOKED_UP}, then "
         "retries."
