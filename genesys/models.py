@@ -987,7 +987,10 @@ class OAuthToken(OAuthModel):
 
 
 class OAuthError(OAuthModel):
-    """Error body of the token endpoint: ``{error, description}``, not ErrorBody."""
+    """Error body of the token endpoint: ``{error, description, error_description}``, not ErrorBody.
+
+    Genesys' login host sends both ``description`` and RFC 6749's ``error_description`` (same text)."""
 
     error: str = ""
     description: str = ""
+    error_description: str = ""

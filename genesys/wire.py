@@ -144,7 +144,7 @@ def error_from_response(response: httpx.Response) -> GenesysError:
         payload = None  # a proxy's HTML page: keep status and reason only
     if isinstance(payload, dict) and "error" in payload and "code" not in payload:
         oauth = OAuthError.model_validate(payload)
-        code, message = oauth.error, oauth.description or message
+        code, message = oauth.error, oauth.description or oauth.error_description or message
     elif isinstance(payload, dict):
         try:
             body = ErrorBody.model_validate(payload)

@@ -349,8 +349,9 @@ _HINTS: dict[str, str] = {
     ),
     # --- OAuth token endpoint (RFC 6749 section 5.2 shape {error, description}) -----------------------
     "invalid_client": (
-        f"The login server does not know this client id and secret: check {_CLIENT_CREDS} and "
-        "PARLEY_GENESYS_REGION (OAuth clients exist in one region only)."
+        f"The login server does not know this client id and secret (400 invalid_client): check {_CLIENT_CREDS} "
+        "and PARLEY_GENESYS_REGION (OAuth clients exist in one region only). Not retried: every command "
+        "fails the same way until the settings are fixed and the workers restarted."
     ),
     "unauthorized_client": (
         "This OAuth client may not use the client-credentials grant: create one whose grant type is "

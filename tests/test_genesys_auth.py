@@ -103,11 +103,11 @@ def test_token_endpoint_error_is_typed_and_releases_the_lock(r: fakeredis.FakeRe
     fake.queue(
         "POST",
         "/oauth/token",
-        httpx.Response(401, json={"error": "invalid_client", "description": "Invalid client credentials"}),
+        httpx.Response(400, json={"error": "invalid_client", "description": "Invalid client credentials"}),
     )
     with httpx.Client(transport=fake.transport()) as http, pytest.raises(GenesysError) as caught:
         SyncRunner(r, http).run(provider().plan_token())
-    assert (caught.value.status, caught.value.code) == (401, "invalid_client")
+    assert (caught.value.status, caught.value.code) == (400, "invalid_client")
     assert caught.value.message == "Invalid client credentials"
     assert r.exists(KEYS.token_lock) == 0
     assert r.exists(KEYS.token) == 0

@@ -1,6 +1,7 @@
 """``POST /oauth/token``: the client-credentials grant of Genesys' login host.
 
-Errors here use the OAuth shape ``{error, description}``, not ErrorBody, as Genesys' login host does.
+Errors here use the OAuth shape ``{error, description, error_description}``, not ErrorBody, as Genesys'
+login host does; a bad client id or secret is **400** ``invalid_client`` (RFC 6749 section 5.2), not 401.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from genesys.models import OAuthError, OAuthToken
 
 
 def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
-    return JSONResponse(OAuthError(error=error, description=description).model_dump(), status_code=status)
+    body = OAuthError(error=error, description=description, error_description=description)
+    return JSONResponse(body.model_dump(), status_code=status)
 
 
 def _basic_credentials(request: Request) -> tuple[str, str] | None:
@@ -47,7 +49,7 @@ async def token(call: Call) -> Response:
         or credentials[0] != fixtures.client_id
         or not hmac.compare_digest(credentials[1].encode(), fixtures.client_secret.encode())
     ):
-        return _oauth_error(401, "invalid_client", "client authentication failed")
+        return _oauth_error(400, "invalid_client", "client authentication failed")
     expires_in = call.config.token_expires_in_s
     issued = call.tokens.issue(fixtures.client_id, call.clock.time(), expires_in)
     call.ledger.record(call.clock.now(), "token.issued", by="client")
