@@ -1,17 +1,14 @@
-"""Redis key names shared by every process that uses the same OAuth client.
+"""The Redis keys of one OAuth client, handed to the token cache and the rate limiter together.
 
-Genesys limits and tokens are per client-credentials client, so the keys are scoped by a hash of
-the login URL and client id: the id itself is not written to Redis, the secret never is, and the
-same client id against the emulator and a real org never shares a token.
+Every process using the same client shares them (one token, one request budget); their names are
+spelled in :mod:`parley.keys`.
 """
 
 from __future__ import annotations
 
-import hashlib
-
 from pydantic import BaseModel, ConfigDict
 
-PREFIX = "parley:genesys"
+from parley import keys
 
 
 class ClientKeys(BaseModel):
@@ -24,6 +21,6 @@ class ClientKeys(BaseModel):
 
     @classmethod
     def for_client(cls, login_url: str, client_id: str) -> ClientKeys:
-        digest = hashlib.sha256(f"{login_url}\n{client_id}".encode()).hexdigest()[:20]
-        base = f"{PREFIX}:{digest}"
-        return cls(token=f"{base}:token", token_lock=f"{base}:token:lock", rate=f"{base}:rate", pause=f"{base}:pause")
+        client = keys.genesys_client(login_url, client_id)
+        return cls(token=keys.genesys_token(client), token_lock=keys.genesys_token_lock(client),
+                   rate=keys.genesys_rate(client), pause=keys.genesys_pause(client))

@@ -18,8 +18,8 @@ commands for the same customer never both decide "no live conversation, create o
 silently overlapping the next holder.
 
 Values are pydantic models stored as JSON; none holds customer text or credentials (the models forbid
-extra fields). Key names come from :class:`Keys` only; customer addresses and producer session keys
-appear in them only as hashes. Every key has a TTL.
+extra fields). Key names come from :mod:`parley.keys` only; customer addresses and producer session
+keys appear in them only as hashes. Every key has a TTL.
 """
 
 from __future__ import annotations
@@ -27,15 +27,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Literal, TypeVar
 
 import redis
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from parley import leases
-from parley.keys import PREFIX
+from parley import keys, leases
 from parley.leases import Lease
 from parley.leases import LeaseLost as LeaseLost  # what a holder of a StateCache lease catches
 from parley.leases import LeaseTimeout as LeaseTimeout  # what StateCache.lease raises
@@ -121,32 +119,6 @@ class GuestKey(_Subject):
 Subject = CustomerKey | ConversationKey | GuestKey
 
 
-@dataclass(frozen=True)
-class Keys:
-    """Every Redis key name the state cache uses (under the project prefix of ``parley.keys``)."""
-
-    prefix: str = f"{PREFIX}:state"
-
-    def live(self, customer_ident: str) -> str:
-        return f"{self.prefix}:live:{customer_ident}"
-
-    def by_conversation(self, conversation_id: str) -> str:
-        """Reverse index conversation id -> customer ident, for :meth:`StateCache.contradicted`."""
-        return f"{self.prefix}:conv:{conversation_id}"
-
-    def cobrowse(self, conversation_id: str) -> str:
-        return f"{self.prefix}:cobrowse:{conversation_id}"
-
-    def guest(self, key: GuestKey) -> str:
-        return f"{self.prefix}:guest:{key.ident()}"
-
-    def lease(self, subject: Subject) -> str:
-        return f"{self.prefix}:lease:{subject.namespace}:{subject.ident()}"
-
-    def fence(self, subject: Subject) -> str:
-        return f"{self.prefix}:fence:{subject.namespace}:{subject.ident()}"
-
-
 # --- cached values -------------------------------------------------------------------------------------
 
 
@@ -227,13 +199,11 @@ class StateCache:
         self,
         client: redis.Redis,
         *,
-        keys: Keys | None = None,
         ttls: CacheTTLs | None = None,
         clock: Clock = utcnow,
         poll_s: float = 0.05,
     ) -> None:
         self.redis = client
-        self.keys = keys or Keys()
         self.ttls = ttls or CacheTTLs()
         self._clock = clock
         self._poll_s = poll_s
@@ -242,7 +212,7 @@ class StateCache:
     # --- (a) the customer's live conversation ------------------------------------------------------------
 
     def get_conversation(self, key: CustomerKey) -> LiveConversation | None:
-        return self._load(self.keys.live(key.ident()), LiveConversation)
+        return self._load(keys.live_conversation(key.ident()), LiveConversation)
 
     def put_conversation(self, key: CustomerKey, live: LiveConversation,
                          pipe: redis.client.Pipeline | None = None) -> None:
@@ -253,13 +223,13 @@ class StateCache:
         ttl = _ms(self.ttls.conversation)
         own = pipe is None
         pipe = self.redis.pipeline(transaction=True) if pipe is None else pipe
-        pipe.set(self.keys.live(key.ident()), live.model_dump_json(), px=ttl)
-        pipe.set(self.keys.by_conversation(live.conversation_id), key.ident(), px=ttl)
+        pipe.set(keys.live_conversation(key.ident()), live.model_dump_json(), px=ttl)
+        pipe.set(keys.conversation_customer(live.conversation_id), key.ident(), px=ttl)
         if own:
             pipe.execute()
 
     def invalidate_conversation(self, key: CustomerKey) -> bool:
-        return bool(self.redis.delete(self.keys.live(key.ident())))
+        return bool(self.redis.delete(keys.live_conversation(key.ident())))
 
     def contradicted(self, conversation_id: str, key: CustomerKey | None = None) -> bool:
         """Genesys says ``conversation_id`` is over (ended, 404): forget every entry naming it.
@@ -267,19 +237,19 @@ class StateCache:
         Drops the live-conversation entry that still points at it (found through ``key`` or the
         reverse index) and the conversation's cobrowse. True if a live-conversation entry went.
         """
-        ident = key.ident() if key is not None else self.redis.get(self.keys.by_conversation(conversation_id))
-        reverse, cobrowse = self.keys.by_conversation(conversation_id), self.keys.cobrowse(conversation_id)
+        ident = key.ident() if key is not None else self.redis.get(keys.conversation_customer(conversation_id))
+        reverse, cobrowse = keys.conversation_customer(conversation_id), keys.live_cobrowse(conversation_id)
         if ident is None:
             self.redis.delete(reverse, cobrowse)
             return False
-        live = self.keys.live(_text(ident))
+        live = keys.live_conversation(_text(ident))
         return bool(self._contradict(keys=[live, reverse, cobrowse], args=[conversation_id]))
 
     # --- (b) one live cobrowse per conversation ------------------------------------------------------------
 
     def get_cobrowse(self, conversation_id: str) -> CobrowseSession | None:
         """The conversation's cobrowse, or None if there is none or its offer has ended."""
-        session = self._load(self.keys.cobrowse(conversation_id), CobrowseSession)
+        session = self._load(keys.live_cobrowse(conversation_id), CobrowseSession)
         if session is None or not session.is_live(self._clock()):
             return None
         return session
@@ -291,29 +261,31 @@ class StateCache:
             ttl = min(ttl, session.date_offer_ends - self._clock())
         if ttl <= timedelta(0):
             return False
-        self.redis.set(self.keys.cobrowse(session.conversation_id), session.model_dump_json(), px=_ms(ttl))
+        self.redis.set(keys.live_cobrowse(session.conversation_id), session.model_dump_json(), px=_ms(ttl))
         return True
 
     def invalidate_cobrowse(self, conversation_id: str) -> bool:
-        return bool(self.redis.delete(self.keys.cobrowse(conversation_id)))
+        return bool(self.redis.delete(keys.live_cobrowse(conversation_id)))
 
     # --- (c) guest sessions ------------------------------------------------------------------------------
 
     def get_guest(self, key: GuestKey) -> GuestSession | None:
-        return self._load(self.keys.guest(key), GuestSession)
+        return self._load(keys.guest_ids(key.ident()), GuestSession)
 
     def put_guest(self, key: GuestKey, session: GuestSession) -> None:
-        self.redis.set(self.keys.guest(key), session.model_dump_json(), px=_ms(self.ttls.guest))
+        self.redis.set(keys.guest_ids(key.ident()), session.model_dump_json(), px=_ms(self.ttls.guest))
 
     def invalidate_guest(self, key: GuestKey) -> bool:
-        return bool(self.redis.delete(self.keys.guest(key)))
+        return bool(self.redis.delete(keys.guest_ids(key.ident())))
 
     # --- (d) leases ---------------------------------------------------------------------------------------
 
     def try_lease(self, subject: Subject, ttl_ms: int) -> Lease | None:
         """Take the lease on ``subject`` if it is free; never waits."""
-        return leases.try_fenced(self.redis, self.keys.lease(subject), self.keys.fence(subject), ttl_ms,
-                                 fence_ttl_ms=_ms(self.ttls.fence), clock_ms=int(self._clock().timestamp() * 1000))
+        namespace, ident = subject.namespace, subject.ident()
+        return leases.try_fenced(self.redis, keys.natural_lease(namespace, ident), keys.natural_fence(namespace, ident),
+                                 ttl_ms, fence_ttl_ms=_ms(self.ttls.fence),
+                                 clock_ms=int(self._clock().timestamp() * 1000))
 
     def lease(self, subject: Subject, ttl_ms: int, *, timeout_s: float = 10.0) -> Lease:
         """Take the lease on ``subject``, waiting up to ``timeout_s``; use it as a context manager.

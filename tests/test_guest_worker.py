@@ -522,7 +522,8 @@ def test_adopter_sends_a_handed_message_only_if_history_lacks_it(harness: Harnes
     looks in history first, so the message reaches Genesys exactly once either way."""
     from websockets.sync.client import connect
 
-    from workers.guest.keys import GuestKeys, session_ident
+    from workers.guest import keys as guest_keys
+    from workers.guest.keys import session_ident
 
     sk = f"cust-{uuid.uuid4().hex[:8]}"
     # Genesys checks Origin on the socket and on the history GET the adopter makes.
@@ -533,17 +534,17 @@ def test_adopter_sends_a_handed_message_only_if_history_lacks_it(harness: Harnes
     first.crash()
 
     # What the dead owner left: the send taken from the inbox and marked handed, no outcome yet.
-    keys_, ident = GuestKeys(), session_ident("default", sk)
+    ident = session_ident("default", sk)
     command = send(sk, "sent before the crash")
     raw = json.dumps(command)
     command_id = uuid.uuid4().hex
     harness.records.claim(parse_command(raw), command_id, raw, "0-1")
-    inbox_id = harness.client.xadd(keys_.inbox(ident), {"command_id": command_id, "type": "guest.send"})
-    harness.client.hset(keys_.session(ident), mapping={"cursor": inbox_id, "current": command_id,
+    inbox_id = harness.client.xadd(guest_keys.inbox(ident), {"command_id": command_id, "type": "guest.send"})
+    harness.client.hset(guest_keys.session(ident), mapping={"cursor": inbox_id, "current": command_id,
                                                        "current_type": "guest.send", "handed": "1",
                                                        "taken_at": str(time.time())})
     if delivered:  # it did reach Genesys: send it on the session's own token, as the dead owner did
-        token = json.loads(harness.client.get(keys_.secret(ident)))["token"]
+        token = json.loads(harness.client.get(guest_keys.secret(ident)))["token"]
         url = harness.emulator.base_url.replace("http://", "ws://") + f"/v1?deploymentId={WM_DEPLOYMENT}"
         with connect(url, origin=ORIGIN) as ws:
             ws.send(json.dumps({"action": "configureSession", "token": token, "deploymentId": WM_DEPLOYMENT,

@@ -17,9 +17,10 @@ from parley.records import Records, State
 from parley.settings import Settings
 from schemas.events import CommandResult, GuestMessage
 from schemas.validation import parse_command
+from workers.guest import keys as K
 from workers.guest.batch import RedisBatcher, pack_with_hiredis
 from workers.guest.commands import CommandDesk
-from workers.guest.keys import GuestKeys, session_ident
+from workers.guest.keys import session_ident
 from workers.guest.network import webmessaging_url
 from workers.guest.ownership import LeaseLost, Ownership
 from workers.guest.relay import RelayLane
@@ -30,7 +31,6 @@ pytestmark = pytest.mark.anyio
 
 SETTINGS = Settings(redis_url="redis://fake")
 GROUP = "parley-guest"
-K = GuestKeys()
 WM = "e1b6f3a8-52c9-4d7e-8a10-b4c3d2e5f607"
 SETTINGS_INFLIGHT = keys.INFLIGHT_ZSET
 
@@ -44,7 +44,7 @@ def anyio_backend() -> str:
 async def client() -> AsyncIterator[aredis.Redis]:
     server = fakeredis.FakeServer()
     async_client = fakeredis.FakeAsyncRedis(server=server, decode_responses=True)
-    await async_client.xgroup_create(K.commands, GROUP, id="0", mkstream=True)
+    await async_client.xgroup_create(K.COMMANDS, GROUP, id="0", mkstream=True)
     yield async_client
     await async_client.aclose()
 
@@ -66,9 +66,9 @@ async def _command(client: aredis.Redis, body: dict) -> tuple[str, str]:
     raw = json.dumps({"idempotency_key": uuid.uuid4().hex, **body})
     command_id = uuid.uuid4().hex
     Records(_sync(client), SETTINGS).claim(parse_command(raw), command_id, raw, "0-1")
-    entry = await client.xadd(K.commands, {"command_id": command_id, "type": body["type"],
+    entry = await client.xadd(K.COMMANDS, {"command_id": command_id, "type": body["type"],
                                            "session_key": body["session_key"]})
-    await client.xreadgroup(GROUP, "router", {K.commands: ">"})
+    await client.xreadgroup(GROUP, "router", {K.COMMANDS: ">"})
     return command_id, entry
 
 
@@ -81,7 +81,7 @@ def _request(ident: str, command_id: str, entry: str, kind: str, chosen: str = "
 async def _alive(client: aredis.Redis, *workers: str) -> None:
     for worker in workers:
         await client.set(K.worker(worker), "1", px=60_000)
-        await client.sadd(K.workers, worker)
+        await client.sadd(K.WORKERS, worker)
 
 
 async def test_start_creates_the_session_for_the_chosen_worker_and_acks(client: aredis.Redis,
@@ -95,7 +95,7 @@ async def test_start_creates_the_session_for_the_chosen_worker_and_acks(client: 
     assert record is not None and record.status is SessionStatus.starting and record.owner == "w1"
     assert record.start_command_id == cid
     assert await client.sismember(K.owned("w1"), ident)
-    assert (await client.xpending(K.commands, GROUP))["pending"] == 0
+    assert (await client.xpending(K.COMMANDS, GROUP))["pending"] == 0
     assert await client.xlen(K.doorbell("w1")) == 1  # the owner is told
 
 
@@ -105,7 +105,7 @@ async def test_commands_for_no_session_or_an_ended_one_are_not_acked(client: are
     cid, entry = await _command(client, {"type": "guest.send", "session_key": "s1", "text": "hi"})
     (routed,) = await store.route([_request(ident, cid, entry, "guest.send")])
     assert routed.outcome == "none"
-    assert (await client.xpending(K.commands, GROUP))["pending"] == 1  # answered (failed) first, then acked
+    assert (await client.xpending(K.COMMANDS, GROUP))["pending"] == 1  # answered (failed) first, then acked
     await client.hset(K.session(ident), mapping={"status": "ended", "owner": "w1"})
     (routed,) = await store.route([_request(ident, cid, entry, "guest.send")])
     assert routed.outcome == "ended"
@@ -166,7 +166,7 @@ async def test_a_dead_workers_sessions_are_adopted_exactly_once(client: aredis.R
     for ident in idents:
         await client.hset(K.session(ident), mapping={"owner": "dead", "status": "live", "token": "1"})
         await client.sadd(K.owned("dead"), ident)
-    await client.sadd(K.workers, "dead", "a", "b")
+    await client.sadd(K.WORKERS, "dead", "a", "b")
     a, b = Ownership(client, "a", 10_000), Ownership(client, "b", 10_000)
     await a.register()
     await b.register()
@@ -179,7 +179,7 @@ async def test_a_dead_workers_sessions_are_adopted_exactly_once(client: aredis.R
         if not step_a and not step_b:
             break
     assert sorted(got_a + got_b) == sorted(idents) and not set(got_a) & set(got_b)
-    assert not await client.sismember(K.workers, "dead")
+    assert not await client.sismember(K.WORKERS, "dead")
     assert await a.adopt_from("b", 10) == []  # a live worker's sessions are not up for adoption
 
 

@@ -15,6 +15,7 @@ import pytest
 import redis
 from pydantic import ValidationError
 
+from parley import keys
 from parley.state_cache import (
     CacheTTLs,
     CobrowseSession,
@@ -22,7 +23,6 @@ from parley.state_cache import (
     CustomerKey,
     GuestKey,
     GuestSession,
-    Keys,
     LeaseLost,
     LeaseTimeout,
     LiveConversation,
@@ -114,19 +114,14 @@ def test_idents_are_stable_distinct_and_hide_addresses() -> None:
     assert sms_customer().ident() == sms_customer().ident()
     assert sms_customer("default").ident() != sms_customer("other-org").ident()
     assert PHONE not in sms_customer().ident()
-    keys = Keys()
-    assert PHONE not in keys.live(sms_customer().ident())
-    assert SESSION_KEY not in keys.guest(GuestKey(org="default", session_key=SESSION_KEY))
-    assert keys.cobrowse("conv-1") == "parley:state:cobrowse:conv-1"
+    assert PHONE not in keys.live_conversation(sms_customer().ident())
+    assert SESSION_KEY not in keys.guest_ids(GuestKey(org="default", session_key=SESSION_KEY).ident())
+    assert keys.live_cobrowse("conv-1") == "parley:state:cobrowse:conv-1"
 
 
 def test_lease_keys_of_different_kinds_never_collide() -> None:
-    keys = Keys()
-    names = {
-        keys.lease(ConversationKey(conversation_id="x")),
-        keys.lease(GuestKey(org="default", session_key="x")),
-        keys.lease(sms_customer()),
-    }
+    subjects = (ConversationKey(conversation_id="x"), GuestKey(org="default", session_key="x"), sms_customer())
+    names = {keys.natural_lease(subject.namespace, subject.ident()) for subject in subjects}
     assert len(names) == 3
 
 
@@ -145,7 +140,7 @@ def test_live_conversation_round_trip(cache: StateCache) -> None:
 def test_live_conversation_and_reverse_index_expire(cache: StateCache, fake: redis.Redis) -> None:
     key = sms_customer()
     cache.put_conversation(key, LiveConversation(conversation_id="conv-1"))
-    for name in (cache.keys.live(key.ident()), cache.keys.by_conversation("conv-1")):
+    for name in (keys.live_conversation(key.ident()), keys.conversation_customer("conv-1")):
         assert 86_000 < ttl_s(fake, name) <= 86_400
 
 
@@ -183,7 +178,7 @@ def test_contradicted_conversation_is_forgotten_with_its_cobrowse(any_cache: Sta
     assert any_cache.contradicted("conv-1") is True
     assert any_cache.get_conversation(key) is None
     assert any_cache.get_cobrowse("conv-1") is None
-    assert any_cache.redis.exists(any_cache.keys.by_conversation("conv-1")) == 0
+    assert any_cache.redis.exists(keys.conversation_customer("conv-1")) == 0
 
 
 def test_contradiction_of_an_old_conversation_keeps_the_newer_one(any_cache: StateCache) -> None:
@@ -199,7 +194,7 @@ def test_contradiction_of_an_old_conversation_keeps_the_newer_one(any_cache: Sta
 def test_contradicted_with_the_key_needs_no_reverse_index(cache: StateCache) -> None:
     key = sms_customer()
     cache.put_conversation(key, LiveConversation(conversation_id="conv-1"))
-    cache.redis.delete(cache.keys.by_conversation("conv-1"))
+    cache.redis.delete(keys.conversation_customer("conv-1"))
     assert cache.contradicted("conv-1") is False  # nothing points back at the customer
     assert cache.get_conversation(key) is not None
     assert cache.contradicted("conv-1", key) is True
@@ -215,14 +210,14 @@ def test_contradicted_unknown_conversation_still_drops_its_cobrowse(cache: State
 def test_contradicting_an_unreadable_entry_removes_it(any_cache: StateCache) -> None:
     key = sms_customer()
     any_cache.put_conversation(key, LiveConversation(conversation_id="conv-1"))
-    any_cache.redis.set(any_cache.keys.live(key.ident()), "not json", px=60_000)
+    any_cache.redis.set(keys.live_conversation(key.ident()), "not json", px=60_000)
     assert any_cache.contradicted("conv-1") is True
-    assert any_cache.redis.exists(any_cache.keys.live(key.ident())) == 0
+    assert any_cache.redis.exists(keys.live_conversation(key.ident())) == 0
 
 
 def test_unreadable_entry_is_a_miss_and_is_removed(cache: StateCache) -> None:
     key = sms_customer()
-    name = cache.keys.live(key.ident())
+    name = keys.live_conversation(key.ident())
     cache.redis.set(name, '{"conversation_id": 42, "unexpected": true}', px=60_000)
     assert cache.get_conversation(key) is None
     assert cache.redis.exists(name) == 0
@@ -235,23 +230,23 @@ def test_cobrowse_round_trip_lives_until_its_offer_ends(cache: StateCache, clock
     session = cobrowse("conv-1", offer_ends=T0 + timedelta(minutes=10))
     assert cache.put_cobrowse(session) is True
     assert cache.get_cobrowse("conv-1") == session
-    assert 590 < ttl_s(cache.redis, cache.keys.cobrowse("conv-1")) <= 600
+    assert 590 < ttl_s(cache.redis, keys.live_cobrowse("conv-1")) <= 600
     clock.advance(timedelta(minutes=10))
     assert cache.get_cobrowse("conv-1") is None  # stale entry past date_offer_ends is not live
 
 
 def test_cobrowse_whose_offer_already_ended_is_not_stored(cache: StateCache) -> None:
     assert cache.put_cobrowse(cobrowse(offer_ends=T0 - timedelta(seconds=1))) is False
-    assert cache.redis.exists(cache.keys.cobrowse("conv-1")) == 0
+    assert cache.redis.exists(keys.live_cobrowse("conv-1")) == 0
 
 
 def test_cobrowse_without_offer_end_uses_the_cobrowse_ttl(fake: redis.Redis, clock: Clock) -> None:
     cache = StateCache(fake, clock=clock, ttls=CacheTTLs(cobrowse=timedelta(minutes=2)))
     assert cache.put_cobrowse(cobrowse(offer_ends=None))
-    assert 110 < ttl_s(fake, cache.keys.cobrowse("conv-1")) <= 120
+    assert 110 < ttl_s(fake, keys.live_cobrowse("conv-1")) <= 120
     # The TTL also caps a far-away offer end.
     assert cache.put_cobrowse(cobrowse(offer_ends=T0 + timedelta(days=3)))
-    assert ttl_s(fake, cache.keys.cobrowse("conv-1")) <= 120
+    assert ttl_s(fake, keys.live_cobrowse("conv-1")) <= 120
 
 
 def test_second_cobrowse_of_a_conversation_replaces_the_first(cache: StateCache) -> None:
@@ -272,7 +267,7 @@ def test_guest_session_round_trip(cache: StateCache) -> None:
     cache.put_guest(key, session)
     assert cache.get_guest(key) == session
     assert cache.get_guest(GuestKey(org="other", session_key=SESSION_KEY)) is None
-    assert 259_000 < ttl_s(cache.redis, cache.keys.guest(key)) <= 259_200
+    assert 259_000 < ttl_s(cache.redis, keys.guest_ids(key.ident())) <= 259_200
     assert cache.invalidate_guest(key) is True
     assert cache.get_guest(key) is None
 
@@ -329,7 +324,7 @@ def test_lease_and_its_fencing_counter_have_ttls(cache: StateCache) -> None:
     lease = cache.try_lease(key, 3_000)
     assert lease is not None
     assert 0 < cache.redis.pttl(lease.key) <= 3_000
-    assert 29 * 86_400 < ttl_s(cache.redis, cache.keys.fence(key)) <= 30 * 86_400
+    assert 29 * 86_400 < ttl_s(cache.redis, keys.natural_fence(key.namespace, key.ident())) <= 30 * 86_400
 
 
 def test_extend_resets_the_ttl(cache: StateCache) -> None:
@@ -365,7 +360,7 @@ def test_context_manager_releases_and_reports_a_lost_lease(cache: StateCache) ->
         assert lease.held()
     assert cache.try_lease(key, 5_000) is not None  # released on exit
 
-    cache.redis.delete(cache.keys.lease(key))
+    cache.redis.delete(keys.natural_lease(key.namespace, key.ident()))
     with pytest.raises(LeaseLost), cache.lease(key, 5_000) as lease:
         cache.redis.delete(lease.key)
 
@@ -411,7 +406,7 @@ def test_tokens_keep_rising_after_the_fencing_counter_expired(cache: StateCache,
     first.release()
     # The counter outlives every lease by its own TTL; after that idle spell it may be gone.
     clock.advance(timedelta(days=31))
-    cache.redis.delete(cache.keys.fence(key))
+    cache.redis.delete(keys.natural_fence(key.namespace, key.ident()))
     later = cache.try_lease(key, 1_000)
     assert later is not None
     assert later.token > first.token

@@ -28,7 +28,7 @@ import redis.asyncio as aredis
 
 from parley import keys as parley_keys
 from parley.leases import DELETE_IF_EQUAL_FN, EXTEND_IF_EQUAL_FN, LeaseLost
-from workers.guest.keys import GuestKeys
+from workers.guest import keys as guest_keys
 from workers.guest.store import FENCE
 
 HEARTBEAT_COMPONENT = "guest"
@@ -58,16 +58,17 @@ return 1
 """
 
 # KEYS: dead worker's owned set, adopter's owned set, workers set, dead worker's lease.
-# ARGV: dead id, adopter id, batch size, key prefix, now ms. Returns the adopted idents.
+# ARGV: dead id, adopter id, batch size, sessions' name prefix, now ms, fences' name prefix, doorbells' name
+# prefix. Returns the adopted idents.
 _ADOPT = FENCE + """
 if redis.call('EXISTS', KEYS[4]) == 1 then return {} end
-local prefix, adopted = ARGV[4], {}
+local adopted = {}
 for _, ident in ipairs(redis.call('SRANDMEMBER', KEYS[1], ARGV[3])) do
   redis.call('SREM', KEYS[1], ident)
-  local session = prefix .. ':session:' .. ident
+  local session = ARGV[4] .. ident
   local status = redis.call('HGET', session, 'status')
   if redis.call('HGET', session, 'owner') == ARGV[1] and status and status ~= 'ended' then
-    local token = fence_token(prefix .. ':fence:' .. ident, ARGV[5], FENCE_TTL_MS)
+    local token = fence_token(ARGV[6] .. ident, ARGV[5], FENCE_TTL_MS)
     redis.call('HSET', session, 'owner', ARGV[2], 'token', token)
     redis.call('SADD', KEYS[2], ident)
     adopted[#adopted + 1] = ident
@@ -75,7 +76,7 @@ for _, ident in ipairs(redis.call('SRANDMEMBER', KEYS[1], ARGV[3])) do
 end
 if redis.call('SCARD', KEYS[1]) == 0 then
   redis.call('SREM', KEYS[3], ARGV[1])
-  redis.call('DEL', prefix .. ':doorbell:' .. ARGV[1])
+  redis.call('DEL', ARGV[7] .. ARGV[1])
 end
 return adopted
 """
@@ -92,11 +93,10 @@ class WorkerLoad:
 
 
 class Ownership:
-    def __init__(self, client: aredis.Redis, worker_id: str, lease_ttl_ms: int, keys: GuestKeys | None = None) -> None:
+    def __init__(self, client: aredis.Redis, worker_id: str, lease_ttl_ms: int) -> None:
         self.redis = client
         self.worker_id = worker_id
         self.lease_ttl_ms = lease_ttl_ms
-        self.keys = keys or GuestKeys()
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
         self._adopt = client.register_script(_ADOPT)
@@ -106,15 +106,15 @@ class Ownership:
     async def register(self) -> None:
         info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(self.keys.worker(self.worker_id), info, px=self.lease_ttl_ms)
-            pipe.sadd(self.keys.workers, self.worker_id)
+            pipe.set(guest_keys.worker(self.worker_id), info, px=self.lease_ttl_ms)
+            pipe.sadd(guest_keys.WORKERS, self.worker_id)
             pipe.set(self._heartbeat, "1", ex=self._heartbeat_ttl_s)
             await pipe.execute()
 
     async def renew(self, *, may_route: bool = True) -> bool:
         """Renew the lease (and the routing lease, taking it if free); True when this worker routes."""
         reply = int(await self._renew(
-            keys=[self.keys.worker(self.worker_id), self._heartbeat, self.keys.router],
+            keys=[guest_keys.worker(self.worker_id), self._heartbeat, guest_keys.ROUTER],
             args=[self.lease_ttl_ms, self.worker_id, self._heartbeat_ttl_s, "1" if may_route else "0"],
         ))
         if reply < 0:
@@ -124,45 +124,46 @@ class Ownership:
 
     async def release(self) -> None:
         """Give everything up now (after the sockets are closed): others adopt at once."""
-        k = self.keys
-        await self._release(keys=[k.worker(self.worker_id), self._heartbeat, k.router, k.announce],
-                            args=[self.worker_id])
+        await self._release(
+            keys=[guest_keys.worker(self.worker_id), self._heartbeat, guest_keys.ROUTER, guest_keys.ANNOUNCE],
+            args=[self.worker_id])
 
     async def dead_workers(self) -> list[str]:
         """Registered workers whose lease is gone (their sessions are up for adoption)."""
-        members = [w for w in await self.redis.smembers(self.keys.workers)]
+        members = [w for w in await self.redis.smembers(guest_keys.WORKERS)]
         ids = [w.decode() if isinstance(w, bytes) else w for w in members if w]
         others = [w for w in ids if w != self.worker_id]
         if not others:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for w in others:
-                pipe.exists(self.keys.worker(w))
+                pipe.exists(guest_keys.worker(w))
             alive = await pipe.execute()
         return [w for w, up in zip(others, alive, strict=True) if not up]
 
     async def adopt_from(self, dead: str, batch: int) -> list[str]:
         """Take up to ``batch`` of ``dead``'s sessions; [] once it has none left (or is alive)."""
-        k = self.keys
         reply = await self._adopt(
-            keys=[k.owned(dead), k.owned(self.worker_id), k.workers, k.worker(dead)],
-            args=[dead, self.worker_id, batch, k.prefix, int(time.time() * 1000)],
+            keys=[guest_keys.owned(dead), guest_keys.owned(self.worker_id), guest_keys.WORKERS,
+                  guest_keys.worker(dead)],
+            args=[dead, self.worker_id, batch, guest_keys.session(""), int(time.time() * 1000), guest_keys.fence(""),
+                  guest_keys.doorbell("")],
         )
         return [x.decode() if isinstance(x, bytes) else x for x in reply]
 
     async def loads(self) -> list[WorkerLoad]:
         """Live workers with how many sessions each owns (the router gives new sessions to the least busy)."""
-        members = await self.redis.smembers(self.keys.workers)
+        members = await self.redis.smembers(guest_keys.WORKERS)
         ids = sorted(w.decode() if isinstance(w, bytes) else w for w in members)
         if not ids:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for w in ids:
-                pipe.exists(self.keys.worker(w))
-                pipe.scard(self.keys.owned(w))
+                pipe.exists(guest_keys.worker(w))
+                pipe.scard(guest_keys.owned(w))
             replies = await pipe.execute()
         return [WorkerLoad(w, int(replies[2 * i + 1])) for i, w in enumerate(ids) if replies[2 * i]]
 
     async def owned(self) -> list[str]:
-        members = await self.redis.smembers(self.keys.owned(self.worker_id))
+        members = await self.redis.smembers(guest_keys.owned(self.worker_id))
         return [m.decode() if isinstance(m, bytes) else m for m in members]

@@ -31,8 +31,9 @@ from genesys.effects import AsyncRunner
 from parley import keys
 from schemas.commands import GuestEnd, GuestStart
 from schemas.events import CommandResult
+from workers.guest import keys as guest_keys
 from workers.guest.commands import CommandDesk, Loaded, UnreadableCommand
-from workers.guest.keys import GuestKeys, session_ident
+from workers.guest.keys import session_ident
 from workers.guest.ownership import Ownership
 from workers.guest.settings import GuestSettings
 from workers.guest.store import Routed, RouteRequest, SessionStore
@@ -48,18 +49,17 @@ ENDED = "the guest session for this session_key has ended; send guest.start to b
 
 class Router:
     def __init__(self, client: aredis.Redis, store: SessionStore, desk: CommandDesk, ownership: Ownership,
-                 settings: GuestSettings, on_local: Callable[[str], None], keys: GuestKeys | None = None) -> None:
+                 settings: GuestSettings, on_local: Callable[[str], None]) -> None:
         self.redis = client
         self.store = store
         self.desk = desk
         self.ownership = ownership
         self.settings = settings
-        self.keys = keys or GuestKeys()
         self.worker_id = ownership.worker_id
         self._on_local = on_local
         self._loads: dict[str, int] = {}
         self._loads_at = 0.0
-        self.source = ConsumerGroup(self.keys.commands, settings.consumer_group, self.worker_id, settings.read_batch)
+        self.source = ConsumerGroup(guest_keys.COMMANDS, settings.consumer_group, self.worker_id, settings.read_batch)
         self._run = AsyncRunner(client).run
 
     async def ensure_group(self) -> None:
@@ -149,7 +149,7 @@ class Router:
         await self._ack(entry)
 
     async def _ack(self, entry: StreamEntry) -> None:
-        await self.redis.xack(self.keys.commands, self.settings.consumer_group, entry.entry_id)
+        await self.redis.xack(guest_keys.COMMANDS, self.settings.consumer_group, entry.entry_id)
 
     async def _choose_owner(self) -> str:
         """The live worker with the fewest sessions (refreshed every few seconds, counted locally between)."""

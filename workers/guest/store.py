@@ -16,8 +16,9 @@ Per session (keys in :mod:`workers.guest.keys`):
 
 Every write by an owner is fenced: the script checks the session's token first, so a worker that
 stalled past its lease and lost the session cannot overwrite its adopter's state. Scripts that follow
-a worker id to its keys (owner lease, doorbell, owned set) build those names inside Lua: fine on one
-Redis primary, which is what Parley assumes (see :mod:`parley.state_cache`).
+a worker id to its keys (owner lease, doorbell, owned set) get the names' beginnings from
+:mod:`workers.guest.keys` and finish them inside Lua: fine on one Redis primary, which is what Parley
+assumes (see :mod:`parley.leases`).
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ from parley import keys, leases
 from parley.events import EVENT_FIELD, EventLog
 from parley.settings import Settings
 from schemas.events import EventBase
+from workers.guest import keys as guest_keys
 from workers.guest.batch import Command, RedisBatcher
 from workers.guest.commands import RUN_WORDS, Words
-from workers.guest.keys import GuestKeys
 
 DOORBELL_MAXLEN = 10_000
 FENCE_TTL_MS = 30 * 24 * 3600 * 1000
@@ -47,12 +48,14 @@ FENCE = leases.FENCE_TOKEN + f"local FENCE_TTL_MS = {FENCE_TTL_MS}\n"
 
 # KEYS: session, inbox, fence, relayed, secret, commands stream.
 # ARGV: 1 chosen owner, 2 command id, 3 type, 4 group, 5 entry id, 6 now ms, 7 ttl ms, 8 session_key,
-#       9 org, 10 protocol, 11 key prefix, 12 ident, 13 doorbell maxlen, 14 this worker.
+#       9 org, 10 protocol, 11 owned sets' name prefix, 12 ident, 13 doorbell maxlen, 14 this worker,
+#       15 worker leases' name prefix, 16 doorbells' name prefix.
 # A guest.start for no session (or an ended one) creates the record for the chosen owner; a command
 # for an orphan (its owner's lease is gone) hands it to the chosen owner; every routed command is
 # appended to the inbox and acknowledged in the same step, then the owner's doorbell rings.
 _ROUTE = FENCE + """
-local prefix, ident, chosen = ARGV[11], ARGV[12], ARGV[1]
+local owned, lease, doorbell = ARGV[11], ARGV[15], ARGV[16]
+local ident, chosen = ARGV[12], ARGV[1]
 local status = redis.call('HGET', KEYS[1], 'status')
 local owner
 if (not status) or status == 'ended' then
@@ -65,14 +68,14 @@ if (not status) or status == 'ended' then
              'status', 'starting', 'owner', chosen, 'token', fence_token(KEYS[3], ARGV[6], FENCE_TTL_MS),
              'start_command_id', ARGV[2], 'cursor', '0-0', 'current', '', 'created_at', ARGV[6])
   redis.call('PEXPIRE', KEYS[1], ARGV[7])
-  redis.call('SADD', prefix .. ':owned:' .. chosen, ident)
+  redis.call('SADD', owned .. chosen, ident)
   owner = chosen
 else
   owner = redis.call('HGET', KEYS[1], 'owner')
-  if (not owner) or owner == '' or redis.call('EXISTS', prefix .. ':worker:' .. owner) == 0 then
-    if owner and owner ~= '' then redis.call('SREM', prefix .. ':owned:' .. owner, ident) end
+  if (not owner) or owner == '' or redis.call('EXISTS', lease .. owner) == 0 then
+    if owner and owner ~= '' then redis.call('SREM', owned .. owner, ident) end
     redis.call('HSET', KEYS[1], 'owner', chosen, 'token', fence_token(KEYS[3], ARGV[6], FENCE_TTL_MS))
-    redis.call('SADD', prefix .. ':owned:' .. chosen, ident)
+    redis.call('SADD', owned .. chosen, ident)
     owner = chosen
   end
 end
@@ -80,7 +83,7 @@ redis.call('XADD', KEYS[2], '*', 'command_id', ARGV[2], 'type', ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[7])
 redis.call('XACK', KEYS[6], ARGV[4], ARGV[5])
 if owner ~= ARGV[14] then
-  redis.call('XADD', prefix .. ':doorbell:' .. owner, 'MAXLEN', '~', ARGV[13], '*', 'session', ident)
+  redis.call('XADD', doorbell .. owner, 'MAXLEN', '~', ARGV[13], '*', 'session', ident)
 end
 return {'routed', owner}
 """
@@ -143,7 +146,7 @@ redis.call('HSET', KEYS[1], unpack(fields))
 return 1
 """
 
-# KEYS: session, inbox, relayed, secret. ARGV: token, retention ms, key prefix, ident, ended_by.
+# KEYS: session, inbox, relayed, secret. ARGV: token, retention ms, owned sets' name prefix, ident, ended_by.
 # The secret goes at once; the rest stays for ``retention`` so late commands learn the session ended.
 _END = """
 if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return 0 end
@@ -151,7 +154,7 @@ local owner = redis.call('HGET', KEYS[1], 'owner')
 redis.call('HSET', KEYS[1], 'status', 'ended', 'ended_by', ARGV[5])
 redis.call('DEL', KEYS[4])
 for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
-if owner then redis.call('SREM', ARGV[3] .. ':owned:' .. owner, ARGV[4]) end
+if owner then redis.call('SREM', ARGV[3] .. owner, ARGV[4]) end
 return 1
 """
 
@@ -250,10 +253,9 @@ def _text(value: bytes | str) -> str:
 class SessionStore:
     """Async access to the per-session state; every owner write is fenced by ``token``."""
 
-    def __init__(self, batcher: RedisBatcher, settings: Settings, keys: GuestKeys | None = None) -> None:
+    def __init__(self, batcher: RedisBatcher, settings: Settings) -> None:
         self.redis = batcher.redis
         self._batcher = batcher
-        self.keys = keys or GuestKeys()
         self.events = EventLog(self.redis, settings)  # type: ignore[arg-type]  # only its payload/stream
         self._route = batcher.script(_ROUTE)
         self._advance = batcher.script(_ADVANCE)
@@ -266,22 +268,23 @@ class SessionStore:
         """Route commands in order, all in one round trip (each step is its own atomic script)."""
         if not requests:
             return []
-        k, now_ms = self.keys, int(time.time() * 1000)
+        k, now_ms = guest_keys, int(time.time() * 1000)
+        owned, lease, doorbell = k.owned(""), k.worker(""), k.doorbell("")  # names finished in the script
 
         def stage(commands: list[Command]) -> None:
             for r in requests:
                 self._route.stage(
                     commands,
                     [k.session(r.ident), k.inbox(r.ident), k.fence(r.ident), k.relayed(r.ident), k.secret(r.ident),
-                     k.commands],
+                     k.COMMANDS],
                     [r.chosen, r.command_id, r.command_type, r.group, r.entry_id, now_ms, r.ttl_s * 1000,
-                     r.session_key, r.org, r.protocol, k.prefix, r.ident, DOORBELL_MAXLEN, r.me])
+                     r.session_key, r.org, r.protocol, owned, r.ident, DOORBELL_MAXLEN, r.me, lease, doorbell])
 
         replies = await self._batcher.run(stage)
         return [Routed(_text(reply[0]), _text(reply[1])) for reply in replies]  # type: ignore[arg-type]
 
     async def load(self, ident: str) -> SessionRecord | None:
-        data = await self.redis.hgetall(self.keys.session(ident))
+        data = await self.redis.hgetall(guest_keys.session(ident))
         if not data:
             return None
         fields = {_text(k): _text(v) for k, v in data.items()}
@@ -304,7 +307,7 @@ class SessionStore:
         now = time.time()
         started_at = datetime.fromtimestamp(now, UTC).isoformat() if begin else ""
         reply = [_text(x) for x in await self._advance(
-            keys=[self.keys.session(ident), self.keys.inbox(ident)],
+            keys=[guest_keys.session(ident), guest_keys.inbox(ident)],
             args=[token, now, keys.command(""), finished, "1" if take else "0", keys.INFLIGHT_ZSET, started_at,
                   len(flat), *flat, *ending])]
         outcome, rest = reply[0], reply[1:]
@@ -314,12 +317,12 @@ class SessionStore:
 
     async def update(self, ident: str, token: str, **fields: str | int | float) -> bool:
         flat = [str(x) for pair in fields.items() for x in pair]
-        return bool(await self._update(keys=[self.keys.session(ident)], args=[token, *flat]))
+        return bool(await self._update(keys=[guest_keys.session(ident)], args=[token, *flat]))
 
     async def end(self, ident: str, token: str, by: str, retention_s: int) -> bool:
-        k = self.keys
+        k = guest_keys
         return bool(await self._end(keys=[k.session(ident), k.inbox(ident), k.relayed(ident), k.secret(ident)],
-                                    args=[token, retention_s * 1000, k.prefix, ident, by]))
+                                    args=[token, retention_s * 1000, k.owned(""), ident, by]))
 
     async def relay(self, ident: str, events: list[tuple[str, EventBase]], ttl_s: int) -> int:
         """Append each event unless its dedup id was relayed before ('' = always); how many went."""
@@ -328,18 +331,18 @@ class SessionStore:
         args: list[str | int] = [self._events_maxlen, ttl_s * 1000]
         for dedup_id, event in events:
             args += [dedup_id, self.events.payload(event)]
-        return int(await self._relay(keys=[self.keys.relayed(ident), self.events.stream], args=args))
+        return int(await self._relay(keys=[guest_keys.relayed(ident), self.events.stream], args=args))
 
     async def get_secret(self, ident: str) -> SessionSecret | None:
-        raw = await self.redis.get(self.keys.secret(ident))
+        raw = await self.redis.get(guest_keys.secret(ident))
         return SessionSecret.model_validate_json(raw) if raw else None
 
     async def put_secret(self, ident: str, secret: SessionSecret, ttl_s: float) -> None:
-        await self.redis.set(self.keys.secret(ident), secret.dump(), px=max(1000, int(ttl_s * 1000)))
+        await self.redis.set(guest_keys.secret(ident), secret.dump(), px=max(1000, int(ttl_s * 1000)))
 
     async def touch(self, ident: str, ttl_s: float) -> None:
         """Stretch the session's keys to its (new) lifetime."""
-        k, ms = self.keys, max(1000, int(ttl_s * 1000))
+        k, ms = guest_keys, max(1000, int(ttl_s * 1000))
         async with self.redis.pipeline(transaction=False) as pipe:
             for key in (k.session(ident), k.inbox(ident), k.relayed(ident), k.secret(ident)):
                 pipe.pexpire(key, ms)

@@ -46,9 +46,9 @@ from parley.connections import connect, connect_async
 from parley.leases import LeaseLost
 from parley.settings import Settings
 from parley.state_cache import StateCache
+from workers.guest import keys as guest_keys
 from workers.guest.batch import RedisBatcher, pack_with_hiredis
 from workers.guest.commands import CommandDesk
-from workers.guest.keys import GuestKeys
 from workers.guest.network import SessionIO, rest_caller, websocket_connector
 from workers.guest.ownership import Ownership, new_worker_id
 from workers.guest.routing import Router
@@ -70,7 +70,6 @@ class GuestWorker:
         self.settings = settings
         self.guest_settings = guest_settings or GuestSettings()
         self.worker_id = worker_id or new_worker_id()
-        self.keys = GuestKeys()
         self.runners: dict[str, SessionRunner] = {}
         self.stopping = asyncio.Event()
         self.lease_lost = False
@@ -95,11 +94,11 @@ class GuestWorker:
         io = self._io or SessionIO(connect=websocket_connector(gs), rest=rest_caller(genesys),
                                    api_url=genesys.endpoints.api_url)
         batcher = RedisBatcher(self.redis, gs.batch_window_s)
-        self.store = SessionStore(batcher, self.settings, self.keys)
+        self.store = SessionStore(batcher, self.settings)
         self.desk = CommandDesk(batcher, self.settings, executor)
         await batcher.load_scripts()
-        self.ownership = Ownership(self.redis, self.worker_id, gs.lease_ttl_ms, self.keys)
-        self.router = Router(self.redis, self.store, self.desk, self.ownership, gs, self.ensure_runner, self.keys)
+        self.ownership = Ownership(self.redis, self.worker_id, gs.lease_ttl_ms)
+        self.router = Router(self.redis, self.store, self.desk, self.ownership, gs, self.ensure_runner)
         self.context = RunnerContext(self.worker_id, self.store, self.desk, io, gs, StateCache(sync_redis))
         await self.ownership.register()
         await self.router.ensure_group()
@@ -218,7 +217,7 @@ class GuestWorker:
 
     async def _doorbell_loop(self) -> None:
         last = "0"
-        doorbell = self.keys.doorbell(self.worker_id)
+        doorbell = guest_keys.doorbell(self.worker_id)
         while not self.stopping.is_set():
             reply = await self.redis.xread({doorbell: last}, count=1000, block=1000)
             for _stream, rows in reply or []:
@@ -242,7 +241,7 @@ class GuestWorker:
         self.ensure_runner(ident)
 
     async def _adopt_loop(self) -> None:
-        announce = self.keys.announce
+        announce = guest_keys.ANNOUNCE
         newest = await self.redis.xrevrange(announce, count=1)
         last = newest[0][0] if newest else "0-0"
         while not self.stopping.is_set():
