@@ -15,6 +15,7 @@ from emulator.state.model import (
     Media,
     Participant,
     StoredMessage,
+    Template,
 )
 from genesys import models as wire
 from genesys.models import Address, DomainEntityRef, MessageDetails, Wrapup
@@ -216,6 +217,17 @@ def cobrowse_session(conv: Conversation, session: CobrowseSession) -> wire.Cobro
 
 
 # --- messages ---------------------------------------------------------------------------------------
+def _template_content(template: Template | None) -> list[wire.ConversationMessageContent] | None:
+    """A template message reads back as Notification content naming ``cannedresponse@<responseId>``."""
+    if template is None:
+        return None
+    body = wire.ConversationNotificationTemplateBody(parameters=[
+        wire.ConversationNotificationTemplateParameter(name=name, text=value) for name, value in template.parameters
+    ])
+    notification = wire.ConversationContentNotificationTemplate(id=f"cannedresponse@{template.response_id}", body=body)
+    return [wire.ConversationMessageContent(content_type="Notification", template=notification)]
+
+
 def message_data(conv: Conversation, message: StoredMessage) -> wire.MessageData:
     found = conv.by_communication(message.communication_id)
     leg = found[1] if found else None
@@ -228,11 +240,12 @@ def message_data(conv: Conversation, message: StoredMessage) -> wire.MessageData
         direction=message.direction,
         messenger_type=conv.messenger_type,
         status=message.status,
-        text_body=message.text,
+        text_body=message.text,  # required by the contract: empty for a template message
         normalized_message=wire.ConversationNormalizedMessage(
             id=message.id,
-            type="Text",
-            text=message.text,
+            type="Text" if message.template is None else "Structured",
+            text=message.text if message.template is None else None,
+            content=_template_content(message.template),
             direction="Outbound" if outbound else "Inbound",
             status="Sent" if outbound else "Delivered",
             originating_entity="Human",

@@ -184,6 +184,7 @@ class SendMessagingTemplateRequest(RequestModel):
     DEFINITION = "SendMessagingTemplateRequest"
     response_id: str | None = None
     body_parameters: list[TemplateParameter] | None = None
+    parameters: list[TemplateParameter] | None = None  # deprecated spelling of bodyParameters
     header_parameters: list[TemplateParameter] | None = None
     button_url_parameters: list[TemplateParameter] | None = None
 
@@ -202,11 +203,40 @@ class SendAgentlessOutboundMessageRequest(RequestModel):
     use_existing_active_conversation: bool | None = None
 
 
+class ConversationNotificationTemplateParameter(ResponseModel):
+    DEFINITION = "ConversationNotificationTemplateParameter"
+    name: str | None = None
+    text: str = Field(default="", repr=False)
+
+
+class ConversationNotificationTemplateBody(ResponseModel):
+    DEFINITION = "ConversationNotificationTemplateBody"
+    text: str | None = Field(default=None, repr=False)
+    parameters: list[ConversationNotificationTemplateParameter] = Field(default_factory=list)
+
+
+class ConversationContentNotificationTemplate(ResponseModel):
+    """A template message as read back: ``id`` is ``cannedresponse@<responseId>`` for a Response
+    Management response."""
+
+    DEFINITION = "ConversationContentNotificationTemplate"
+    id: str | None = None
+    language: str | None = None
+    body: ConversationNotificationTemplateBody = Field(default_factory=ConversationNotificationTemplateBody)
+
+
+class ConversationMessageContent(ResponseModel):
+    DEFINITION = "ConversationMessageContent"
+    content_type: str
+    template: ConversationContentNotificationTemplate | None = None
+
+
 class ConversationNormalizedMessage(ResponseModel):
     DEFINITION = "ConversationNormalizedMessage"
     id: str | None = None
     type: str
     text: str | None = Field(default=None, repr=False)
+    content: list[ConversationMessageContent] | None = None
     direction: str | None = None
     status: str | None = None
     originating_entity: str | None = None
@@ -241,6 +271,7 @@ class SendAgentlessOutboundMessageResponse(ResponseModel):
     messenger_type: str | None = None
     use_existing_active_conversation: bool | None = None
     message: MessageData | None = None
+    messaging_template: SendMessagingTemplateRequest | None = None
     text_body: str | None = Field(default=None, repr=False)
     timestamp: datetime | None = None
     user: AddressableEntityRef | None = None

@@ -60,19 +60,49 @@ def _check_text_bytes(text: str, limit: int = WEBMESSAGING_TEXT_MAX_BYTES) -> st
     return text
 
 
+_ParameterId = Annotated[str, Field(min_length=1, max_length=256)]
+_ParameterValue = Annotated[str, Field(max_length=1024)]
+
+
+class MessagingTemplate(StrictModel):
+    """A Genesys Response Management messaging template (``SendMessagingTemplateRequest``): WhatsApp
+    business messages outside the customer's 24-hour window must be an approved template."""
+
+    response_id: GenesysId = Field(description="Id of the Response Management response holding the template.")
+    parameters: dict[_ParameterId, _ParameterValue] | None = Field(
+        default=None, max_length=50, description="Body parameter substitutions: placeholder id -> value."
+    )
+
+
 class MessageSend(Envelope):
-    """A proactive message to a customer, into their live conversation when there is one."""
+    """A proactive message to a customer, into their live conversation when there is one.
+
+    WhatsApp sends a ``template`` (Genesys requires ``messagingTemplate`` for it), the other channels
+    ``text``."""
 
     type: Literal["message.send"]
     channel: Channel
     from_address: Address = Field(description="Deployment id for webmessaging; number or integration id otherwise.")
     to_address: Address | None = Field(default=None, description="Recipient; not used for webmessaging.")
     external_contact_id: GenesysId | None = Field(default=None, description="Required for webmessaging.")
-    text: NonEmptyText
+    text: NonEmptyText | None = Field(default=None, description="The message; required except for whatsapp.")
+    template: MessagingTemplate | None = Field(default=None, description="Required for whatsapp, and only for it.")
     conversation_id: GenesysId | None = Field(default=None, description="Send into this conversation.")
 
     @model_validator(mode="after")
     def _channel_rules(self) -> MessageSend:
+        if self.channel is Channel.whatsapp:
+            if self.template is None:
+                raise ValueError(
+                    "template is required when channel is whatsapp: Genesys refuses a WhatsApp agentless message "
+                    "without a messaging template (template.response_id = a Response Management response)"
+                )
+            if self.text is not None:
+                raise ValueError("text is not used for whatsapp: the template's content is what the customer gets")
+        elif self.template is not None:
+            raise ValueError(f"template only applies to channel whatsapp, not {self.channel.value}")
+        elif self.text is None:
+            raise ValueError(f"text is required when channel is {self.channel.value}")
         if self.channel is Channel.webmessaging:
             if self.external_contact_id is None:
                 raise ValueError("external_contact_id is required when channel is webmessaging")
@@ -80,11 +110,11 @@ class MessageSend(Envelope):
                 raise ValueError(
                     "to_address is not used for webmessaging; identify the customer by external_contact_id"
                 )
-            _check_text_bytes(self.text)
+            _check_text_bytes(self.text or "")
         elif self.to_address is None:
             raise ValueError(f"to_address is required when channel is {self.channel.value}")
         limit = _TEXT_CHAR_LIMITS[self.channel]
-        if len(self.text) > limit:
+        if self.text is not None and len(self.text) > limit:
             raise ValueError(f"text is {len(self.text)} characters; {self.channel.value} allows at most {limit}")
         return self
 

@@ -174,12 +174,51 @@ async def test_agentless_sms(
 
 
 async def test_whatsapp_addresses_are_digits_only(emu_api: httpx.AsyncClient) -> None:
-    body = agentless_body(fromAddress=WHATSAPP, toAddressMessengerType="whatsapp", externalContactId=None)
+    body = agentless_body(fromAddress=WHATSAPP, toAddressMessengerType="whatsapp", externalContactId=None,
+                          messagingTemplate={"responseId": TEMPLATE_ID})
     assert await error_of(await emu_api.post(AGENTLESS, json=body | {"toAddress": "+44 7700"})) == (
         400,
         "invalid.whatsapp.address",
     )
     assert (await emu_api.post(AGENTLESS, json=body | {"toAddress": "447700900123"})).status_code == 200
+
+
+TEMPLATE_ID = "4f1d2c3b-5a69-4e7f-8d0c-1b2a3c4d5e6f"
+
+
+@pytest.mark.parametrize(
+    ("template", "field"),
+    [
+        (None, "messagingTemplate"),
+        ({"bodyParameters": [{"id": "name", "value": "Ada"}]}, "messagingTemplate.responseId"),
+    ],
+    ids=["text-only", "no-response-id"],
+)
+async def test_whatsapp_needs_a_messaging_template(
+    emu_api: httpx.AsyncClient, emu_client: httpx.AsyncClient, template: dict[str, Any] | None, field: str
+) -> None:
+    body = agentless_body(fromAddress=WHATSAPP, toAddressMessengerType="whatsapp", externalContactId=None,
+                          toAddress="447700900123", messagingTemplate=template)
+    response = await emu_api.post(AGENTLESS, json={k: v for k, v in body.items() if v is not None})
+    assert await error_of(response) == (400, "constraint.validation")
+    assert response.json()["messageParams"] == {"field": field}
+    assert await ledger(emu_client, "conversation.created", "message.sent") == []
+
+
+async def test_a_whatsapp_template_send_reads_back_as_notification_content(emu_api: httpx.AsyncClient) -> None:
+    template = {"responseId": TEMPLATE_ID, "bodyParameters": [{"id": "name", "value": "Ada"}]}
+    body = agentless_body(fromAddress=WHATSAPP, toAddressMessengerType="whatsapp", externalContactId=None,
+                          toAddress="447700900123", messagingTemplate=template, textBody=None)
+    sent = await send(emu_api, **body)
+    assert sent["messengerType"] == "whatsapp"
+    assert sent["messagingTemplate"] == template
+    read = (await emu_api.get(f"/api/v2/conversations/messages/{sent['conversationId']}/messages/{sent['id']}")).json()
+    assert read["textBody"] == ""  # required by the contract; a template has no text of its own
+    assert "text" not in read["normalizedMessage"]
+    assert read["normalizedMessage"]["content"] == [{
+        "contentType": "Notification",
+        "template": {"id": f"cannedresponse@{TEMPLATE_ID}", "body": {"parameters": [{"name": "name", "text": "Ada"}]}},
+    }]
 
 
 async def test_use_normalized_message_drops_the_deprecated_text_body(emu_api: httpx.AsyncClient) -> None:

@@ -7,6 +7,7 @@ that matched on time alone and sent blind when nothing was cached.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from parley.producer import Producer
+from parley.settings import Settings
 from tests.support.events import await_events
 from tests.support.pipeline import Pipeline, key, running_pipeline
 
@@ -53,6 +56,48 @@ def texts_sent(pipeline: Pipeline, conversation_id: str) -> list[str]:
         reply.raise_for_status()
         texts.append(reply.json()["textBody"])
     return texts
+
+
+WHATSAPP = "d93b6f1e-2c8a-4e05-a7d4-5f1b9c3e6a28"
+TEMPLATE = "4f1d2c3b-5a69-4e7f-8d0c-1b2a3c4d5e6f"
+
+
+def whatsapp(to: str, **template: Any) -> dict[str, Any]:
+    return {"type": "message.send", "idempotency_key": key("wa"), "channel": "whatsapp", "from_address": WHATSAPP,
+            "to_address": to, "template": {"response_id": TEMPLATE, **template}}
+
+
+def whatsapp_number() -> str:
+    return str(4477_0090_0000 + uuid.uuid4().int % 100_000)
+
+
+def test_a_whatsapp_send_without_a_template_is_rejected_at_the_door(pipeline: Pipeline) -> None:
+    command = whatsapp(whatsapp_number())
+    del command["template"]
+    command["text"] = "text-only WhatsApp: Genesys would refuse it"
+    Producer(pipeline.client, Settings()).submit_raw(json.dumps(command))  # submit() would refuse it first
+    events = await_events(pipeline.client, lambda ev: any(
+        e.get("idempotency_key") == command["idempotency_key"] and e["type"] == "command.rejected" for e in ev))
+    rejected = next(e for e in events if e.get("idempotency_key") == command["idempotency_key"]
+                    and e["type"] == "command.rejected")
+    assert "template is required when channel is whatsapp" in rejected["reason"]
+    assert not any(e["type"] == "command.accepted" for e in pipeline.events_for(command["idempotency_key"]))
+
+
+def test_a_whatsapp_template_whose_answer_was_lost_is_found_not_sent_twice(pipeline: Pipeline) -> None:
+    to = whatsapp_number()
+    pipeline.fault(method="POST", path=AGENTLESS, drop="after", times=1)
+    command = whatsapp(to, parameters={"order": "42"})
+    done = pipeline.run(command)
+    assert done["type"] == "command.succeeded", done
+    cid = done["result"]["conversation_id"]
+    assert "not sent again" in done["result"]["note"]
+    assert len(pipeline.ledger("message.sent", cid)) == 1
+    # Another template send to the same customer with other values is a new message, not a match.
+    again = pipeline.run(whatsapp(to, parameters={"order": "43"}))
+    assert again["type"] == "command.succeeded", again
+    assert again["result"]["conversation_id"] == cid and again["result"]["message_id"] != done["result"]["message_id"]
+    assert len(pipeline.ledger("message.sent", cid)) == 2
 
 
 def await_retrying(pipeline: Pipeline, idempotency_key: str) -> None:

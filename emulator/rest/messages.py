@@ -26,11 +26,12 @@ from emulator.rest.wire_extra import (
     CreateOutboundMessagingConversationResponse,
     MessageTypingEventRequest,
 )
-from emulator.state.model import Conversation, Kind, Media, NaturalKey, Participant, StoredMessage
+from emulator.state.model import Conversation, Kind, Media, NaturalKey, Participant, StoredMessage, Template
 from genesys.models import (
     MessageData,
     SendAgentlessOutboundMessageRequest,
     SendAgentlessOutboundMessageResponse,
+    SendMessagingTemplateRequest,
     TextMessageListing,
 )
 
@@ -103,10 +104,25 @@ def _agentless_key(fixtures: Fixtures, body: SendAgentlessOutboundMessageRequest
         if not body.text_body:
             raise _required("textBody")
         _too_long(body.text_body, SMS_TEXT_MAX)
-    elif not body.text_body and body.messaging_template is None:
+    elif kind == "whatsapp":
+        # "This field is required when using WhatsApp messenger type": a WhatsApp business message
+        # outside the customer's 24-hour window must be an approved template.
+        template = body.messaging_template
+        if template is None:
+            raise _required("messagingTemplate")
+        if not template.response_id:
+            raise _required("messagingTemplate.responseId")
+    elif not body.text_body:
         raise _required("textBody")
     _too_long(body.text_body, TEXT_MAX)
     return kind, body.from_address, to_address
+
+
+def _template(request: SendMessagingTemplateRequest | None) -> Template | None:
+    if request is None or not request.response_id:
+        return None
+    parameters = request.body_parameters or request.parameters or []
+    return Template(request.response_id, tuple((p.id or "", p.value or "") for p in parameters))
 
 
 async def post_agentless(call: Call) -> Response:
@@ -117,8 +133,9 @@ async def post_agentless(call: Call) -> Response:
         key=key,
         to_address=body.to_address if key[0] != "webmessaging" else None,
         external_contact_id=body.external_contact_id,
-        text=body.text_body or "",
+        text=body.text_body or "" if body.messaging_template is None else "",
         use_existing=bool(body.use_existing_active_conversation),
+        template=_template(body.messaging_template),
     )
     data = views.message_data(conv, message)
     return ok(
@@ -131,6 +148,7 @@ async def post_agentless(call: Call) -> Response:
             use_existing_active_conversation=body.use_existing_active_conversation,
             message=data,
             text_body=None if normalized else message.text,
+            messaging_template=body.messaging_template,
             timestamp=message.timestamp,
             self_uri=data.self_uri,
         )

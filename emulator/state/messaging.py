@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from emulator.errors import ApiError
 from emulator.fixtures import Fixtures, Queue
-from emulator.state.model import Communication, Conversation, Kind, Media, NaturalKey, Participant, StoredMessage, acd
+from emulator.state.model import (
+    Communication,
+    Conversation,
+    Kind,
+    Media,
+    NaturalKey,
+    Participant,
+    StoredMessage,
+    Template,
+    acd,
+)
 from emulator.state.store import Conversations
 
 
@@ -27,6 +37,7 @@ class Messaging:
         external_contact_id: str | None,
         text: str,
         use_existing: bool,
+        template: Template | None = None,
     ) -> tuple[Conversation, StoredMessage]:
         """Agentless send: into the live conversation for ``key`` when allowed, else a new one."""
         messenger_type, from_address, _ = key
@@ -54,7 +65,7 @@ class Messaging:
                     ],
                 ),
             )
-            return conv, store.add_message(conv, sender, text, kind="message.sent", by="client")
+            return conv, store.add_message(conv, sender, text, kind="message.sent", by="client", template=template)
 
     def create_queue_outbound(
         self, *, key: NaturalKey, queue: Queue, to_address: str, external_contact_id: str | None

@@ -117,6 +117,14 @@ class Participant:
         return any(c.live for c in self.communications)
 
 
+@dataclass(frozen=True)
+class Template:
+    """A Response Management template sent (WhatsApp): its response id and body parameters (id, value)."""
+
+    response_id: str
+    parameters: tuple[tuple[str, str], ...] = ()
+
+
 @dataclass
 class StoredMessage:
     participant_id: str
@@ -127,6 +135,7 @@ class StoredMessage:
     status: str = "sent"
     body_type: str = "standard"  # Guest Chat bodyType
     id: str = field(default_factory=new_id)
+    template: Template | None = None  # a template message (WhatsApp); ``text`` is then empty
 
 
 @dataclass

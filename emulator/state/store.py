@@ -26,6 +26,7 @@ from emulator.state.model import (
     NaturalKey,
     Participant,
     StoredMessage,
+    Template,
 )
 
 
@@ -112,6 +113,7 @@ class Conversations:
         by: str,
         body_type: str = "standard",
         direction: str = "outbound",
+        template: Template | None = None,
     ) -> StoredMessage:
         """Store a message from ``sender``'s first live communication (the caller checked it is live)."""
         with self.lock:
@@ -123,6 +125,7 @@ class Conversations:
                 text=text,
                 direction=direction,
                 body_type=body_type,
+                template=template,
             )
             conv.messages.append(message)
             self.record(

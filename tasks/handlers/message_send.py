@@ -12,9 +12,16 @@ be in Genesys already, so Parley looks before sending again (reference genesys-r
 cached live conversation, then in every conversation Genesys analytics lists for the customer.
 Analytics lists a new conversation only after a lag, so that second look waits until
 ``genesys_analytics_lag_s`` has passed since the attempt. A message is this command's when our side
-sent it after the attempt began, its text is the command's text, and no other command claimed it;
+sent it after the attempt began, its content is the command's, and no other command claimed it;
 a message found or sent is claimed with the command's success. Where Genesys cannot tell (analytics
 refused), the command fails with a hint rather than risk a second message to the customer.
+
+A WhatsApp send is a Response Management template, not text. Genesys reads a template message back
+with an empty ``textBody`` and ``normalizedMessage.content[].template`` = ``{id:
+"cannedresponse@<responseId>", body: {parameters: [{name, text}]}}``, so recovery matches it on the
+response id and the parameter values (two commands sending the same template with the same values
+are interchangeable, as identical texts are). If an org's read-back left the parameters out, a
+recovering send would find no match and send again: the limitation is the read-back's, not Parley's.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ from genesys.models import (
     MessageConversation,
     MessageData,
     SendAgentlessOutboundMessageResponse,
+    SendMessagingTemplateRequest,
+    TemplateParameter,
 )
 from parley import keys
 from parley.state_cache import CustomerKey, LiveConversation
@@ -81,11 +90,35 @@ def _sent_since(conv: MessageConversation, since: datetime, claimed: set[str]) -
     ]
 
 
-def _own_message(ctx: ExecutionContext, conversation_id: str, since: datetime, text: str) -> str | None:
-    """The message our side sent into the conversation since ``since`` with ``text``, unclaimed.
+Content = tuple[str, ...]
+"""What a message says, comparable between a command and a read-back: ``("text", text)`` or
+``("template", response_id, "id=value", ...)`` (parameters sorted)."""
 
-    Time alone cannot tell two commands' messages to one customer apart; the text can (identical
-    texts are interchangeable: the customer got one message per command either way).
+
+def _command_content(command: MessageSend) -> Content:
+    if command.template is not None:
+        params = command.template.parameters or {}
+        return ("template", command.template.response_id, *sorted(f"{k}={v}" for k, v in params.items()))
+    assert command.text is not None  # validation requires text when there is no template
+    return ("text", command.text)
+
+
+def _content(message: MessageData) -> Content | None:
+    normalized = message.normalized_message
+    for part in (normalized.content or []) if normalized else []:
+        if part.template is not None and part.template.id:
+            response_id = part.template.id.rpartition("@")[2]  # "cannedresponse@<responseId>"
+            params = sorted(f"{p.name}={p.text}" for p in part.template.body.parameters)
+            return ("template", response_id, *params)
+    text = _text(message)
+    return ("text", text) if text is not None else None
+
+
+def _own_message(ctx: ExecutionContext, conversation_id: str, since: datetime, content: Content) -> str | None:
+    """The message our side sent into the conversation since ``since`` with ``content``, unclaimed.
+
+    Time alone cannot tell two commands' messages to one customer apart; the content can (identical
+    texts or templates are interchangeable: the customer got one message per command either way).
     """
     try:
         conv = ctx.genesys.get_message_conversation(conversation_id)
@@ -97,8 +130,8 @@ def _own_message(ctx: ExecutionContext, conversation_id: str, since: datetime, t
     if not candidates:
         return None
     listing = ctx.genesys.get_messages_bulk(conversation_id, candidates)
-    texts = {m.id: _text(m) for m in listing.entities}
-    return next((mid for mid in candidates if texts.get(mid) == text), None)
+    contents = {m.id: _content(m) for m in listing.entities}
+    return next((mid for mid in candidates if contents.get(mid) == content), None)
 
 
 def _text(message: MessageData) -> str | None:
@@ -134,13 +167,14 @@ def _find_sent(ctx: ExecutionContext, command: MessageSend, live: LiveConversati
     Raises :class:`NotYet` while analytics may not list a conversation the attempt opened yet.
     """
     since = lookup_since(ctx)
-    if live is not None and (message_id := _own_message(ctx, live.conversation_id, since, command.text)):
+    content = _command_content(command)
+    if live is not None and (message_id := _own_message(ctx, live.conversation_id, since, content)):
         return _Sent(live.conversation_id, message_id, live=True)
     await_analytics(ctx, "the conversations it may have opened")
     for seen in _customer_conversations(ctx, command, since):
         if live is not None and seen.conversation_id == live.conversation_id:
             continue
-        if message_id := _own_message(ctx, seen.conversation_id, since, command.text):
+        if message_id := _own_message(ctx, seen.conversation_id, since, content):
             return _Sent(seen.conversation_id, message_id, live=not seen.ended)
     return None
 
@@ -178,8 +212,15 @@ def _send(ctx: ExecutionContext, command: MessageSend) -> SendAgentlessOutboundM
     return ctx.genesys.send_agentless(
         from_address=command.from_address, messenger_type=command.channel.value, text=command.text,
         to_address=command.to_address, external_contact_id=command.external_contact_id,
-        use_existing_active_conversation=True,
+        use_existing_active_conversation=True, messaging_template=_template(command),
     )
+
+
+def _template(command: MessageSend) -> SendMessagingTemplateRequest | None:
+    if command.template is None:
+        return None
+    params = [TemplateParameter(id=k, value=v) for k, v in (command.template.parameters or {}).items()]
+    return SendMessagingTemplateRequest(response_id=command.template.response_id, body_parameters=params or None)
 
 
 def _claim_message(ctx: ExecutionContext, conversation_id: str, message_id: str) -> StagedWrite:
