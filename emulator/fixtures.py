@@ -45,6 +45,9 @@ class Queue(_Fixture):
     # Address the queue sends outbound SMS from (POST /api/v2/conversations/messages); None = none
     # configured, which is Genesys' 400 queue.address.required.
     outbound_sms_address: str | None = None
+    # Mandatory wrap-up: an agent leaving a conversation of this queue must give a wrap-up code (else
+    # 400 conversation.error.wrapup.code.required, or wrapup.cannot.skip for a whole-conversation PATCH).
+    wrapup_required: bool = False
 
 
 class ExternalContact(_Fixture):
@@ -126,6 +129,8 @@ SEED = Fixtures(
         Queue(id="5b7e1d9a-3c2f-4e81-9a6b-d4f08c2e7a13", name="Support", outbound_sms_address="+13175550100"),
         Queue(id="c2a94f6e-7b15-4d3c-8e29-1f6a0b5d8c47", name="Sales"),
         Queue(id="81f3e6b2-4d9a-4a57-b0c8-6e2d7f1a9b35", name="Billing"),
+        Queue(id="e7d4a2c9-6b1f-4f83-9c5e-0a8b3d2f7e14", name="Claims", outbound_sms_address="+13175550101",
+              wrapup_required=True),
     ),
     external_contacts=(
         ExternalContact(id="2e6b9d14-7f3a-4c85-a1e0-5d8c3b7f9a26", first_name="Ada", last_name="Lovelace"),

@@ -149,11 +149,13 @@ _HINTS: dict[str, str] = {
         "conversation.end this means that leg is done."
     ),
     "conversation.error.wrapup.code.required": (
-        "The queue requires a wrap-up code before the agent leg can end: pass `wrapup` with a `code` on "
-        "conversation.end."
+        "The queue requires a wrap-up code before the agent leg can end: send conversation.end again (a new "
+        "idempotency key) with `wrapup` {`code`: one of the queue's wrap-up code ids, optional `notes`}."
     ),
     "conversation.error.wrapup.cannot.skip": (
-        "The queue requires wrap-up and does not allow skipping it: send `wrapup` with a code instead."
+        "The queue requires wrap-up and does not allow skipping it (ending the whole conversation would skip "
+        "the agent's): send conversation.end again (a new idempotency key) with `wrapup` {`code`: one of the "
+        "queue's wrap-up code ids}."
     ),
     "conversation.error.cannot.confine.party": (
         "Only a voice participant in a multi-party call can be confined; drop `confined` from the update."

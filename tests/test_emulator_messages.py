@@ -385,3 +385,54 @@ async def test_queue_outbound_sms(emu_api: httpx.AsyncClient) -> None:
         400,
         "invalid.phone.number",
     )
+
+
+# --- mandatory wrap-up (issue 13.7) ---------------------------------------------------------------
+CLAIMS = next(q for q in SEED.queues if q.wrapup_required)
+WRAPUP_CODE = "0e9d8c7b-6a5f-4e3d-8c2b-1a0f9e8d7c6b"
+
+
+async def claims_conversation_with_agent(emu_api: httpx.AsyncClient, emu_client: httpx.AsyncClient) -> tuple[str, str]:
+    body = {"queueId": CLAIMS.id, "toAddress": "+13175550177", "toAddressMessengerType": "sms"}
+    created = await emu_api.post("/api/v2/conversations/messages", json=body)
+    assert created.status_code == 200, created.text
+    cid = created.json()["id"]
+    joined = await emu_client.post(f"/__emulator/conversations/{cid}/agent/join", json={"agent_id": SEED.agents[0].id})
+    return cid, joined.json()["participant_id"]
+
+
+async def test_a_mandatory_wrapup_queue_refuses_ending_without_a_code(
+    emu_api: httpx.AsyncClient, emu_client: httpx.AsyncClient
+) -> None:
+    cid, agent = await claims_conversation_with_agent(emu_api, emu_client)
+    view = (await emu_api.get(f"/api/v2/conversations/{cid}")).json()
+    agent_view = next(p for p in view["participants"] if p["id"] == agent)
+    assert agent_view["wrapupRequired"] is True and agent_view["queueId"] == CLAIMS.id
+
+    whole = await emu_api.patch(f"/api/v2/conversations/messages/{cid}", json={"state": "disconnected"})
+    assert await error_of(whole) == (400, "conversation.error.wrapup.cannot.skip")
+    leave = f"/api/v2/conversations/{cid}/participants/{agent}"
+    assert await error_of(await emu_api.patch(leave, json={"state": "disconnected"})) == (
+        400, "conversation.error.wrapup.code.required")
+    assert await error_of(await emu_api.patch(leave, json={"state": "disconnected", "wrapupSkipped": True})) == (
+        400, "conversation.error.wrapup.cannot.skip")
+    assert await error_of(await emu_api.patch(leave, json={"state": "disconnected", "wrapup": {"notes": "x"}})) == (
+        400, "conversation.error.wrapup.code.required")
+    assert (await emu_api.get(f"/api/v2/conversations/{cid}")).json().get("endTime") is None  # nothing changed
+
+    wrapped = await emu_api.patch(leave, json={"state": "disconnected", "wrapup": {"code": WRAPUP_CODE}})
+    assert wrapped.status_code == 202
+    ended = await emu_api.patch(f"/api/v2/conversations/messages/{cid}", json={"state": "disconnected"})
+    assert ended.status_code == 200 and ended.json()["endTime"]
+    agent_view = next(p for p in ended.json()["participants"] if p["id"] == agent)
+    assert agent_view["wrapup"]["code"] == WRAPUP_CODE
+
+
+async def test_other_queues_let_the_agent_leave_without_a_code(
+    emu_api: httpx.AsyncClient, emu_client: httpx.AsyncClient
+) -> None:
+    body = {"queueId": SEED.queues[0].id, "toAddress": "+13175550178", "toAddressMessengerType": "sms"}
+    cid = (await emu_api.post("/api/v2/conversations/messages", json=body)).json()["id"]
+    await emu_client.post(f"/__emulator/conversations/{cid}/agent/join", json={"agent_id": SEED.agents[0].id})
+    ended = await emu_api.patch(f"/api/v2/conversations/messages/{cid}", json={"state": "disconnected"})
+    assert ended.status_code == 200 and ended.json()["endTime"]

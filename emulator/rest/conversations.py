@@ -28,6 +28,9 @@ async def patch_conversation(call: Call, conv: Conversation, media: Media | None
     body = await parse_body(call.request, ConversationStateRequest)
     state = call.state
     if "state" in body.model_fields_set:
+        if media is not Media.COBROWSE and any(p.owes_wrapup for p in conv.participants):
+            # A mandatory wrap-up queue: ending the whole conversation would skip the agent's wrap-up.
+            raise ApiError(400, "conversation.error.wrapup.cannot.skip")
         if media is Media.COBROWSE:
             state.cobrowse.end(conv, by="client")
         else:
@@ -42,15 +45,23 @@ async def patch_participant(call: Call, conv: Conversation, media: Media | None,
     if participant is None:
         raise ApiError(404, "conversation.error.not.conversation.participant")
     live = any(c.live for c in participant.comms(media))
+    if body.wrapup is not None and not body.wrapup.code:
+        raise ApiError(400, "conversation.error.wrapup.code.required")
+    if body.wrapup_skipped and participant.owes_wrapup:
+        raise ApiError(400, "conversation.error.wrapup.cannot.skip")
     if body.state == "disconnected":
         if not live:
             raise ApiError(400, "conversation.error.participant.no.active.conversations")
+        if participant.owes_wrapup and body.wrapup is None:
+            raise ApiError(400, "conversation.error.wrapup.code.required")
+        if body.wrapup is not None:  # the code is recorded with the leave, as Genesys does
+            call.state.conversations.wrap_up(participant, body.wrapup.code)
         call.state.conversations.disconnect_participant(
             conv, participant, disconnect_type="client", by="client", media=media
         )
     elif body.state == "connected" and not live:
         raise ApiError(400, "conversation.participant.update.invalid")
-    if body.wrapup is not None:
+    elif body.wrapup is not None:
         call.state.conversations.wrap_up(participant, body.wrapup.code)
     return accepted()
 

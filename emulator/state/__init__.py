@@ -59,7 +59,7 @@ class EmulatorState:
             cobrowse=Cobrowse(conversations),
             chats=ThirdPartyChats(conversations),
             guest_chats=guest_chats,
-            agents=Agents(conversations, guest_chats),
+            agents=Agents(conversations, guest_chats, fixtures),
             webmessaging=WebMessagingSessions(conversations, messaging),
         )
 

@@ -7,7 +7,7 @@ kind of conversation: a Guest Chat line, a messaging message; a third-party chat
 from __future__ import annotations
 
 from emulator.errors import ApiError
-from emulator.fixtures import Agent
+from emulator.fixtures import Agent, Fixtures
 from emulator.state.chats import room_less_leg
 from emulator.state.guestchat import GuestChats, require_open
 from emulator.state.model import (
@@ -24,9 +24,10 @@ from emulator.state.store import Conversations
 
 
 class Agents:
-    def __init__(self, conversations: Conversations, guest_chats: GuestChats) -> None:
+    def __init__(self, conversations: Conversations, guest_chats: GuestChats, fixtures: Fixtures) -> None:
         self._store = conversations
         self._guest_chats = guest_chats
+        self._fixtures = fixtures
 
     def join(self, conv: Conversation, agent: Agent) -> Participant:
         """An agent answers: joins connected, and the queue (acd) leg ends as routed."""
@@ -54,6 +55,9 @@ class Agents:
                     media=Media.CHAT, state="connected", direction="inbound", provider=GUEST_CHAT_PROVIDER
                 )
             member = MemberInfo(role="AGENT", display_name=agent.name) if conv.guest_chat else None
+            # The agent answers for the queue the interaction waited on, and takes on its wrap-up rule.
+            routed = next(conv.with_purpose("acd"), None)
+            queue = self._fixtures.queue_by_id(routed.queue_id) if routed and routed.queue_id else None
             participant = store.add(
                 conv,
                 Participant(
@@ -62,6 +66,9 @@ class Agents:
                     user_id=agent.id,
                     member=member,
                     communications=[leg],
+                    queue_id=queue.id if queue else None,
+                    queue_name=queue.name if queue else None,
+                    wrapup_required=bool(queue and queue.wrapup_required),
                 ),
             )
             for queue_leg in list(conv.with_purpose("acd")):

@@ -108,6 +108,12 @@ class Participant:
     attributes: dict[str, str] = field(default_factory=dict)
     member: MemberInfo | None = None
     wrapup_code: str | None = None
+    wrapup_required: bool = False  # an agent of a mandatory wrap-up queue: leaving needs a code
+
+    @property
+    def owes_wrapup(self) -> bool:
+        """A live agent who may not leave without a wrap-up code (none given yet)."""
+        return self.wrapup_required and self.wrapup_code is None and self.live
 
     def comms(self, media: Media | None = None) -> list[Communication]:
         return [c for c in self.communications if media is None or c.media == media]

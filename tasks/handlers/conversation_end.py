@@ -5,7 +5,9 @@ reads the conversation back until it or the customer reads disconnected, or a de
 disconnect goes first, without a read before it (Genesys answers 200 for an ended conversation too),
 so a conversation Genesys ends at once costs two requests; it is reported ``already_ended`` when the
 read-back shows it ended before the disconnect was sent. DELETE is never used: it needs a user token
-(400 ``not.a.user``). With a wrap-up, the agents' participants are read first and wrapped up.
+(400 ``not.a.user``). With a wrap-up, the agents' participants are read first and wrapped up; without
+one, a queue with mandatory wrap-up refuses the disconnect (400 ``conversation.error.wrapup.cannot.skip``
+or ``...wrapup.code.required``) and the command fails with a hint to send ``wrapup``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from tasks.context import ExecutionContext, Refused, handles
 from tasks.handlers.reading import is_ended, live_participants, participant_states
 
 VERIFY_DELAYS_S = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2)
+WRAPUP_REFUSALS = frozenset({"conversation.error.wrapup.cannot.skip", "conversation.error.wrapup.code.required"})
+"""A queue with mandatory wrap-up refuses to end the agent's leg without a code."""
 
 
 @handles("conversation.end")
@@ -35,8 +39,8 @@ def end_conversation(ctx: ExecutionContext, command: ConversationEnd) -> Command
     try:
         ctx.genesys.patch_message_conversation(cid)
     except GenesysError as exc:
-        if exc.status not in (400, 404):
-            raise
+        if exc.status not in (400, 404) or exc.code in WRAPUP_REFUSALS:
+            raise  # a wrap-up refusal is the queue's rule, not a wrong media: the hint says to send `wrapup`
         # Not a message conversation (or refused as one): disconnect each live participant instead.
         conv = ctx.genesys.get_conversation(cid)
         if is_ended(conv):
