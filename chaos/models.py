@@ -23,7 +23,7 @@ class Findings(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
     def add(self, check: str, message: str, ids: list[str] | None = None) -> None:
-        self.violations.append(Violation(check=check, message=message, ids=sorted(set(ids or []))))
+        self.violations.append(Violation(check=check, message=message, ids=list(dict.fromkeys(ids or []))))
 
     def count(self, name: str, by: int = 1) -> None:
         value = self.figures.get(name, 0)

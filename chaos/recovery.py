@@ -37,6 +37,8 @@ def check_recovery(plan: Plan, submitted: Submitted, outcomes: Outcomes, faults:
     found = Findings()
     guest_keys = {c["idempotency_key"] for s in plan.guests for c in [s.start, *s.sends, s.typing, s.end]}
     rest_keys = set(plan.commands)
+    types = {k: c.type for k, c in plan.commands.items()}
+    types |= {c["idempotency_key"]: c["type"] for s in plan.guests for c in [s.start, *s.sends, s.typing, s.end]}
     end_s: dict[str, float | None] = {}
     for key in rest_keys | guest_keys:
         final = outcomes.final(key)
@@ -64,7 +66,8 @@ def check_recovery(plan: Plan, submitted: Submitted, outcomes: Outcomes, faults:
         every = touched[i]
         recovery_all = None if any(end_s.get(k) is None for k in every) else max(
             [0.0, *((end_s[k] or 0) - fault.ended_at for k in every)])
-        slowest = lost[:5] or [k for _w, k in waits[-5:]][::-1]
+        slowest = [f"{k} ({types.get(k)}, never ended)" for k in lost[:5]] or [
+            f"{k} ({types.get(k)}, +{w:.0f} s)" for w, k in waits[-5:]][::-1]
         out.append(Recovery(kind=fault.kind, target=fault.target, started_at=fault.started_at,
                             lasted_s=round(fault.ended_at - fault.started_at, 2), in_flight=len(touched[i]),
                             charged=len(keys), recovery_s=None if recovery is None else round(recovery, 2),

@@ -18,7 +18,7 @@ from chaos.config import ChaosConfig, FaultRates
 from chaos.report import render
 from chaos.run import run
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(290)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]  # the budget: 4 minutes on 2 cores
 
 SEED = int(os.environ.get("PARLEY_CHAOS_SEED", "20240610"))
 
@@ -30,5 +30,4 @@ def test_chaos_reduced() -> None:
     report = render(result)
     print(report)
     assert not result.leftovers, report
-    assert result.elapsed["total"] < 240, report
     assert result.passed, report
