@@ -497,7 +497,8 @@ def render_markdown(res: Results, plots: dict[str, Path], meta: Meta | None, rep
             "full (each benchmark's default sizes)"
         lines += [f"* Mode: {mode}", f"* Generated: {meta.generated_at:%Y-%m-%d %H:%M} UTC"]
         if meta.failed:
-            lines.append(f"* **Failed** (their sections show older results, or none): {', '.join(meta.failed)}")
+            lines.append(f"* **Failed or incomplete**: {', '.join(meta.failed)} (each section names its own run: "
+                         "what it measured, and what it could not)")
     lines += [f"* Machine: {m}" for m in sorted(machines)] or ["* Machine: " + Machine.here().line()]
     loads = [r.run.load_average for r in records if r.run.load_average is not None]
     if loads and max(loads) > (records[0].run.machine.cores or 1):
