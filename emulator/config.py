@@ -60,6 +60,14 @@ class EmulatorConfig(BaseSettings):
         "after it started, and its end shows (conversationEnd) this long after it ended.",
     )
 
+    # Eventual consistency (runtime-tunable too).
+    disconnect_delay_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="PATCH {state: disconnected} on a conversation answers 200 at once but applies this long "
+        "later (reads show it live until then), as Genesys' eventual consistency does (seed 002).",
+    )
+
     # Simulated agent (runtime-tunable too).
     auto_agent: bool = Field(default=True, description="An agent joins and answers every routed guest session.")
     agent_join_delay_s: float = Field(default=0.2, ge=0, description="Routed -> the agent joins after this long.")

@@ -23,6 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from emulator.errors import DEFAULT_CODE_FOR_STATUS, ApiError, default_message, rate_limited
 
+NO_EFFECT = "emulator.no_effect"
+"""Request-state flag of a ``no_effect`` fault; the disconnect handlers honour it."""
+
 
 class ConnectionDropped(Exception):
     """Raised where a dropped connection cannot be produced (an in-process ASGI transport)."""
@@ -44,6 +47,11 @@ class FaultSpec(BaseModel):
     retry_after_s: int | None = Field(default=None, ge=0, description="Retry-After (429/503).")
     latency_ms: int = Field(default=0, ge=0, description="Delay before answering or handling.")
     drop: Literal["before", "after", "hang"] | None = None
+    no_effect: bool = Field(
+        default=False,
+        description="Answer as if done but change nothing (disconnect PATCHes: seed 002's 'PATCH said 200 but "
+        "nothing changed').",
+    )
     hang_ms: int | None = Field(default=None, ge=0, description="Longest a 'hang' holds the call.")
     probability: float = Field(default=1.0, ge=0.0, le=1.0)
     times: int | None = Field(default=None, ge=1, description="Fire for the next N matches, then retire.")
@@ -53,8 +61,10 @@ class FaultSpec(BaseModel):
     def _one_effect(self) -> Self:
         if self.status is not None and self.drop is not None:
             raise ValueError("a fault either answers a status or drops the connection, not both")
-        if self.status is None and self.drop is None and self.latency_ms == 0:
-            raise ValueError("a fault needs a status, a drop or a latency")
+        if self.no_effect and (self.status is not None or self.drop is not None):
+            raise ValueError("a no_effect fault answers normally: no status, no drop")
+        if self.status is None and self.drop is None and self.latency_ms == 0 and not self.no_effect:
+            raise ValueError("a fault needs a status, a drop, a latency or no_effect")
         if self.code is not None and self.status is None:
             raise ValueError("code needs a status")
         return self

@@ -21,7 +21,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from emulator.config import EmulatorConfig
 from emulator.errors import CORRELATION_HEADER, error_response
-from emulator.faults import ConnectionDropped, FaultInjector, FaultSpec
+from emulator.faults import NO_EFFECT, ConnectionDropped, FaultInjector, FaultSpec
 from emulator.ratelimit import RateLimitStatus
 from emulator.ws.links import RAW_SEND_KEY
 
@@ -70,6 +70,8 @@ async def _inject(
         await error_response(Request(scope), fault.error())(scope, receive, reply)
         return
     if fault.drop is None:
+        if fault.no_effect:
+            scope["state"][NO_EFFECT] = True  # the handler answers as usual and changes nothing
         await app(scope, receive, reply)  # latency only
         return
     if fault.drop == "after":

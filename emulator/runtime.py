@@ -44,6 +44,7 @@ class ConfigPatch(BaseModel):
     webmessaging_require_origin: bool | None = None
     webmessaging_limits_enabled: bool | None = None
     analytics_lag_s: float | None = None
+    disconnect_delay_s: float | None = None
     auto_agent: bool | None = None
     agent_join_delay_s: float | None = None
     agent_reply_delay_s: float | None = None

@@ -43,10 +43,35 @@ def test_disconnect_that_never_applies_fails_after_the_deadline(monkeypatch: pyt
     command = ConversationEnd(type="conversation.end", idempotency_key="k", conversation_id=CID)
     with pytest.raises(Refused) as refused:
         conversation_end.end_conversation(ctx, command)
-    assert genesys.patched == 1
-    assert "still reads live after 5s (customer=connected, agent=connected)" in refused.value.reason
+    assert genesys.patched == 2  # re-sent once after three live reads; the deadline ended the second wait
+    assert ("accepted 2 times but the conversation still reads live after 5s and 5 reads "
+            "(customer=connected, agent=connected)") in refused.value.reason
     assert "conversation:communication:disconnect" in refused.value.hint
     assert sleeps and all(s > 0 for s in sleeps)
+
+
+class LosesTheFirstDisconnect(StubbornGenesys):
+    """The first PATCH answers 200 and is lost; the second one applies."""
+
+    def get_conversation(self, cid: str) -> Conversation:
+        conv = super().get_conversation(cid)
+        if self.patched >= 2:
+            conv.end_time = conv.start_time
+            for participant in conv.participants or []:
+                for leg in participant.messages or []:
+                    leg.state = "disconnected"
+        return conv
+
+
+def test_a_lost_disconnect_is_sent_again_within_the_deadline(monkeypatch: pytest.MonkeyPatch, fake_redis) -> None:
+    genesys = LosesTheFirstDisconnect()
+    monkeypatch.setattr(conversation_end.time, "sleep", lambda s: None)
+    ctx = ExecutionContext(settings=Settings(end_verify_deadline_s=30), redis=fake_redis, command_id="c", attempt=1,
+                           recovering=False, genesys_factory=lambda: genesys)  # type: ignore[arg-type,return-value]
+    command = ConversationEnd(type="conversation.end", idempotency_key="k", conversation_id=CID)
+    result = conversation_end.end_conversation(ctx, command)
+    assert result.final_state == "disconnected"
+    assert genesys.patched == 2
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,3 +70,45 @@ def test_ending_it_with_a_wrapup_code_wraps_the_agent_up_and_ends_it(pipeline: P
     conv = pipeline.http.get(f"/api/v2/conversations/{cid}",
                              headers={"Authorization": f"Bearer {pipeline.genesys_token()}"}).json()
     assert next(p for p in conv["participants"] if p["id"] == agent)["wrapup"]["code"] == WRAPUP_CODE
+
+
+# --- 13.6 disconnects are not instant -------------------------------------------------------------
+DEPLOYMENT = "e1b6f3a8-52c9-4d7e-8a10-b4c3d2e5f607"
+PATCH_CONVERSATION = "/api/v2/conversations/messages/{conversationId}"
+
+
+def live_conversation(pipeline: Pipeline) -> str:
+    body = {"fromAddress": DEPLOYMENT, "toAddressMessengerType": "webmessaging",
+            "externalContactId": str(uuid.uuid4()), "textBody": "hello"}
+    sent = pipeline.http.post("/api/v2/conversations/messages/agentless", json=body,
+                              headers={"Authorization": f"Bearer {pipeline.genesys_token()}"})
+    sent.raise_for_status()
+    return str(sent.json()["conversationId"])
+
+
+def test_a_disconnect_that_applies_later_is_waited_for(pipeline: Pipeline) -> None:
+    pipeline.http.patch("/__emulator/config", json={"disconnect_delay_s": 1.0}).raise_for_status()
+    cid = live_conversation(pipeline)
+    done = pipeline.run(end(cid))
+    assert done["type"] == "command.succeeded", done
+    assert done["result"]["already_ended"] is False
+    assert len(pipeline.ledger("conversation.disconnected", cid)) == 1
+
+
+def test_a_disconnect_answered_200_that_changed_nothing_is_sent_again(pipeline: Pipeline) -> None:
+    pipeline.fault(method="PATCH", path=PATCH_CONVERSATION, no_effect=True, times=1)
+    cid = live_conversation(pipeline)
+    done = pipeline.run(end(cid))
+    assert done["type"] == "command.succeeded", done
+    assert len(pipeline.ledger("conversation.disconnected", cid)) == 1
+
+
+def test_a_disconnect_that_never_applies_fails_clearly_at_the_deadline(pipeline: Pipeline) -> None:
+    pipeline.fault(method="PATCH", path=PATCH_CONVERSATION, no_effect=True)
+    cid = live_conversation(pipeline)
+    done = pipeline.run(end(cid))
+    assert done["type"] == "command.failed", done
+    assert re.search(r"disconnect was accepted [23] times but the conversation still reads live after \d+s",
+                     done["reason"]), done["reason"]
+    assert "conversation:communication:disconnect" in done["hint"]
+    assert pipeline.ledger("conversation.disconnected", cid) == []

@@ -436,3 +436,33 @@ async def test_other_queues_let_the_agent_leave_without_a_code(
     await emu_client.post(f"/__emulator/conversations/{cid}/agent/join", json={"agent_id": SEED.agents[0].id})
     ended = await emu_api.patch(f"/api/v2/conversations/messages/{cid}", json={"state": "disconnected"})
     assert ended.status_code == 200 and ended.json()["endTime"]
+
+
+# --- eventual consistency (issue 13.6) ------------------------------------------------------------
+async def test_a_delayed_disconnect_answers_200_and_applies_later(
+    emu_api: httpx.AsyncClient, emu_client: httpx.AsyncClient
+) -> None:
+    await emu_client.patch("/__emulator/config", json={"disconnect_delay_s": 5})
+    cid = (await send(emu_api))["conversationId"]
+    patched = await emu_api.patch(f"/api/v2/conversations/messages/{cid}", json={"state": "disconnected"})
+    assert patched.status_code == 200 and "endTime" not in patched.json()
+    again = await emu_api.patch(f"/api/v2/conversations/messages/{cid}", json={"state": "disconnected"})
+    assert again.status_code == 200  # a second disconnect keeps the first one's time
+    await emu_client.post("/__emulator/clock", json={"advance_s": 4})
+    assert "endTime" not in (await emu_api.get(f"/api/v2/conversations/{cid}")).json()
+    await emu_client.post("/__emulator/clock", json={"advance_s": 1})
+    assert (await emu_api.get(f"/api/v2/conversations/{cid}")).json()["endTime"]
+    assert len(await ledger(emu_client, "conversation.disconnected")) == 1
+
+
+async def test_a_no_effect_fault_answers_200_and_changes_nothing(
+    emu_api: httpx.AsyncClient, emu_client: httpx.AsyncClient
+) -> None:
+    fault = {"method": "PATCH", "path": "/api/v2/conversations/messages/{id}", "no_effect": True, "times": 1}
+    assert (await emu_client.post("/__emulator/faults", json=fault)).status_code in (200, 201)
+    cid = (await send(emu_api))["conversationId"]
+    lost = await emu_api.patch(f"/api/v2/conversations/messages/{cid}", json={"state": "disconnected"})
+    assert lost.status_code == 200 and "endTime" not in lost.json()
+    assert "endTime" not in (await emu_api.get(f"/api/v2/conversations/{cid}")).json()
+    applied = await emu_api.patch(f"/api/v2/conversations/messages/{cid}", json={"state": "disconnected"})
+    assert applied.json()["endTime"]

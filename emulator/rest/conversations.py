@@ -11,12 +11,18 @@ from starlette.responses import Response
 
 from emulator import views
 from emulator.errors import ApiError
+from emulator.faults import NO_EFFECT
 from emulator.rest.api import Auth, Call, accepted, api_route, ok
 from emulator.rest.bodies import parse_body
 from emulator.state.model import Conversation, Kind, Media
 from genesys.models import ConversationStateRequest, MediaParticipantRequest
 
 NOT_FOUND = "conversation.error.conversation.not.found"
+
+
+def no_effect(call: Call) -> bool:
+    """An injected ``no_effect`` fault: answer as if done, change nothing."""
+    return bool(call.request.scope.get("state", {}).get(NO_EFFECT))
 
 
 async def patch_conversation(call: Call, conv: Conversation, media: Media | None) -> Response:
@@ -31,8 +37,13 @@ async def patch_conversation(call: Call, conv: Conversation, media: Media | None
         if media is not Media.COBROWSE and any(p.owes_wrapup for p in conv.participants):
             # A mandatory wrap-up queue: ending the whole conversation would skip the agent's wrap-up.
             raise ApiError(400, "conversation.error.wrapup.cannot.skip")
-        if media is Media.COBROWSE:
+        if no_effect(call):
+            pass  # an injected fault: 200 and nothing changes (seed 002)
+        elif media is Media.COBROWSE:
             state.cobrowse.end(conv, by="client")
+        elif call.config.disconnect_delay_s > 0:
+            state.conversations.disconnect_later(conv, call.config.disconnect_delay_s, disconnect_type="client",
+                                                 by="client")
         else:
             state.conversations.disconnect_conversation(conv, disconnect_type="client", by="client")
     return ok(views.conversation(conv))
@@ -56,9 +67,10 @@ async def patch_participant(call: Call, conv: Conversation, media: Media | None,
             raise ApiError(400, "conversation.error.wrapup.code.required")
         if body.wrapup is not None:  # the code is recorded with the leave, as Genesys does
             call.state.conversations.wrap_up(participant, body.wrapup.code)
-        call.state.conversations.disconnect_participant(
-            conv, participant, disconnect_type="client", by="client", media=media
-        )
+        if not no_effect(call):
+            call.state.conversations.disconnect_participant(
+                conv, participant, disconnect_type="client", by="client", media=media
+            )
     elif body.state == "connected" and not live:
         raise ApiError(400, "conversation.participant.update.invalid")
     elif body.wrapup is not None:

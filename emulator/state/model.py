@@ -184,6 +184,9 @@ class Conversation:
     guest_chat: GuestChat | None = None
     # A Web Messaging guest's conversation: its session (every ledger entry about it names the session).
     webmessaging_session_id: str | None = None
+    # A disconnect accepted but not applied yet (eventual consistency): when it applies, and its
+    # disconnect type and actor. The store applies it on the first lookup at or after that time.
+    pending_disconnect: tuple[datetime, str, str] | None = None
 
     @property
     def live(self) -> bool:

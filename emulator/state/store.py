@@ -14,6 +14,7 @@ tasks too.
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 from emulator.clock import Clock
 from emulator.errors import ApiError
@@ -40,7 +41,25 @@ class Conversations:
 
     # --- lookups ----------------------------------------------------------------------------------
     def get(self, conversation_id: str) -> Conversation | None:
-        return self._by_id.get(conversation_id)  # one dict read is atomic: no lock (read per guest message)
+        conv = self._by_id.get(conversation_id)  # one dict read is atomic: no lock (read per guest message)
+        if conv is not None and conv.pending_disconnect is not None:
+            self._settle(conv)
+        return conv
+
+    def disconnect_later(self, conv: Conversation, delay_s: float, *, disconnect_type: str, by: str) -> None:
+        """Accept a disconnect that applies ``delay_s`` from now (Genesys is eventually consistent:
+        a PATCH answering 200 may still read live for a while). A pending one keeps its time."""
+        with self.lock:
+            if conv.live and conv.pending_disconnect is None:
+                due = self.clock.now() + timedelta(seconds=delay_s)
+                conv.pending_disconnect = (due, disconnect_type, by)
+
+    def _settle(self, conv: Conversation) -> None:
+        with self.lock:
+            pending = conv.pending_disconnect
+            if pending is not None and self.clock.now() >= pending[0]:
+                conv.pending_disconnect = None
+                self.disconnect_conversation(conv, disconnect_type=pending[1], by=pending[2])
 
     def require(
         self,
