@@ -42,6 +42,7 @@ def parse(argv: list[str] | None = None) -> ChaosConfig:
 
 
 def _terminate(signum: int, _frame: FrameType | None) -> None:
+    print(f"chaos: signal {signum}; stopping every process and removing the working directory", file=sys.stderr)
     raise SystemExit(128 + signum)  # unwinds through run()'s clean-up
 
 
