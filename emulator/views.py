@@ -188,6 +188,11 @@ def chat_conversation(conv: Conversation) -> wire.ChatConversation:
     )
 
 
+def chat_created(conv: Conversation) -> wire.ChatConversation:
+    """The create answer: ``{id, otherMediaUris: [], selfUri}`` only, as captured from Genesys."""
+    return wire.ChatConversation(id=conv.id, other_media_uris=[], self_uri=f"/api/v2/conversations/chats/{conv.id}")
+
+
 def cobrowse_conversation(conv: Conversation) -> wire.CobrowseConversation:
     return wire.CobrowseConversation(
         id=conv.id,

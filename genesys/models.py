@@ -491,10 +491,11 @@ class CobrowseConversation(MediaConversation):
 
 
 class ChatConversation(MediaConversation):
-    """A real create response was just ``{id, otherMediaUris: [], selfUri}``."""
+    """A real create response was just ``{id, otherMediaUris: [], selfUri}``: no participants (None
+    then; a GET of the chat lists them)."""
 
     DEFINITION = "ChatConversation"
-    participants: list[ChatMediaParticipant] = Field(default_factory=list)
+    participants: list[ChatMediaParticipant] | None = None
 
 
 # ================================================================================================

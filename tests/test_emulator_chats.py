@@ -24,7 +24,9 @@ async def test_create_routes_a_chat_without_a_room(emu_api: httpx.AsyncClient, e
     response = await create(emu_api)
     assert response.status_code == 200
     chat = response.json()
-    assert chat["otherMediaUris"] == []
+    # The create answer is just {id, otherMediaUris: [], selfUri}, as captured from Genesys (issue 13.8).
+    assert chat == {"id": chat["id"], "otherMediaUris": [], "selfUri": f"{CHATS}/{chat['id']}"}
+    chat = (await emu_api.get(f"{CHATS}/{chat['id']}")).json()  # the read lists the participants
     assert {p["roomId"] for p in chat["participants"]} == {"NONE"}
     acd = next(p for p in chat["participants"] if p["purpose"] == "acd")
     assert acd["queue"]["id"] == QUEUE.id
@@ -75,7 +77,8 @@ async def test_a_chat_ends_by_patch(emu_api: httpx.AsyncClient, emu_client: http
 
 
 async def test_chat_participant_patch(emu_api: httpx.AsyncClient) -> None:
-    chat = (await create(emu_api)).json()
+    created = (await create(emu_api)).json()
+    chat = (await emu_api.get(f"{CHATS}/{created['id']}")).json()
     customer = next(p for p in chat["participants"] if p["purpose"] == "customer")
     path = f"{CHATS}/{chat['id']}/participants/{customer['id']}"
     response = await emu_api.patch(path, json={"state": "disconnected", "wrapup": {"code": "resolved"}})

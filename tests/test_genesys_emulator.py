@@ -161,8 +161,9 @@ async def test_third_party_chat_is_routing_only(genesys: AsyncGenesysClient) -> 
     chat = await genesys.create_third_party_chat(
         m.CreateWebChatRequest(queue_id=QUEUE.id, provider="Acme CRM", customer_name="Ada", attributes={"t": "1"})
     )
-    assert chat.id
-    assert {p.room_id for p in chat.participants} == {"NONE"}
+    assert chat.id and chat.participants is None  # the create answer is {id, otherMediaUris, selfUri}
+    read = await genesys.get_conversation(chat.id)
+    assert {leg.room_id for p in read.participants or [] for leg in p.chats or []} == {"NONE"}
 
 
 # --- Scenario 5: Guest Chat ----------------------------------------------------------------------

@@ -44,7 +44,7 @@ async def post_chat(call: Call) -> Response:
         customer_name=body.customer_name,
         attributes=body.attributes or {},
     )
-    return ok(views.chat_conversation(conv))
+    return ok(views.chat_created(conv))
 
 
 def _chat(call: Call, code: str = "conversation.error.conversation.not.found") -> Conversation:
