@@ -285,6 +285,16 @@ async def test_patch_conversation_refuses_other_states(
     assert await error_of(response) == expected
 
 
+async def test_patch_conversation_takes_any_property_of_conversation(emu_api: httpx.AsyncClient) -> None:
+    cid = (await send(emu_api))["conversationId"]
+    read = (await emu_api.get(f"/api/v2/conversations/{cid}")).json()
+    # The contract's body is Conversation: a client may send back what it read, with the new state.
+    body = read | {"name": "order 42", "externalTag": "crm-42", "recordingState": "NONE", "state": "disconnected"}
+    response = await emu_api.patch(f"/api/v2/conversations/messages/{cid}", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["endTime"]
+
+
 async def participants(api: httpx.AsyncClient, cid: str) -> dict[str, dict[str, Any]]:
     conversation = (await api.get(f"/api/v2/conversations/{cid}")).json()
     return {p["purpose"]: p for p in conversation["participants"]}

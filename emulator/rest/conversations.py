@@ -14,8 +14,9 @@ from emulator.errors import ApiError
 from emulator.faults import NO_EFFECT
 from emulator.rest.api import Auth, Call, accepted, api_route, ok
 from emulator.rest.bodies import parse_body
+from emulator.rest.wire_extra import ConversationPatchRequest
 from emulator.state.model import Conversation, Kind, Media
-from genesys.models import ConversationStateRequest, MediaParticipantRequest
+from genesys.models import MediaParticipantRequest
 
 NOT_FOUND = "conversation.error.conversation.not.found"
 
@@ -28,12 +29,16 @@ def no_effect(call: Call) -> bool:
 async def patch_conversation(call: Call, conv: Conversation, media: Media | None) -> Response:
     """PATCH ``{"state": "disconnected"}`` → 200 Conversation.
 
-    Without ``state`` nothing changes and the answer is still 200, as with Genesys (the trap of a
+    The body is the contract's ``Conversation``: any of its properties is accepted (an unknown one is
+    400 ``invalid.property``, another ``state`` 400 ``invalid.value``), and only ``state: disconnected``
+    acts. Without ``state`` nothing changes and the answer is still 200, as with Genesys (the trap of a
     PATCH that "succeeds" but changes nothing). Ending an ended conversation is a success.
     """
-    body = await parse_body(call.request, ConversationStateRequest)
+    body = await parse_body(call.request, ConversationPatchRequest)
+    if body.state not in (None, "disconnected"):
+        raise ApiError(400, "invalid.value", message_params={"field": "state"})
     state = call.state
-    if "state" in body.model_fields_set:
+    if body.state == "disconnected":
         if media is not Media.COBROWSE and any(p.owes_wrapup for p in conv.participants):
             # A mandatory wrap-up queue: ending the whole conversation would skip the agent's wrap-up.
             raise ApiError(400, "conversation.error.wrapup.cannot.skip")

@@ -6,6 +6,7 @@ they belong in :mod:`genesys.models` once the client uses these operations.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field
@@ -82,3 +83,30 @@ class ConversationQueryBody(ConversationQuery):
     evaluation_filters: list[dict[str, Any]] | None = None
     survey_filters: list[dict[str, Any]] | None = None
     resolution_filters: list[dict[str, Any]] | None = None
+
+
+class ConversationPatchRequest(RequestModel):
+    """The PATCH body of ``/conversations/{messages,chats,cobrowsesessions}/{id}``: the contract's
+    ``Conversation``, every property accepted (a client may send back the conversation it read);
+    only ``state: disconnected`` acts. Genesys does not enforce the read model's required
+    ``participants``/``startTime`` on this body."""
+
+    DEFINITION = "Conversation"
+    id: str | None = None
+    name: str | None = None
+    external_tag: str | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    address: str | None = None
+    participants: list[dict[str, Any]] | None = None
+    conversation_ids: list[str] | None = None
+    max_participants: int | None = None
+    recording_state: Literal["ACTIVE", "PAUSED", "NONE"] | None = None
+    state: Literal["alerting", "dialing", "contacting", "offering", "connected", "disconnected", "terminated",
+                   "converting", "uploading", "transmitting", "parked", "none"] | None = None
+    divisions: list[dict[str, Any]] | None = None
+    recent_transfers: list[dict[str, Any]] | None = None
+    secure_pause: bool | None = None
+    utilization_label_id: str | None = None
+    inactivity_timeout: datetime | None = None
+    self_uri: str | None = None
