@@ -157,8 +157,11 @@ class GuestJwts:
             self._revoked.clear()
 
 
-def authenticate_guest(request: Request, jwts: GuestJwts, clock: Clock, issuer: JwtIssuer) -> GuestClaims:
-    """The claims of a guest call's JWT, or a 401 (an OAuth token is not a guest JWT)."""
+def authenticate_guest(
+    request: Request, jwts: GuestJwts, clock: Clock, issuer: JwtIssuer, expired_status: int = 401
+) -> GuestClaims:
+    """The claims of a guest call's JWT, or a 401 (an OAuth token is not a guest JWT); an expired one is
+    ``expired_status`` ``credentials.expired``."""
     raw = bearer_token(request)
     if raw is None:
         raise ApiError(401, "authentication.required")
@@ -166,5 +169,5 @@ def authenticate_guest(request: Request, jwts: GuestJwts, clock: Clock, issuer: 
     if claims is None or claims.iss != issuer or jwts.is_revoked(claims):
         raise ApiError(401, "bad.credentials")
     if clock.time() >= claims.exp:
-        raise ApiError(401, "credentials.expired")
+        raise ApiError(expired_status, "credentials.expired")
     return claims

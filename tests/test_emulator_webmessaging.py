@@ -45,6 +45,18 @@ async def test_a_revoked_jwt_is_refused(emulator_app: Starlette, emu_client: htt
         assert (await guest.get(HISTORY)).json()["code"] == "bad.credentials"
 
 
+async def test_revoking_an_expired_jwt_is_400_credentials_expired(
+    emulator_app: Starlette, emu_client: httpx.AsyncClient
+) -> None:
+    jwt = await session_jwt(emu_client)
+    await emu_client.post("/__emulator/clock", json={"advance_s": 901})  # the JWT lives 900 s
+    async with asgi_client(emulator_app, token=jwt) as guest:
+        revoke = await guest.delete("/api/v2/webdeployments/token/revoke")
+        history = await guest.get(HISTORY)
+    assert (revoke.status_code, revoke.json()["code"]) == (400, "credentials.expired")
+    assert (history.status_code, history.json()["code"]) == (401, "credentials.expired")  # other calls: 401
+
+
 async def test_the_session_is_gone_after_a_reset(emulator_app: Starlette, emu_client: httpx.AsyncClient) -> None:
     jwt = await session_jwt(emu_client)
     await emu_client.post("/__emulator/reset")

@@ -133,3 +133,12 @@ def test_hints_are_substantial_and_never_empty() -> None:
 def test_hint_tables_are_read_only() -> None:
     with pytest.raises(TypeError):
         HINTS["bad.request"] = "x"  # type: ignore[index]
+
+
+def test_hints_for_a_real_orgs_day_one_rules() -> None:
+    """Issue 13: bad credentials (400 invalid_client), mandatory wrap-up, revoking an expired guest JWT."""
+    assert "PARLEY_GENESYS_CLIENT_SECRET" in hint_for(400, "invalid_client")
+    assert "Not retried" in hint_for(400, "invalid_client")
+    assert "`wrapup`" in hint_for(400, "conversation.error.wrapup.code.required")
+    assert "`wrapup`" in hint_for(400, "conversation.error.wrapup.cannot.skip")
+    assert "nothing is left to revoke" in hint_for(400, "credentials.expired")

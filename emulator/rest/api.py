@@ -75,7 +75,10 @@ def emulator_of(request: Request) -> Emulator:
     return emulator
 
 
-def api_route(path: str, handler: Handler, *, methods: list[str], auth: Auth) -> Route:
+def api_route(path: str, handler: Handler, *, methods: list[str], auth: Auth, expired_status: int = 401) -> Route:
+    """A Genesys route: ``auth`` checked, then the per-token limit. ``expired_status``: what an expired
+    guest JWT gets (401 ``credentials.expired``; token revoke answers it 400)."""
+
     async def endpoint(request: Request) -> Response:
         emulator = emulator_of(request)
         call = Call(
@@ -94,7 +97,7 @@ def api_route(path: str, handler: Handler, *, methods: list[str], auth: Auth) ->
             rate_key = call.client.token
         elif auth in (Auth.GUEST_CHAT, Auth.WEBMESSAGING):
             issuer = GUEST_CHAT_ISSUER if auth is Auth.GUEST_CHAT else WEBMESSAGING_ISSUER
-            call.guest = authenticate_guest(request, emulator.jwts, emulator.clock, issuer)
+            call.guest = authenticate_guest(request, emulator.jwts, emulator.clock, issuer, expired_status)
             rate_key = call.guest.jti
         if rate_key is not None:
             config = emulator.config

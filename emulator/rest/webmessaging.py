@@ -52,5 +52,7 @@ async def revoke_token(call: Call) -> Response:
 
 ROUTES = [
     api_route("/api/v2/webmessaging/messages", get_history, methods=["GET"], auth=Auth.WEBMESSAGING),
-    api_route("/api/v2/webdeployments/token/revoke", revoke_token, methods=["DELETE"], auth=Auth.WEBMESSAGING),
+    # Revoking an expired JWT is 400 credentials.expired (the contract lists it under 400), not 401.
+    api_route("/api/v2/webdeployments/token/revoke", revoke_token, methods=["DELETE"], auth=Auth.WEBMESSAGING,
+              expired_status=400),
 ]
