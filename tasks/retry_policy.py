@@ -3,8 +3,7 @@
 In the spirit of dramatiq's ``middleware/retries.py``: a small unit around the task instead of retry
 logic inside every task. It is pure (no Celery, no clock, no I/O): given the exception, how many
 retries were already made and the command type, it returns a :data:`Decision` that the task runner
-carries out (``self.retry(countdown=...)``, refresh the token, switch to the live conversation, or
-fail for good).
+carries out (``self.retry(countdown=...)`` or fail for good).
 
 Rules, and why:
 
@@ -20,10 +19,12 @@ Rules, and why:
 * Transport errors and 5xx mean the request may have been applied: the decision says
   ``outcome_unknown`` so the runner looks the object up in Genesys before acting again
   (lookup-before-create, reference celery-redis-reliability.md section 2).
-* 401: refresh the token once, then retry; a second 401 after a refresh is permanent (the client
-  itself is wrong, not its token). 401 ``ip.not.authorized`` is permanent at once.
-* 400 ``active.conversation``: not an error to retry but a signal to send into the live conversation
-  (``useExistingActiveConversation``); if that send gets it again, it is permanent.
+* 401 is permanent: the Genesys client (:mod:`genesys.client`) already refreshed the token once and
+  sent again, so a 401 that reaches the policy means the client itself is wrong, not its token.
+* 400 ``active.conversation`` is permanent: the ``message.send`` handler
+  (:mod:`tasks.handlers.message_send`) owns that case; every send says
+  ``useExistingActiveConversation``, so Genesys puts the message into the customer's live
+  conversation instead of refusing it, and a refusal that still comes back will not change.
 * Every other 4xx is permanent: the same request will be refused the same way. So is a 2xx whose body
   does not parse (``GenesysInvalidResponse``): the call took effect, and repeating it could repeat it.
 
@@ -31,8 +32,7 @@ No delay ever exceeds ``max_delay_s``: a Celery countdown longer than the Redis 
 makes the broker redeliver the waiting task and run it several times (kombu#337; reference section 1).
 
 ``attempt`` counts the retries already made, i.e. Celery's ``self.request.retries`` (0 on the first
-run), and ``max_attempts`` counts executions including the first. The two one-shot switches (token
-refresh, send into the live conversation) are bounded by their own flags, not by ``max_attempts``.
+run), and ``max_attempts`` counts executions including the first.
 
 Retry-After arrives already parsed, in seconds, as ``GenesysError.rate_limit.retry_after_s``: the
 HTTP client owns header parsing (an HTTP-date has to be read against the response's clock anyway),
@@ -59,8 +59,6 @@ from parley.backoff import Uniform
 
 # 409 codes that are not "try again later": the same request will be refused the same way.
 PERMANENT_CONFLICT_CODES = frozenset({"organization.outbound.usage.limit.exceeded"})
-# 401 codes a fresh token cannot cure.
-PERMANENT_UNAUTHORIZED_CODES = frozenset({"ip.not.authorized"})
 ACTIVE_CONVERSATION = "active.conversation"
 
 class RetryKind(StrEnum):
@@ -88,18 +86,6 @@ class Retry(_Decision):
     outcome_unknown: bool = False
 
 
-class RefreshTokenAndRetry(_Decision):
-    """Fetch a new OAuth token, then run the request again at once."""
-
-    action: Literal["refresh_token_and_retry"] = "refresh_token_and_retry"
-
-
-class SendIntoLiveConversation(_Decision):
-    """Send again with ``useExistingActiveConversation: true`` into the customer's live conversation."""
-
-    action: Literal["send_into_live_conversation"] = "send_into_live_conversation"
-
-
 class Permanent(_Decision):
     """Fail now: the same request would be refused the same way."""
 
@@ -117,7 +103,7 @@ class Exhausted(_Decision):
 
 
 Decision = Annotated[
-    Retry | RefreshTokenAndRetry | SendIntoLiveConversation | Permanent | Exhausted,
+    Retry | Permanent | Exhausted,
     Field(discriminator="action"),
 ]
 
@@ -185,16 +171,12 @@ class RetryPolicy(BaseModel):
         attempt: int,
         command_type: str,
         *,
-        token_refreshed: bool = False,
-        into_live_conversation: bool = False,
         rng: Uniform | None = None,
     ) -> Decision:
         """Classify one failure of a command's Genesys call.
 
-        ``attempt``: retries already made (Celery ``request.retries``). ``token_refreshed``: this run
-        already used a token refreshed after a 401. ``into_live_conversation``: this run already sent
-        with ``useExistingActiveConversation``. Reasons name status and code only, never the error's
-        message, which may echo customer input.
+        ``attempt``: retries already made (Celery ``request.retries``). Reasons name status and code
+        only, never the error's message, which may echo customer input.
         """
         if attempt < 0:
             raise ValueError(f"attempt must be >= 0, got {attempt}")
@@ -210,27 +192,15 @@ class RetryPolicy(BaseModel):
         if not isinstance(exc, GenesysError):
             # A bug or an unexpected library error: retrying it blindly could repeat a side effect.
             return Permanent(reason=f"unexpected {type(exc).__name__}")
-        return self._decide_http(exc, attempt, command_type, token_refreshed, into_live_conversation, rng)
+        return self._decide_http(exc, attempt, command_type, rng)
 
-    def _decide_http(
-        self,
-        exc: GenesysError,
-        attempt: int,
-        command_type: str,
-        token_refreshed: bool,
-        into_live_conversation: bool,
-        rng: Uniform | None,
-    ) -> Decision:
+    def _decide_http(self, exc: GenesysError, attempt: int, command_type: str, rng: Uniform | None) -> Decision:
         status, code = exc.status, exc.code
         label = f"{status} {code}".strip()
-        if status == 401:
-            if code in PERMANENT_UNAUTHORIZED_CODES or token_refreshed:
-                return Permanent(reason=f"{label} (a fresh token does not help)")
-            return RefreshTokenAndRetry(reason=f"{label}: token rejected; refreshing it once")
-        if status == 400 and code == ACTIVE_CONVERSATION:
-            if into_live_conversation:
-                return Permanent(reason=f"{label} even when sending into the live conversation")
-            return SendIntoLiveConversation(reason=f"{label}: the customer has a live conversation")
+        if status == 401:  # after the client's own refresh
+            return Permanent(reason=f"{label} (a fresh token does not help)")
+        if status == 400 and code == ACTIVE_CONVERSATION:  # after the handler's send into it
+            return Permanent(reason=f"{label} even when sending into the live conversation")
         transient = _transient_kind(status, code)
         if transient is None:
             return Permanent(reason=label)

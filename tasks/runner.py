@@ -160,10 +160,7 @@ class Runner:
                                 unknown_outcome=int(recovering), **_unknown_window(record))
 
     def _on_error(self, record: CommandRecord, attempt: int, exc: Exception, recovering: bool) -> Outcome:
-        # The Genesys client already refreshed the token once on a 401, and message.send already
-        # switched to the live conversation on active.conversation: neither is retried again here.
-        decision: Decision = self.policy.decide(exc, attempt - 1, record.type, token_refreshed=True,
-                                                into_live_conversation=True)
+        decision: Decision = self.policy.decide(exc, attempt - 1, record.type)
         error = error_info(exc)
         if not isinstance(exc, GenesysError):
             log.exception("command %s (%s) raised", record.command_id, record.type)

@@ -21,11 +21,9 @@ from tasks.retry_policy import (
     Decision,
     Exhausted,
     Permanent,
-    RefreshTokenAndRetry,
     Retry,
     RetryKind,
     RetryPolicy,
-    SendIntoLiveConversation,
 )
 
 SEND = "message.send"
@@ -187,34 +185,24 @@ def test_503_with_retry_after_honours_it() -> None:
     assert d.outcome_unknown is True
 
 
-# --- 401: refresh once ------------------------------------------------------------------------------
+# --- 401 and 400 active.conversation: handled before the policy (genesys.client, message.send) -----
 
 
 @pytest.mark.parametrize("code", ["authentication.required", "bad.credentials", "credentials.expired", ""])
-def test_401_refreshes_the_token_once_then_is_permanent(code: str) -> None:
-    p = policy()
-    assert isinstance(p.decide(err(401, code), 0, SEND), RefreshTokenAndRetry)
-    assert isinstance(p.decide(err(401, code), 0, SEND, token_refreshed=True), Permanent)
+def test_401_after_the_clients_own_refresh_is_permanent(code: str) -> None:
+    d = policy().decide(err(401, code), 0, SEND)
+    assert isinstance(d, Permanent)
+    assert "a fresh token does not help" in d.reason
 
 
 def test_401_ip_not_authorized_is_permanent_at_once() -> None:
     assert isinstance(policy().decide(err(401, "ip.not.authorized"), 0, SEND), Permanent)
 
 
-def test_token_refresh_is_not_bounded_by_max_attempts() -> None:
-    # The refresh is a one-shot switch bounded by its flag, not a transient retry.
-    d = policy(max_attempts=1).decide(err(401, "credentials.expired"), 0, SEND)
-    assert isinstance(d, RefreshTokenAndRetry)
-
-
-# --- 400 active.conversation ------------------------------------------------------------------------
-
-
-def test_active_conversation_switches_to_the_live_conversation_once() -> None:
-    p = policy()
-    assert isinstance(p.decide(err(400, "active.conversation"), 0, SEND), SendIntoLiveConversation)
-    again = p.decide(err(400, "active.conversation"), 0, SEND, into_live_conversation=True)
-    assert isinstance(again, Permanent)
+def test_active_conversation_after_the_handlers_send_into_it_is_permanent() -> None:
+    d = policy().decide(err(400, "active.conversation"), 0, SEND)
+    assert isinstance(d, Permanent)
+    assert "even when sending into the live conversation" in d.reason
 
 
 # --- permanent 4xx ----------------------------------------------------------------------------------
