@@ -61,6 +61,9 @@ class CommandRecord(BaseModel):
     result: str | None = None
     started_at: str | None = None
     unknown_since: str | None = None
+    crashes: int = 0
+    """Executions that died mid-call: each later execution that found the record still running counts one
+    (a duplicated or redelivered Celery message is not a crash: it finds the record finished, or busy)."""
     unknown_until: str | None = None
     """The latest moment a lost attempt's effect can have happened: when the runner saw the answer
     lost, or when the next execution began after one died mid-call."""
@@ -114,7 +117,10 @@ local recovering = h.state == 'running' or h.unknown_outcome == '1'
 if recovering and not h.unknown_since and h.started_at then
   redis.call('HSET', KEYS[1], 'unknown_since', h.started_at)
 end
-if h.state == 'running' then redis.call('HSET', KEYS[1], 'unknown_until', ARGV[3]) end
+if h.state == 'running' then
+  redis.call('HSET', KEYS[1], 'unknown_until', ARGV[3])
+  h.crashes = tostring(redis.call('HINCRBY', KEYS[1], 'crashes', 1))
+end
 redis.call('ZADD', KEYS[3], ARGV[4], h.command_id)
 h.deliveries = tostring(deliveries)
 local out = {'begun'}

@@ -55,7 +55,7 @@ def _genesys_factory(settings: Settings) -> Callable[[], GenesysClient]:
 def _execute(task: Task, **ref: Any) -> str:
     settings = get_settings()
     try:
-        outcome = runner().run(CommandRef.model_validate(ref), retries=task.request.retries)
+        outcome = runner().run(CommandRef.model_validate(ref))
     except RetryLater as later:
         raise task.retry(countdown=min(later.delay_s, settings.retry_max_delay_s), max_retries=None) from None
     except redis.RedisError as exc:

@@ -73,7 +73,7 @@ class Runner:
         self.policy = policy_from(settings)
 
     # -- entry point -------------------------------------------------------------------------
-    def run(self, ref: CommandRef, *, retries: int) -> Outcome:
+    def run(self, ref: CommandRef) -> Outcome:
         lease = RenewedLease(self.client, keys.execution_lease(ref.command_id), self.settings.execution_lease_ms)
         started = utcnow().isoformat()
         begun = self.records.begin(ref.command_id, lease.key, lease.token, lease.ttl_ms, started)
@@ -89,7 +89,7 @@ class Runner:
             return Outcome(record.state)
         lease.keep_renewing()
         try:
-            outcome = self._begun(record, retries, started)
+            outcome = self._begun(record, started)
         except BaseException:
             lease.release()
             raise
@@ -97,15 +97,13 @@ class Runner:
         return outcome
 
     # -- steps -------------------------------------------------------------------------------
-    def _begun(self, record: CommandRecord, retries: int, started: str) -> Outcome:
+    def _begun(self, record: CommandRecord, started: str) -> Outcome:
         """Every return ends the command (succeeded, failed, expired) in one transaction; else it raises."""
         command = COMMAND_ADAPTER.validate_json(record.body)
         if command.expires_at is not None and command.expires_at <= utcnow():
             return self._expire(record, command)
-        # Deliveries beyond the retries Celery scheduled are executions lost to dying workers.
-        crashes = record.deliveries - 1 - retries
-        if crashes > self.settings.max_crash_redeliveries:
-            return self._fail(record, f"the worker died {crashes} times while executing this command", None)
+        if record.crashes > self.settings.max_crash_redeliveries:
+            return self._fail(record, f"the worker died {record.crashes} times while executing this command", None)
         return self._execute(record, command, started)
 
     def _execute(self, record: CommandRecord, command: Command, started: str) -> Outcome:

@@ -68,8 +68,8 @@ def test_success_is_recorded_once_and_redelivery_is_skipped(redis_client, settin
     calls = behaviour.pop(0)
     runner = Runner(redis_client, settings)
     ref = accept(redis_client, settings)
-    assert runner.run(ref, retries=0).state is State.succeeded
-    assert runner.run(ref, retries=0).state is State.succeeded  # duplicate delivery: not run again
+    assert runner.run(ref).state is State.succeeded
+    assert runner.run(ref).state is State.succeeded  # duplicate delivery: not run again
     assert len(calls) == 1
     assert types(redis_client) == ["command.accepted", "command.succeeded"]
     succeeded = read_events(redis_client)[-1]
@@ -82,12 +82,12 @@ def test_conflict_is_retried_with_event_then_succeeds(redis_client, settings, be
     runner = Runner(redis_client, settings)
     ref = accept(redis_client, settings)
     with pytest.raises(RetryLater) as later:
-        runner.run(ref, retries=0)
+        runner.run(ref)
     assert 0 <= later.value.delay_s <= 1
     retrying = read_events(redis_client)[-1]
     assert retrying["type"] == "command.retrying" and retrying["attempt"] == 1
     assert retrying["error"] == {"status": 409, "code": "request.conflict", "message": "Conflict", "contextId": "ctx-1"}
-    assert runner.run(ref, retries=1).state is State.succeeded
+    assert runner.run(ref).state is State.succeeded
     assert [c.attempt for c in calls] == [1, 2]
     assert not calls[1].recovering  # a 409 means Genesys did nothing
 
@@ -96,7 +96,7 @@ def test_rate_limit_waits_retry_after(redis_client, settings, behaviour) -> None
     behaviour.pop(0)
     behaviour.append(GenesysError(429, "too.many.requests.retry.after", rate_limit=RateLimitInfo(retry_after_s=7)))
     with pytest.raises(RetryLater) as later:
-        Runner(redis_client, settings).run(accept(redis_client, settings), retries=0)
+        Runner(redis_client, settings).run(accept(redis_client, settings))
     assert 7 <= later.value.delay_s <= 8
 
 
@@ -106,8 +106,8 @@ def test_timeout_marks_outcome_unknown_so_next_attempt_recovers(redis_client, se
     runner = Runner(redis_client, settings)
     ref = accept(redis_client, settings)
     with pytest.raises(RetryLater):
-        runner.run(ref, retries=0)
-    runner.run(ref, retries=1)
+        runner.run(ref)
+    runner.run(ref)
     assert calls[1].recovering
 
 
@@ -124,8 +124,8 @@ def test_known_error_after_a_dead_attempt_keeps_the_command_recovering(redis_cli
     ref = accept(redis_client, settings)
     died_mid_call(redis_client, ref)
     with pytest.raises(RetryLater):
-        runner.run(ref, retries=0)
-    runner.run(ref, retries=1)
+        runner.run(ref)
+    runner.run(ref)
     assert calls[0].recovering and calls[1].recovering
     assert calls[1].previous_attempt_started_at == calls[0].previous_attempt_started_at
 
@@ -137,9 +137,9 @@ def test_waiting_for_a_natural_key_keeps_the_command_recovering(redis_client, se
     ref = accept(redis_client, settings)
     died_mid_call(redis_client, ref)
     with pytest.raises(RetryLater) as later:
-        runner.run(ref, retries=0)
+        runner.run(ref)
     assert not later.value.counts_as_attempt
-    runner.run(ref, retries=0)
+    runner.run(ref)
     assert calls[1].recovering and calls[1].unknown_until == calls[0].unknown_until
 
 
@@ -149,11 +149,11 @@ def test_not_yet_waits_without_an_attempt_and_keeps_the_unknown_window(redis_cli
     runner = Runner(redis_client, settings)
     ref = accept(redis_client, settings)
     with pytest.raises(RetryLater):
-        runner.run(ref, retries=0)
+        runner.run(ref)
     with pytest.raises(RetryLater) as later:
-        runner.run(ref, retries=1)
+        runner.run(ref)
     assert later.value.delay_s == 2.5 and not later.value.counts_as_attempt
-    runner.run(ref, retries=1)
+    runner.run(ref)
     first_unknown = calls[1].unknown_until
     assert first_unknown is not None and calls[2].recovering and calls[2].unknown_until == first_unknown
     assert calls[2].attempt == calls[1].attempt  # the wait used no attempt
@@ -163,7 +163,7 @@ def test_permanent_error_fails_with_hint_and_dead_letter(redis_client, settings,
     behaviour.pop(0)
     behaviour.append(GenesysError(400, "not.a.user", "This request requires a user context.", context_id="c9"))
     ref = accept(redis_client, settings)
-    assert Runner(redis_client, settings).run(ref, retries=0).state is State.failed
+    assert Runner(redis_client, settings).run(ref).state is State.failed
     failed = read_events(redis_client)[-1]
     assert failed["type"] == "command.failed" and failed["error"]["code"] == "not.a.user"
     assert failed["hint"] and "user" in failed["hint"]
@@ -177,10 +177,10 @@ def test_retries_exhaust(redis_client, settings, behaviour) -> None:
     behaviour.extend([GenesysError(503, "service.unavailable")] * 3)
     runner = Runner(redis_client, settings)
     ref = accept(redis_client, settings)
-    for retries in range(2):
+    for _ in range(2):
         with pytest.raises(RetryLater):
-            runner.run(ref, retries=retries)
-    assert runner.run(ref, retries=2).state is State.failed
+            runner.run(ref)
+    assert runner.run(ref).state is State.failed
     assert types(redis_client).count("command.retrying") == 2
     assert read_events(redis_client)[-1]["attempts"] == 3
 
@@ -188,7 +188,7 @@ def test_retries_exhaust(redis_client, settings, behaviour) -> None:
 def test_expired_command_is_not_executed(redis_client, settings, behaviour) -> None:
     calls = behaviour.pop(0)
     ref = accept(redis_client, settings, dict(VALID["cobrowse.start"], expires_at="2001-01-01T00:00:00Z"))
-    assert Runner(redis_client, settings).run(ref, retries=0).state is State.expired
+    assert Runner(redis_client, settings).run(ref).state is State.expired
     assert calls == [] and types(redis_client)[-1] == "command.expired"
 
 
@@ -197,7 +197,7 @@ def test_concurrent_execution_waits_for_the_lease(redis_client, settings, behavi
     ref = accept(redis_client, settings)
     redis_client.set(keys.execution_lease(ref.command_id), "someone-else", px=1500)
     with pytest.raises(RetryLater) as later:
-        Runner(redis_client, settings).run(ref, retries=0)
+        Runner(redis_client, settings).run(ref)
     assert not later.value.counts_as_attempt and 0.5 <= later.value.delay_s <= 1.5
     assert calls == []
 
@@ -205,10 +205,21 @@ def test_concurrent_execution_waits_for_the_lease(redis_client, settings, behavi
 def test_worker_deaths_are_capped(redis_client, settings, behaviour) -> None:
     behaviour.pop(0)
     ref = accept(redis_client, settings)
-    redis_client.hset(keys.command(ref.command_id), mapping={"deliveries": settings.max_crash_redeliveries + 1,
+    # The last execution died mid-call (still running), and as many had died before it.
+    redis_client.hset(keys.command(ref.command_id), mapping={"crashes": settings.max_crash_redeliveries,
                                                              "state": "running"})
-    assert Runner(redis_client, settings).run(ref, retries=0).state is State.failed
+    assert Runner(redis_client, settings).run(ref).state is State.failed
     assert "the worker died" in read_events(redis_client)[-1]["reason"]
+
+
+def test_duplicated_messages_are_not_counted_as_crashes(redis_client, settings, behaviour) -> None:
+    # A Redis restart can leave a task's retry and its restored original both queued; the sweeper can
+    # re-send while the broker redelivers. Many deliveries, no execution that died: it still runs.
+    calls = behaviour.pop(0)
+    ref = accept(redis_client, settings)
+    redis_client.hset(keys.command(ref.command_id), mapping={"deliveries": 10})
+    assert Runner(redis_client, settings).run(ref).state is State.succeeded
+    assert len(calls) == 1
 
 
 def test_failed_command_can_be_replayed_from_dead_letters(redis_client, settings, behaviour) -> None:
@@ -228,7 +239,7 @@ def test_failed_command_can_be_replayed_from_dead_letters(redis_client, settings
     worker.run_once(block_ms=10)
     command_id = redis_client.get(keys.idempotency("default", "cobrowse.start", "k5"))
     ref = CommandRef(command_id=command_id, type="cobrowse.start", org="default", idempotency_key="k5")
-    assert Runner(redis_client, settings).run(ref, retries=0).state is State.failed
+    assert Runner(redis_client, settings).run(ref).state is State.failed
     dead = DeadLetters(redis_client, settings)
     [letter] = dead.list()
     # The operator fixed the role's permissions: replay. A failed command had no effect, so its key is freed.
@@ -240,7 +251,7 @@ def test_failed_command_can_be_replayed_from_dead_letters(redis_client, settings
     assert new_id and new_id != command_id
     assert types(redis_client).count("command.accepted") == 2
     ref2 = ref.model_copy(update={"command_id": new_id})
-    assert Runner(redis_client, settings).run(ref2, retries=0).state is State.succeeded
+    assert Runner(redis_client, settings).run(ref2).state is State.succeeded
     # A succeeded command keeps its key: replaying it again would only be a duplicate.
     assert not Records(redis_client, settings).release_key_for_replay(new_id)
 
@@ -265,7 +276,7 @@ def test_staged_writes_and_lease_releases_commit_with_success(redis_client, sett
     seen: dict = {}
     monkeypatch.setitem(HANDLERS, "cobrowse.start", _staging_handler(None, seen))
     ref = accept(redis_client, settings)
-    assert Runner(redis_client, settings).run(ref, retries=0).state is State.succeeded
+    assert Runner(redis_client, settings).run(ref).state is State.succeeded
     assert seen["held_during"]
     assert redis_client.get("test:staged") == "written"
     assert not redis_client.exists(seen["lease_key"])  # the next command on the conversation may start
@@ -277,7 +288,7 @@ def test_failed_handler_commits_nothing_staged_and_frees_its_leases(redis_client
     monkeypatch.setitem(HANDLERS, "cobrowse.start", _staging_handler(GenesysTimeout("read timeout"), seen))
     ref = accept(redis_client, settings)
     with pytest.raises(RetryLater):
-        Runner(redis_client, settings).run(ref, retries=0)
+        Runner(redis_client, settings).run(ref)
     assert not redis_client.exists("test:staged")
     assert not redis_client.exists(seen["lease_key"])
     assert not redis_client.exists(keys.execution_lease(ref.command_id))
@@ -287,7 +298,7 @@ def test_permanent_failure_frees_leases_and_ends_the_execution_lease(redis_clien
     seen: dict = {}
     monkeypatch.setitem(HANDLERS, "cobrowse.start", _staging_handler(GenesysError(404, "not.found", "gone"), seen))
     ref = accept(redis_client, settings)
-    assert Runner(redis_client, settings).run(ref, retries=0).state is State.failed
+    assert Runner(redis_client, settings).run(ref).state is State.failed
     assert not redis_client.exists("test:staged")
     assert not redis_client.exists(seen["lease_key"])
     assert not redis_client.exists(keys.execution_lease(ref.command_id))

@@ -74,7 +74,9 @@ def _created_earlier(ctx: ExecutionContext, command: ChatCreate) -> str | None:
     hint = (f"Look on queue {command.queue_id} for a chat whose attribute {COMMAND_ID_ATTRIBUTE}={ctx.command_id}; "
             "if there is none, send the command again with a new idempotency key. Giving the OAuth client "
             "analytics:conversationDetail:view lets Parley look by itself.")
-    for seen in conversations_listed(ctx, page, since, hint):
+    # Only chats created while the lost attempt ran can be its chat: a few, not the queue's whole day.
+    created_by = (ctx.unknown_until or utcnow()) + CLOCK_SKEW
+    for seen in conversations_listed(ctx, page, since, hint, created_by=created_by):
         conversation = ctx.genesys.get_conversation(seen.conversation_id)
         if any((p.attributes or {}).get(COMMAND_ID_ATTRIBUTE) == ctx.command_id
                for p in conversation.participants or []):

@@ -98,11 +98,13 @@ def await_analytics(ctx: ExecutionContext, what: str) -> None:
 
 
 def conversations_listed(ctx: ExecutionContext, query_page: Callable[[int], ConversationQuery],
-                         since: datetime, refused_hint: str) -> list[ConversationSeen]:
+                         since: datetime, refused_hint: str, *, created_by: datetime | None = None,
+                         ) -> list[ConversationSeen]:
     """Every conversation the query lists (page by page) that started, or was still live, at or after
-    ``since`` (the query matches whole days, so the time check is ours). A lookup Genesys refuses for
-    good (no analytics permission) is :class:`Refused` with ``refused_hint``: without it Parley cannot
-    tell whether acting again would duplicate the effect."""
+    ``since`` (the query matches whole days, so the time check is ours); with ``created_by``, only those
+    that started between ``since`` and it (what a lost attempt can have created). A lookup Genesys
+    refuses for good (no analytics permission) is :class:`Refused` with ``refused_hint``: without it
+    Parley cannot tell whether acting again would duplicate the effect."""
     seen: list[ConversationSeen] = []
     for page in range(1, ANALYTICS_MAX_PAGES + 1):
         query = query_page(page)
@@ -114,8 +116,12 @@ def conversations_listed(ctx: ExecutionContext, query_page: Callable[[int], Conv
                               f"that would tell ({exc.status} {exc.code})", refused_hint) from exc
             raise
         for conv in answer.conversations:
-            if conv.conversation_id and (conv.conversation_end is None or conv.conversation_end >= since):
-                seen.append(ConversationSeen(conv.conversation_id, ended=conv.conversation_end is not None))
+            if not conv.conversation_id or (conv.conversation_end is not None and conv.conversation_end < since):
+                continue
+            start = conv.conversation_start
+            if created_by is not None and (start is None or not since <= start <= created_by):
+                continue
+            seen.append(ConversationSeen(conv.conversation_id, ended=conv.conversation_end is not None))
         if query.paging is None or len(answer.conversations) < query.paging.page_size:
             break
     return seen
