@@ -87,6 +87,8 @@ from guest.ownmessage import OwnMessage
 _API = "/api/v2/webchat/guest/conversations"
 # "Not active yet" answers: the conversation is still being routed, so try the message again later.
 _NOT_YET = frozenset({"chat.error.conversation.state", "chat.error.member.state"})
+HISTORY_RETRIES = 5
+"""Backfills asked again after a 5xx, 429 or lost answer before the gap is reported as lost."""
 
 
 class GcState(StrEnum):
@@ -307,6 +309,9 @@ class GuestChatSession(SansIOMachine):
         self._last_seen: tuple[float, str] | None = None  # (timestamp, id) of the newest message
         self._history: str | None = None  # request id of the backfill in progress
         self._history_deadline: float | None = None
+        # A backfill answered 5xx/429 (or lost) is asked again: what the stream missed is only there.
+        self._history_retry: tuple[float, str | None] | None = None  # (when, after)
+        self._history_attempt = 0
 
         self._outbox = Outbox()
         self._typing = Throttle(config.typing_interval)
@@ -318,7 +323,8 @@ class GuestChatSession(SansIOMachine):
         """When ``timer`` must be called next; None when nothing is scheduled."""
         if self.state is GcState.ENDED:
             return None
-        times = [self._reconnect.reconnect_at, self._create_at, self._leave_at, self._history_deadline]
+        times = [self._reconnect.reconnect_at, self._create_at, self._leave_at, self._history_deadline,
+                 self._history_retry[0] if self._history_retry else None]
         times += [self._buffer.next_deadline() if self._history is None else None, self._outbox.hold_ends]
         if self._connected:
             times.append(self._last_frame_at + self.config.heartbeat_timeout)
@@ -487,6 +493,9 @@ class GuestChatSession(SansIOMachine):
             self._request(LeaveConversation(request_id=self._new_id(), **self._member_args()))
         if self._connected and now - self._last_frame_at >= self.config.heartbeat_timeout:
             self._force_reconnect(now, "no heartbeat")
+        if self._history_retry is not None and now >= self._history_retry[0]:
+            after, self._history_retry = self._history_retry[1], None
+            self._request_history(now, after, retry=True)
         if self._history_deadline is not None and now >= self._history_deadline:
             self._events.append(ProtocolError(reason="history backfill timed out"))
             self._history = self._history_deadline = None
@@ -557,8 +566,15 @@ class GuestChatSession(SansIOMachine):
                 self._members.setdefault(request.member_id, _Member()).fetching = False
                 self._events.append(ProtocolError(reason="member lookup failed", code=status))
             case FetchHistory():
-                self._events.append(ProtocolError(reason="history backfill failed", code=status))
-                self._history = self._history_deadline = None
+                if retryable and self._history_attempt < HISTORY_RETRIES:
+                    # Still backfilling (live messages stay held): ask again after a backoff.
+                    self._history_attempt += 1
+                    delay = max(retry_after or 0, self._delay(self._history_attempt))
+                    self._history_retry = (now + delay, request.after)
+                    self._history_deadline = now + delay + self.config.request_timeout
+                else:
+                    self._events.append(ProtocolError(reason="history backfill failed", code=status))
+                    self._history = self._history_deadline = None
             case LeaveConversation():
                 if retryable:
                     self._leave_attempt += 1
@@ -759,8 +775,10 @@ class GuestChatSession(SansIOMachine):
             "jwt": self._jwt,
         }
 
-    def _request_history(self, now: float, after: str | None) -> None:
+    def _request_history(self, now: float, after: str | None, *, retry: bool = False) -> None:
         assert self.conversation_id is not None and self._jwt is not None
+        if not retry:
+            self._history_attempt = 0
         request = FetchHistory(
             request_id=self._new_id(),
             conversation_id=self.conversation_id,
@@ -810,6 +828,6 @@ class GuestChatSession(SansIOMachine):
             self._reject(item, None, "chat has ended", maybe=item.uncertain)
         self._connected = False
         self._reconnect.cancel()
-        self._create_at = self._leave_at = self._history_deadline = None
+        self._create_at = self._leave_at = self._history_deadline = self._history_retry = None
         if had_socket:
             self._intents.append(CloseSocket(reason=reason))

@@ -589,6 +589,31 @@ def test_silent_stream_reconnects_same_uri_and_backfills(h: Harness) -> None:
     assert [e.text for e in of_type(h.take_events(), AgentMessage)] == ["two", "three", "four (live)"]
 
 
+def test_a_backfill_answered_503_is_asked_again_and_nothing_is_lost(h: Harness) -> None:
+    h.agent_joins()
+    h.recv(chat_message("a1", AGENT, "one", h.now))
+    h.run_until(2)
+    h.take_events()
+    h.session.connection_lost(h.now)
+    h.drain()
+    h.run_until(2, heartbeats=False)
+    h.pop(OpenSocket)
+    h.session.connection_made(h.now)
+    h.drain()
+    h.fail(h.pop(FetchHistory), 503, "service.unavailable", retry_after=1)
+    missed_at = h.now - 1  # "two" was said while the stream was down
+    h.recv(chat_message("a3", AGENT, "three (live)", h.now))  # still held: the gap is not filled yet
+    assert of_type(h.take_events(), ProtocolError) == []
+    h.run_until(3)
+    again = h.pop(FetchHistory)
+    assert again.params["after"] == "a1"
+    entity = chat_body("a2", AGENT, "two", missed_at)
+    entity["sender"]["role"] = "AGENT"
+    h.ok(again, {"entities": [entity], "pageSize": 100})
+    h.run_until(2)
+    assert [e.text for e in of_type(h.take_events(), AgentMessage)] == ["two", "three (live)"]
+
+
 def test_full_history_page_fetches_the_next() -> None:
     h2 = Harness(history_max_results=2)
     h2.live()
