@@ -172,7 +172,7 @@ def ingest() -> None:
 
     settings = _worker_settings()
     _logging()
-    worker = IngestWorker(connect(settings), settings, celery_app)
+    worker = IngestWorker(connect(settings), settings, celery_app, reader=connect(settings, decode=False))
     worker.install_signal_handlers()
     worker.run()
 

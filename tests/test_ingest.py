@@ -36,7 +36,9 @@ def celery_app(settings: Settings) -> Iterator[Celery]:
 
 
 def make_worker(client: redis.Redis, settings: Settings, celery_app: Celery, name: str = "c1") -> IngestWorker:
-    worker = IngestWorker(client, settings, celery_app, consumer=name)
+    reader = redis.Redis(connection_pool=redis.ConnectionPool(**{**client.connection_pool.connection_kwargs,
+                                                                 "decode_responses": False}))
+    worker = IngestWorker(client, settings, celery_app, consumer=name, reader=reader)
     worker.ensure_group()
     return worker
 
@@ -120,6 +122,18 @@ def test_rejection_names_the_producers_entry_and_its_dead_letter(redis_client, s
     assert rejected["dead_letter_id"] == dead.entry_id
     assert rejected["command_id"] == dead.letter.command_id and len(rejected["command_id"]) == 32
     assert CommandRejected.model_validate(rejected).dead_letter_id == dead.entry_id
+
+
+def test_bytes_that_are_not_utf8_are_dead_lettered_and_ingest_goes_on(redis_client, settings, celery_app) -> None:
+    worker = make_worker(redis_client, settings, celery_app)
+    redis.Redis.from_url(settings.redis_url).xadd(settings.commands_stream, {"command": b'{"type": "\xff\xfe"}'})
+    Producer(redis_client, settings).submit(VALID["cobrowse.end"])  # behind it in the stream
+    drain(worker)
+    [dead] = DeadLetters(redis_client, settings).list()
+    assert "not valid UTF-8" in dead.letter.reason and dead.letter.original == '{"type": "\\xff\\xfe"}'
+    [rejected] = [e for e in read_events(redis_client) if e["type"] == "command.rejected"]
+    assert rejected["dead_letter_id"] == dead.entry_id
+    assert count(read_events(redis_client), "command.accepted") == 1 and len(celery_messages(redis_client)) == 1
 
 
 def test_guest_commands_go_to_the_guest_stream_not_celery(redis_client, settings, celery_app) -> None:

@@ -77,7 +77,10 @@ class Dispatcher:
 
 class IngestWorker:
     def __init__(self, client: redis.Redis, settings: Settings, celery_app: Celery,
-                 consumer: str | None = None) -> None:
+                 consumer: str | None = None, reader: redis.Redis | None = None) -> None:
+        """``reader``, a client that does not decode replies, reads the stream: a producer's bytes that
+        are not UTF-8 then reach :meth:`process` as a rejection, instead of failing every read of the
+        batch (a decoding client raises on them, and the entry would stay first in line for good)."""
         self.client = client
         self.settings = settings
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
@@ -92,6 +95,7 @@ class IngestWorker:
         # start "0": commands added before the group existed are processed too.
         self.source = ConsumerGroup(self.stream, self.group, self.consumer, settings.read_batch, start="0")
         self._run = SyncRunner(client).run
+        self._read_run = SyncRunner(reader or client).run
 
     # -- setup -------------------------------------------------------------------------------
     def ensure_group(self) -> None:
@@ -101,7 +105,7 @@ class IngestWorker:
     def _read(self, start: str, block_ms: int | None) -> list[Entry]:
         """New entries (``start`` ">"), or this consumer's pending ones ("0")."""
         plan = self.source.new(block_ms) if start == ">" else self.source.pending()
-        return [Entry.of(entry) for entry in self._run(plan)]
+        return [Entry.of(entry) for entry in self._read_run(plan)]
 
     def own_pending(self) -> list[Entry]:
         """Entries this consumer read before a restart but never acknowledged."""
@@ -109,7 +113,7 @@ class IngestWorker:
 
     def reclaim(self) -> list[Entry]:
         """Entries of consumers that stopped acknowledging (dead), taken over by this one."""
-        return [Entry.of(entry) for entry in self._run(self.source.claim(self.settings.claim_idle_ms))]
+        return [Entry.of(entry) for entry in self._read_run(self.source.claim(self.settings.claim_idle_ms))]
 
     # -- processing --------------------------------------------------------------------------
     def process(self, entry: Entry, pipe: redis.client.Pipeline | None = None) -> None:
@@ -123,6 +127,10 @@ class IngestWorker:
             reason = (f"delivered {entry.deliveries} times without being processed "
                       f"(limit {self.settings.max_deliveries}); it may crash the ingestion worker")
             self._reject(entry, Rejection(reason), pipe)
+            return
+        if entry.raw is not None and not _utf8(entry.raw):
+            self._reject(entry, Rejection("the command is not valid UTF-8 text (the dead letter shows the bytes "
+                                          "that are not as \\xNN)"), pipe)
             return
         if entry.raw is None:
             self._reject(entry, Rejection(f"stream entry has no '{COMMAND_FIELD}' field"), pipe)
@@ -155,7 +163,7 @@ class IngestWorker:
     def _reject(self, entry: Entry, rejection: Rejection, pipe: redis.client.Pipeline) -> None:
         log.warning("rejected stream entry %s: %s", entry.entry_id, rejection.reason)
         command_id = uuid.uuid4().hex  # links the event, the dead letter and a replay's outcome
-        letter = DeadLetter(stage="ingest", reason=rejection.reason, original=entry.raw or "",
+        letter = DeadLetter(stage="ingest", reason=rejection.reason, original=_printable(entry.raw or ""),
                             source_entry_id=entry.entry_id, command_id=command_id,
                             command_type=rejection.command_type, idempotency_key=rejection.idempotency_key,
                             deliveries=entry.deliveries, errors=list(rejection.errors))
@@ -228,3 +236,17 @@ class IngestWorker:
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop_event.set())
+
+
+def _utf8(text: str) -> bool:
+    """False for text read from bytes that were not UTF-8 (they arrive as surrogate escapes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(text: str) -> str:
+    """The text as it can be stored and shown: bytes that were not UTF-8 as \\xNN."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

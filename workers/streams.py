@@ -106,4 +106,5 @@ class ConsumerGroup:
 
 
 def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    # Undecodable bytes become surrogate escapes: the reader decides (ingest rejects such a command).
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
