@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.pipeline import Pipeline, key, running_pipeline
+from tests.support.pipeline import Pipeline, key, module_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -19,17 +17,7 @@ DEPLOYMENT = "e1b6f3a8-52c9-4d7e-8a10-b4c3d2e5f607"
 SUPPORT_QUEUE = "5b7e1d9a-3c2f-4e81-9a6b-d4f08c2e7a13"
 
 
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    with running_pipeline(Path(tmp_path_factory.mktemp("pipeline")), celery_concurrency=3) as p:
-        yield p
-
-
-@pytest.fixture(autouse=True)
-def no_faults(pipeline: Pipeline) -> Iterator[None]:
-    pipeline.clear_faults()
-    yield
-    pipeline.clear_faults()
+pipeline, no_faults = module_pipeline("pipeline")
 
 
 def send(contact: str, text: str = "Your order shipped", **extra: Any) -> dict[str, Any]:

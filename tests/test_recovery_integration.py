@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +16,7 @@ import pytest
 from parley.producer import Producer
 from parley.settings import Settings
 from tests.support.events import await_events
-from tests.support.pipeline import Pipeline, key, running_pipeline
+from tests.support.pipeline import Pipeline, key, module_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -28,17 +26,7 @@ AGENTLESS = "/api/v2/conversations/messages/agentless"
 ANALYTICS = "/api/v2/analytics/conversations/details/query"
 
 
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    with running_pipeline(Path(tmp_path_factory.mktemp("recovery")), celery_concurrency=3) as p:
-        yield p
-
-
-@pytest.fixture(autouse=True)
-def no_faults(pipeline: Pipeline) -> Iterator[None]:
-    pipeline.clear_faults()
-    yield
-    pipeline.clear_faults()
+pipeline, no_faults = module_pipeline("recovery")
 
 
 def send(customer: str, text: str) -> dict[str, Any]:

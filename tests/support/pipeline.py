@@ -134,3 +134,23 @@ def running_pipeline(tmp: Path, *, celery_concurrency: int = 2, **env_overrides:
 
 def environ_without_parley() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
+
+
+def module_pipeline(name: str, *, celery_concurrency: int = 3) -> tuple[Any, Any]:
+    """A test module's ``pipeline`` fixture (one real pipeline for the module) and its autouse
+    ``no_faults`` (every test starts and ends with the emulator's faults cleared). Assign both:
+    ``pipeline, no_faults = module_pipeline("name")``."""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+        with running_pipeline(Path(tmp_path_factory.mktemp(name)), celery_concurrency=celery_concurrency) as p:
+            yield p
+
+    @pytest.fixture(autouse=True)
+    def no_faults(pipeline: Pipeline) -> Iterator[None]:
+        pipeline.clear_faults()
+        yield
+        pipeline.clear_faults()
+
+    return pipeline, no_faults
