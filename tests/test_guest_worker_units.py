@@ -371,3 +371,22 @@ async def test_a_worker_loop_that_fails_on_a_bug_is_started_again(monkeypatch: p
     await worker._guarded(routing)
     assert runs == [0, 1]
     assert "routing failed; starting it again" in caplog.text
+
+
+async def test_start_up_waits_for_redis_still_loading_its_data(monkeypatch: pytest.MonkeyPatch,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    import redis.asyncio as aredis
+
+    import workers.guest.worker as guest_module
+
+    monkeypatch.setattr(guest_module, "REDIS_RETRY_S", 0.01)
+    worker = guest_module.GuestWorker(SETTINGS)
+    answers: list[BaseException | None] = [aredis.BusyLoadingError("Redis is loading the dataset in memory"),
+                                           aredis.ConnectionError("refused"), None]
+
+    async def register() -> None:
+        if (answer := answers.pop(0)) is not None:
+            raise answer
+
+    await worker._when_redis_answers(register)
+    assert answers == [] and caplog.text.count("Redis not ready") == 2

@@ -96,12 +96,11 @@ class GuestWorker:
         batcher = RedisBatcher(self.redis, gs.batch_window_s)
         self.store = SessionStore(batcher, self.settings)
         self.desk = CommandDesk(batcher, self.settings, executor)
-        await batcher.load_scripts()
         self.ownership = Ownership(self.redis, self.worker_id, gs.lease_ttl_ms)
         self.router = Router(self.redis, self.store, self.desk, self.ownership, gs, self.ensure_runner)
         self.context = RunnerContext(self.worker_id, self.store, self.desk, io, gs, StateCache(sync_redis))
-        await self.ownership.register()
-        await self.router.ensure_group()
+        for step in (batcher.load_scripts, self.ownership.register, self.router.ensure_group):
+            await self._when_redis_answers(step)
         loops = [asyncio.create_task(coro, name=name) for name, coro in (
             ("guest-lease", self._lease_loop()),
             ("guest-router", self._guarded(self._router_loop)),
@@ -185,6 +184,20 @@ class GuestWorker:
                 log.exception("%s failed; starting it again", getattr(loop, "__name__", "a worker loop"))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), REDIS_RETRY_S)
+
+    async def _when_redis_answers(self, step: Callable[[], Awaitable[object]]) -> None:
+        """Run a start-up step, waiting for Redis while it is down or still loading its data (a worker
+        started, or restarted by its supervisor, during a Redis restart must not exit for that)."""
+        while True:
+            try:
+                await step()
+                return
+            except (aredis.ConnectionError, aredis.TimeoutError) as exc:  # BusyLoadingError included
+                log.warning("Redis not ready (%s); starting when it is", type(exc).__name__)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), REDIS_RETRY_S)
+                if self.stopping.is_set():
+                    raise
 
     async def _lease_loop(self) -> None:
         while not self._lease_done.is_set():
