@@ -15,7 +15,8 @@ kind                  ends
 ====================  =======================================================================
 ``start``             the session's own ``guest.start``: succeeds once the machine says the
                       session started (with ``guest.started``), or becomes ``first``
-``first``             its ``first_message`` handed to the machine: succeeds when confirmed
+``first``             its ``first_message`` handed to the machine: succeeds when confirmed;
+                      refused, the start fails and the session is ended again
 ``attach``            another ``guest.start`` for the live session: succeeds at once, ``reused``
 ``send``              ``guest.send``: succeeds when confirmed, fails when refused
 ``typing``            succeeds at once (best effort)
