@@ -25,6 +25,7 @@ from emulator.rest import analytics, chats, cobrowse, conversations, guestchat, 
 from emulator.runtime import Emulator
 from emulator.ws import guestchat as guestchat_stream
 from emulator.ws import webmessaging as webmessaging_socket
+from parley import logs
 from parley.settings import get_settings
 
 log = logging.getLogger("emulator")
@@ -153,8 +154,8 @@ def serve(host: str | None = None, port: int | None = None, config: EmulatorConf
         # No access log: a Guest Chat eventStreamUri carries the guest JWT in its path.
         access_log=False,
         log_level="info",
+        log_config=None,  # parley.logs: uvicorn's lines go through the one redaction unit, as JSON
     )
-    # uvicorn.Config has configured logging by now; the filter goes on top of it.
-    logging.getLogger("uvicorn.error").addFilter(RedactTokenPaths())
+    logs.configure("emulator")
     _tune_gc()
     uvicorn.Server(server_config).run()

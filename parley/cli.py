@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 from pathlib import Path
@@ -58,8 +57,10 @@ def _worker_settings() -> Settings:
     return settings
 
 
-def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _logging(component: str) -> None:
+    from parley import logs
+
+    logs.configure(component)
 
 
 @app.command()
@@ -171,7 +172,7 @@ def ingest() -> None:
     from workers.ingest import IngestWorker
 
     settings = _worker_settings()
-    _logging()
+    _logging("ingest")
     worker = IngestWorker(connect(settings), settings, celery_app, reader=connect(settings, decode=False))
     worker.install_signal_handlers()
     worker.run()
@@ -197,7 +198,7 @@ def guest() -> None:
     from workers.guest.worker import main
 
     settings = _worker_settings()
-    _logging()
+    _logging("guest-worker")
     raise typer.Exit(main(settings))
 
 
@@ -210,7 +211,7 @@ def webhook() -> None:
     from workers.webhook import WebhookRelay
 
     settings = _worker_settings()
-    _logging()
+    _logging("webhook-relay")
     relay = WebhookRelay(connect(settings), settings)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: relay.stop_event.set())
@@ -223,6 +224,7 @@ def flower(ctx: typer.Context) -> None:
     every page, API call and /metrics need the password."""
     from parley.flower import main
 
+    _logging("flower")
     main(get_settings(), ctx.args)
 
 
@@ -256,6 +258,7 @@ def run() -> None:
     """Run the whole product on embedded defaults (Redis, emulator, workers, Flower)."""
     from parley.run import run as run_all
 
+    _logging("run")
     run_all(get_settings())
 
 

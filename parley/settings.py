@@ -133,6 +133,13 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="conversation.end reads the state back until disconnected or this passes."
     )
 
+    # --- Logs -----------------------------------------------------------------------------------
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto", description="Log lines on stderr: `json` (one object per line), `text` (for a person), "
+        "`auto` (text on a terminal, JSON otherwise).")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Lowest level logged (any case).")
+
     # --- Events webhook ----------------------------------------------------------------------
     webhook_url: str | None = Field(
         default=None, description="POST every event here, signed per Standard Webhooks (needs the secret)."
@@ -146,6 +153,13 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(
         default=10, ge=1, description="Deliveries of one event before it is dead-lettered."
     )
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _any_case(cls, value: object, info: ValidationInfo) -> object:
+        if not isinstance(value, str):
+            return value
+        return value.upper() if info.field_name == "log_level" else value.lower()
 
     @field_validator("redis_sentinels")
     @classmethod

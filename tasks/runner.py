@@ -18,7 +18,7 @@ from datetime import datetime
 import redis
 
 from genesys.errors import GenesysError
-from parley import keys
+from parley import keys, logs
 from parley.events import EventLog
 from parley.hints import hint_for
 from parley.outcomes import Outcomes, StagedWrite, about
@@ -89,7 +89,8 @@ class Runner:
             return Outcome(record.state)
         lease.keep_renewing()
         try:
-            outcome = self._begun(record, started)
+            with logs.command_span(record):
+                outcome = self._begun(record, started)
         except BaseException:
             lease.release()
             raise
@@ -176,6 +177,7 @@ class Runner:
             self.events.append(CommandRetrying(**about(record), attempt=attempt, delay_s=decision.delay_s,
                                                reason=decision.reason, error=error), pipe)
             pipe.execute()
+            log.info("retrying in %.1f s (attempt %d): %s%s", decision.delay_s, attempt, decision.reason, _said(error))
             raise RetryLater(decision.delay_s, decision.reason)
         hint = hint_for(exc.status, exc.code) if isinstance(exc, GenesysError) else None
         record = record.model_copy(update={"attempts": attempt})
@@ -183,11 +185,13 @@ class Runner:
 
     def _succeed(self, record: CommandRecord, result: CommandResult, staged: list[StagedWrite]) -> Outcome:
         self.outcomes.succeed(record, result, staged=[*staged, self._end_execution_lease(record)])
+        log.info("succeeded%s (conversation %s)", " (reused)" if result.reused else "", result.conversation_id)
         return Outcome(State.succeeded, result)
 
     def _fail(self, record: CommandRecord, reason: str, error: GenesysErrorInfo | None,
               hint: str | None = None) -> Outcome:
         self.outcomes.fail(record, reason, error, hint, staged=[self._end_execution_lease(record)])
+        log.warning("failed for good: %s%s", reason, _said(error))
         return Outcome(State.failed, reason=reason, error=error)
 
     def _expire(self, record: CommandRecord, command: Command) -> Outcome:
@@ -209,6 +213,13 @@ class Runner:
             reason=LOST_RECORD,
         ))
         return Outcome(State.failed, reason=LOST_RECORD)
+
+
+def _said(error: GenesysErrorInfo | None) -> str:
+    """What Genesys answered, for a log line: status and code (its message may quote the request)."""
+    if error is None or error.status is None:
+        return ""
+    return f" (Genesys {error.status} {error.code or ''})".replace(" )", ")")
 
 
 def _when(iso: str | None) -> datetime | None:
