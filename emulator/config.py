@@ -8,6 +8,8 @@ through ``PATCH /__emulator/config`` (a test over loopback cannot set env vars a
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -83,6 +85,11 @@ class EmulatorConfig(BaseSettings):
     agent_farewell: str = Field(default="Goodbye!", min_length=1, description="The agent's last words.")
 
     # --- fixed at start ------------------------------------------------------------------------
+    org: Literal["default", "second"] = Field(
+        default="default",
+        description="Which seeded org this emulator serves (credentials, deployments, queues, contacts); run "
+        "one emulator per org to have several, each with its own state, ledger and rate windows.",
+    )
     fault_seed: int = Field(default=0, description="Seed of the RNG behind probabilistic faults.")
     max_hang_ms: int = Field(
         default=120_000, ge=0, description="Upper bound of a 'hang' fault when the client never gives up."

@@ -151,3 +151,39 @@ SEED = Fixtures(
         ),
     ),
 )
+
+SECOND = Fixtures(
+    client_id="6698d039-c58a-4de4-8e9d-9f97b17613e6",
+    client_secret="goWGBdH79xHprU0RaxaCToHeTSK6aftnCbRmTGS9RjA",
+    organization_id="aef100cb-3153-4c86-b726-b9d34657f4c5",
+    deployments=(
+        Deployment(
+            id="2e021521-6e91-4f21-87fb-246e8d7b962e",
+            name="Northwind Web Messaging",
+            type="webmessaging",
+            allowed_domains=("localhost", "127.0.0.1", "northwind.example.com"),
+            queue_id="9aa92af9-f7e5-4c55-8260-9bebc49156bb",
+        ),
+        Deployment(id="161db3e3-8c80-46f2-95cb-5f350b6be52f", name="Northwind Guest Chat Widget", type="guestchat"),
+    ),
+    queues=(
+        Queue(id="9aa92af9-f7e5-4c55-8260-9bebc49156bb", name="Support", outbound_sms_address="+442079460100"),
+        Queue(id="792729cc-a2fc-4d5b-8cad-0640c5d041c7", name="Returns"),
+    ),
+    external_contacts=(
+        ExternalContact(id="246f53f4-9c66-40ce-bcac-1bed7be7422f", first_name="Mary", last_name="Somerville"),
+    ),
+    agents=(Agent(id="548b4c30-3637-473a-8638-4da627e71b3e", name="Olivia Agent"),),
+    sms_numbers=("+442079460100",),
+    messaging_integrations=(
+        MessagingIntegration(
+            id="35cbcc72-a20b-405d-9e6b-1a4eedf75f4c", name="Northwind Open Messaging", messenger_type="open"
+        ),
+    ),
+)
+"""A second org (another customer of an ISV, another region): its own client, deployments, queues and
+contacts, none shared with :data:`SEED`. An emulator started with ``PARLEY_EMULATOR_ORG=second``
+serves it instead of the default one."""
+
+SEEDED_ORGS: dict[str, Fixtures] = {"default": SEED, "second": SECOND}
+"""``PARLEY_EMULATOR_ORG`` -> the org that emulator serves."""

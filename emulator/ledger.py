@@ -60,6 +60,7 @@ class LedgerEntry:
     queue_id: str | None = None
     external_contact_id: str | None = None
     user_id: str | None = None
+    client_id: str | None = None  # token.issued: the OAuth client it was issued to (an id, never a secret)
     messenger_type: str | None = None
     purpose: str | None = None
     disconnect_type: str | None = None

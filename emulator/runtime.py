@@ -17,7 +17,7 @@ from emulator.auth import GuestJwts, TokenStore
 from emulator.clock import Clock
 from emulator.config import EmulatorConfig
 from emulator.faults import FaultInjector
-from emulator.fixtures import SEED, Fixtures
+from emulator.fixtures import SEEDED_ORGS, Fixtures
 from emulator.ledger import Ledger
 from emulator.ratelimit import RateLimiter
 from emulator.state import EmulatorState
@@ -54,9 +54,10 @@ class ConfigPatch(BaseModel):
 
 
 class Emulator:
-    def __init__(self, config: EmulatorConfig, fixtures: Fixtures = SEED) -> None:
+    def __init__(self, config: EmulatorConfig, fixtures: Fixtures | None = None) -> None:
         self._initial_config = config
         self.config = config.model_copy()  # changed in place (tune, reset): every part reads it live
+        fixtures = fixtures or SEEDED_ORGS[config.org]
         self.fixtures = fixtures
         self.clock = Clock()
         self.ledger = Ledger()

@@ -19,12 +19,14 @@ import redis
 import redis.asyncio
 
 from genesys import operations as ops
-from genesys.auth import TokenProvider, credentials_from
+from genesys.auth import TokenProvider
 from genesys.effects import AsyncRunner, Plan, SyncRunner
 from genesys.keys import ClientKeys
+from genesys.orgs import target_for
 from genesys.ratelimit import RateLimiter
-from genesys.regions import Endpoints, resolve
+from genesys.regions import Endpoints
 from genesys.wire import GuestJwt, OAuth, Operation, build_request, decode, plan_send, rate_limit_info
+from parley.orgs import DEFAULT_ORG
 from parley.settings import Settings
 
 T = TypeVar("T")
@@ -49,11 +51,13 @@ def timeouts(settings: Settings) -> httpx.Timeout:
 class _Pipeline:
     """Everything a call does, as a plan; shared by both clients."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.endpoints: Endpoints = resolve(settings)
+    def __init__(self, settings: Settings, org: str) -> None:
+        target = target_for(settings, org)
+        self.org = org
+        self.endpoints: Endpoints = target.endpoints
         self.tokens: TokenProvider | None = None
         self.limiter: RateLimiter | None = None
-        credentials = credentials_from(settings)
+        credentials = target.credentials
         if credentials is not None:
             keys = ClientKeys.for_client(self.endpoints.login_url, credentials.client_id)
             self.tokens = TokenProvider(
@@ -64,7 +68,7 @@ class _Pipeline:
                 # Outlives a token request that hits every timeout, so a live holder keeps the lock.
                 lock_ttl_s=settings.genesys_connect_timeout_s + settings.genesys_read_timeout_s + 5,
             )
-            self.limiter = RateLimiter(keys.rate, keys.pause, settings.genesys_rate_limit_per_minute)
+            self.limiter = RateLimiter(keys.rate, keys.pause, target.rate_limit_per_minute)
 
     def plan_call(self, op: Operation[T]) -> Plan[T]:
         if isinstance(op.auth, OAuth):
@@ -112,16 +116,18 @@ def _async(factory: Callable[P, Operation[T]]) -> Callable[Concatenate[AsyncGene
 
 
 class GenesysClient:
-    """Sync client; one per process (pooled connections), safe to share between threads."""
+    """Sync client of one org (``default`` unless told); one per process and org (pooled connections),
+    safe to share between threads."""
 
     def __init__(
         self,
         settings: Settings,
         redis_client: redis.Redis,
         *,
+        org: str = DEFAULT_ORG,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._pipeline = _Pipeline(settings)
+        self._pipeline = _Pipeline(settings, org)
         self._http = httpx.Client(transport=transport, timeout=timeouts(settings))
         self._runner = SyncRunner(redis_client, self._http)
 
@@ -130,7 +136,7 @@ class GenesysClient:
         return self._pipeline.endpoints
 
     def __repr__(self) -> str:
-        return f"GenesysClient(api_url={self.endpoints.api_url!r})"
+        return f"GenesysClient(org={self._pipeline.org!r}, api_url={self.endpoints.api_url!r})"
 
     def call(self, op: Operation[T]) -> T:
         return self._runner.run(self._pipeline.plan_call(op))
@@ -179,9 +185,10 @@ class AsyncGenesysClient:
         settings: Settings,
         redis_client: redis.asyncio.Redis,
         *,
+        org: str = DEFAULT_ORG,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._pipeline = _Pipeline(settings)
+        self._pipeline = _Pipeline(settings, org)
         self._http = httpx.AsyncClient(transport=transport, timeout=timeouts(settings))
         self._runner = AsyncRunner(redis_client, self._http)
 
@@ -190,7 +197,7 @@ class AsyncGenesysClient:
         return self._pipeline.endpoints
 
     def __repr__(self) -> str:
-        return f"AsyncGenesysClient(api_url={self.endpoints.api_url!r})"
+        return f"AsyncGenesysClient(org={self._pipeline.org!r}, api_url={self.endpoints.api_url!r})"
 
     async def call(self, op: Operation[T]) -> T:
         return await self._runner.run(self._pipeline.plan_call(op))

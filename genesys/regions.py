@@ -7,11 +7,13 @@ which serves both the API and ``/oauth/token``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
-from parley.settings import Settings
+if TYPE_CHECKING:  # parley.settings loads parley.orgs, which resolves regions with this module
+    from parley.settings import Settings
 
 # SDK 269 ``purecloud_region_hosts.py``: region name -> API host.
 REGION_API_HOSTS: dict[str, str] = {

@@ -7,11 +7,12 @@ from here, so a setting has one name and one default everywhere.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from parley.orgs import Org, load_orgs
 from parley.webhook_signing import parse_secrets
 
 DAY_S = 24 * 3600
@@ -70,6 +71,12 @@ class Settings(BaseSettings):
     )
     genesys_token_refresh_margin_s: int = Field(
         default=300, ge=0, description="Refresh the OAuth token this long before it expires."
+    )
+    orgs: Annotated[dict[str, Org], NoDecode] = Field(
+        default_factory=dict,
+        description="Genesys orgs besides `default` (the PARLEY_GENESYS_* ones): a JSON or TOML file, or inline "
+        "JSON, alias -> region or api_url, client_id, client_secret_env or client_secret_file, "
+        "rate_limit_per_minute (see Several orgs).",
     )
 
     # --- Emulator / Flower -------------------------------------------------------------------
@@ -160,6 +167,11 @@ class Settings(BaseSettings):
         if not isinstance(value, str):
             return value
         return value.upper() if info.field_name == "log_level" else value.lower()
+
+    @field_validator("orgs", mode="before")
+    @classmethod
+    def _load_orgs(cls, value: object) -> dict[str, Org]:
+        return load_orgs(value)
 
     @field_validator("redis_sentinels")
     @classmethod

@@ -45,11 +45,12 @@ def runner() -> Runner:
     return Runner(connect(settings), settings, genesys_factory=_genesys_factory(settings))
 
 
-def _genesys_factory(settings: Settings) -> Callable[[], GenesysClient]:
-    """One Genesys client per worker process: its connection pool and token are reused by every task."""
+def _genesys_factory(settings: Settings) -> Callable[[str], GenesysClient]:
+    """One Genesys client per worker process and org, made on the org's first command: its connection
+    pool and token are reused by every task for that org."""
     from genesys.client import GenesysClient
 
-    return cache(lambda: GenesysClient(settings, connect(settings, decode=False)))
+    return cache(lambda org: GenesysClient(settings, connect(settings, decode=False), org=org))
 
 
 def _execute(task: Task, **ref: Any) -> str:

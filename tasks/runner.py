@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -37,6 +38,9 @@ from tasks.context import HANDLERS, ExecutionContext, NotYet, Refused
 from tasks.dispatch import CommandRef
 from tasks.lease import RenewedLease
 from tasks.retry_policy import Decision, Retry, RetryPolicy
+
+if TYPE_CHECKING:
+    from genesys.client import GenesysClient
 
 log = logging.getLogger("parley.runner")
 
@@ -63,7 +67,8 @@ class Outcome:
 
 class Runner:
     def __init__(self, client: redis.Redis, settings: Settings,
-                 genesys_factory: Callable[[], object] | None = None) -> None:
+                 genesys_factory: Callable[[str], GenesysClient] | None = None) -> None:
+        """``genesys_factory`` gives the Genesys client of an org alias (one per process and org)."""
         self.client = client
         self.settings = settings
         self.records = Records(client, settings)
@@ -127,7 +132,7 @@ class Runner:
             recovering=recovering,
             previous_attempt_started_at=_when(unknown_since) if recovering else None,
             unknown_until=_when(unknown_until) if recovering else None,
-            genesys_factory=self.genesys_factory,  # type: ignore[arg-type]
+            genesys_factory=self._genesys_of(record.org),
         )
         try:
             result = handler(ctx, command)
@@ -151,6 +156,11 @@ class Runner:
             return outcome
         finally:
             ctx.release_held()  # leases not released by a success's commit (failure, retry, Redis error)
+
+    def _genesys_of(self, org: str) -> Callable[[], GenesysClient] | None:
+        """The command's org's client, made when the handler first asks for it."""
+        factory = self.genesys_factory
+        return None if factory is None else lambda: factory(org)
 
     def _park(self, record: CommandRecord, recovering: bool) -> None:
         """Back to accepted without using an attempt; a recovering command stays recovering (a record

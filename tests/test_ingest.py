@@ -24,7 +24,8 @@ from workers.ingest import IngestWorker
 
 @pytest.fixture
 def settings(redis_url: str) -> Settings:
-    return Settings(redis_url=redis_url, claim_idle_ms=100, max_deliveries=3, read_block_ms=10)
+    return Settings(redis_url=redis_url, claim_idle_ms=100, max_deliveries=3, read_block_ms=10,
+                    orgs={"emea": {"api_url": "http://127.0.0.1:9", "client_id": "emea", "client_secret": "s"}})
 
 
 @pytest.fixture
@@ -122,6 +123,21 @@ def test_rejection_names_the_producers_entry_and_its_dead_letter(redis_client, s
     assert rejected["dead_letter_id"] == dead.entry_id
     assert rejected["command_id"] == dead.letter.command_id and len(rejected["command_id"]) == 32
     assert CommandRejected.model_validate(rejected).dead_letter_id == dead.entry_id
+
+
+def test_a_command_for_an_unknown_org_is_dead_lettered_naming_the_known_orgs(redis_client, settings,
+                                                                             celery_app) -> None:
+    worker = make_worker(redis_client, settings, celery_app)
+    command = dict(VALID["cobrowse.start"], org="apac")
+    entry_id = Producer(redis_client, settings).submit(command)
+    drain(worker)
+    [rejected] = [e for e in read_events(redis_client) if e["type"] == "command.rejected"]
+    assert rejected["reason"] == "unknown org 'apac'; known orgs: default, emea"
+    assert rejected["errors"] == [{"field": "org", "message": rejected["reason"]}]
+    assert rejected["idempotency_key"] == command["idempotency_key"] and rejected["command_type"] == "cobrowse.start"
+    [dead] = DeadLetters(redis_client, settings).list()
+    assert dead.letter.source_entry_id == entry_id and json.loads(dead.letter.original) == command
+    assert celery_messages(redis_client) == [] and count(read_events(redis_client), "command.accepted") == 0
 
 
 def test_bytes_that_are_not_utf8_are_dead_lettered_and_ingest_goes_on(redis_client, settings, celery_app) -> None:

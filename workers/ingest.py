@@ -28,6 +28,7 @@ from genesys.effects import SyncRunner
 from parley import keys
 from parley.deadletters import DeadLetters
 from parley.events import EventLog
+from parley.orgs import require_known_org
 from parley.records import Claim, Records
 from parley.settings import Settings
 from schemas.commands import GUEST_COMMAND_TYPES, Command
@@ -137,6 +138,7 @@ class IngestWorker:
             return
         try:
             command = parse_command(entry.raw)
+            require_known_org(command, self.settings.orgs)
         except Rejection as rejection:
             self._reject(entry, rejection, pipe)
             return

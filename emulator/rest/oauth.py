@@ -52,7 +52,7 @@ async def token(call: Call) -> Response:
         return _oauth_error(400, "invalid_client", "client authentication failed")
     expires_in = call.config.token_expires_in_s
     issued = call.tokens.issue(fixtures.client_id, call.clock.time(), expires_in)
-    call.ledger.record(call.clock.now(), "token.issued", by="client")
+    call.ledger.record(call.clock.now(), "token.issued", by="client", client_id=fixtures.client_id)
     body = OAuthToken(access_token=issued.token, token_type="bearer", expires_in=expires_in)
     return JSONResponse(body.model_dump())
 

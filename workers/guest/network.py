@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+import redis.asyncio
 import websockets
 from pydantic import ConfigDict, SecretStr
 from websockets.asyncio.client import connect as ws_connect
@@ -33,6 +34,7 @@ from websockets.uri import parse_uri
 from genesys.client import AsyncGenesysClient
 from genesys.models import RequestModel
 from genesys.wire import Anonymous, GuestJwt, Operation
+from parley.settings import Settings
 from workers.guest.settings import GuestSettings
 
 # websockets logs frames at DEBUG; they hold customer text, so its logger never goes below INFO.
@@ -167,3 +169,27 @@ def rest_caller(client: AsyncGenesysClient) -> RestCaller:
         return result.text if result is not None and result.text else None
 
     return call
+
+
+class OrgSessionIO:
+    """The I/O of each org's sessions: the org's own :class:`AsyncGenesysClient` (its region's API and
+    web messaging host), made on the org's first session and shared by its sessions; one connector."""
+
+    def __init__(self, settings: Settings, redis_client: redis.asyncio.Redis, connect: Connector) -> None:
+        self._settings = settings
+        self._redis = redis_client
+        self._connect = connect
+        self._clients: dict[str, AsyncGenesysClient] = {}
+        self._ios: dict[str, SessionIO] = {}
+
+    def __call__(self, org: str) -> SessionIO:
+        if org not in self._ios:
+            client = AsyncGenesysClient(self._settings, self._redis, org=org)  # UnknownOrg if not configured
+            self._clients[org] = client
+            self._ios[org] = SessionIO(connect=self._connect, rest=rest_caller(client),
+                                       api_url=client.endpoints.api_url)
+        return self._ios[org]
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()

@@ -88,6 +88,11 @@ class RunnerContext:
     io: SessionIO
     settings: GuestSettings
     cache: StateCache
+    org_io: Callable[[str], SessionIO] | None = None
+    """The I/O of an org's sessions (its region's endpoints); None: ``io`` serves every org (tests)."""
+
+    def io_for(self, org: str) -> SessionIO:
+        return self.io if self.org_io is None else self.org_io(org)
 
 
 # --- inputs ------------------------------------------------------------------------------------------
@@ -389,7 +394,7 @@ class SessionRunner:
             await self._terminal("system", "the session's resume credentials expired")
             return False
         settings = ctx.settings
-        adapter = build_adapter(loaded.command, secret, record, settings, ctx.io.api_url)
+        adapter = build_adapter(loaded.command, secret, record, settings, ctx.io_for(record.org).api_url)
         if adapter.needs_saving and adapter.secret is not None:
             await ctx.store.put_secret(self.ident, adapter.secret, settings.session_ttl_s)
         now = time.time()
@@ -610,7 +615,7 @@ class SessionRunner:
 
     async def _rest(self, intent: RestIntent) -> None:
         try:
-            body = await self._ctx.io.rest(intent)
+            body = await self._ctx.io_for(self._org).rest(intent)
         except (GenesysError, GenesysTransportError) as exc:
             self._queue.put_nowait(_RestDone(intent, None, exc))
         else:
@@ -655,6 +660,11 @@ class SessionRunner:
     def _require_adapter(self) -> ProtocolAdapter:
         assert self._adapter is not None, "the session is not open"
         return self._adapter
+
+    @property
+    def _org(self) -> str:
+        assert self._record is not None, "the session is not open"
+        return self._record.org
 
     def _require_lifecycle(self) -> CommandLifecycle:
         assert self._lifecycle is not None, "the session is not open"

@@ -41,15 +41,15 @@ from concurrent.futures import ThreadPoolExecutor
 import redis
 import redis.asyncio as aredis
 
-from genesys.client import AsyncGenesysClient
 from parley.connections import connect, connect_async
 from parley.leases import LeaseLost
+from parley.orgs import DEFAULT_ORG
 from parley.settings import Settings
 from parley.state_cache import StateCache
 from workers.guest import keys as guest_keys
 from workers.guest.batch import RedisBatcher, pack_with_hiredis
 from workers.guest.commands import CommandDesk
-from workers.guest.network import SessionIO, rest_caller, websocket_connector
+from workers.guest.network import OrgSessionIO, SessionIO, websocket_connector
 from workers.guest.ownership import Ownership, new_worker_id
 from workers.guest.routing import Router
 from workers.guest.session import RunnerContext, SessionRunner, settle_leftovers
@@ -90,15 +90,15 @@ class GuestWorker:
         pack_with_hiredis(self.redis.connection_pool)
         sync_redis: redis.Redis = connect(self.settings)
         executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="guest-state-cache")
-        genesys = AsyncGenesysClient(self.settings, self.redis)
-        io = self._io or SessionIO(connect=websocket_connector(gs), rest=rest_caller(genesys),
-                                   api_url=genesys.endpoints.api_url)
+        org_io = OrgSessionIO(self.settings, self.redis, websocket_connector(gs))
+        io = self._io or org_io(DEFAULT_ORG)
         batcher = RedisBatcher(self.redis, gs.batch_window_s)
         self.store = SessionStore(batcher, self.settings)
         self.desk = CommandDesk(batcher, self.settings, executor)
         self.ownership = Ownership(self.redis, self.worker_id, gs.lease_ttl_ms)
         self.router = Router(self.redis, self.store, self.desk, self.ownership, gs, self.ensure_runner)
-        self.context = RunnerContext(self.worker_id, self.store, self.desk, io, gs, StateCache(sync_redis))
+        self.context = RunnerContext(self.worker_id, self.store, self.desk, io, gs, StateCache(sync_redis),
+                                     org_io=None if self._io else org_io)
         for step in (batcher.load_scripts, self.ownership.register, self.router.ensure_group):
             await self._when_redis_answers(step)
         loops = [asyncio.create_task(coro, name=name) for name, coro in (
@@ -124,7 +124,7 @@ class GuestWorker:
                 await asyncio.wait_for(asyncio.gather(lease_task, return_exceptions=True), LEASE_STOP_TIMEOUT_S)
             if not self.lease_lost:
                 await self.ownership.release()
-            await genesys.aclose()
+            await org_io.aclose()
             await batcher.aclose()
             await self.redis.aclose()
             sync_redis.close()
