@@ -21,6 +21,7 @@ import redis.asyncio
 from genesys import operations as ops
 from genesys.auth import TokenProvider
 from genesys.effects import AsyncRunner, Plan, SyncRunner
+from genesys.errors import GenesysError, GenesysTransportError
 from genesys.keys import ClientKeys
 from genesys.orgs import target_for
 from genesys.ratelimit import RateLimiter
@@ -71,12 +72,16 @@ class _Pipeline:
             self.limiter = RateLimiter(keys.rate, keys.pause, target.rate_limit_per_minute)
 
     def plan_call(self, op: Operation[T]) -> Plan[T]:
-        if isinstance(op.auth, OAuth):
-            response = yield from self._plan_oauth(op)
-        else:
-            bearer = op.auth.jwt if isinstance(op.auth, GuestJwt) else None
-            response = yield from plan_send(build_request(op, self.endpoints.api_url, bearer))
-        return decode(op, response)
+        try:
+            if isinstance(op.auth, OAuth):
+                response = yield from self._plan_oauth(op)
+            else:
+                bearer = op.auth.jwt if isinstance(op.auth, GuestJwt) else None
+                response = yield from plan_send(build_request(op, self.endpoints.api_url, bearer))
+            return decode(op, response)
+        except (GenesysError, GenesysTransportError) as exc:
+            exc.changed_nothing = op.changes_nothing
+            raise
 
     def _plan_oauth(self, op: Operation[T]) -> Plan[httpx.Response]:
         if self.tokens is None or self.limiter is None:

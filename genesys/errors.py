@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 class GenesysTransportError(Exception):
     """The request may or may not have reached Genesys: the outcome is unknown."""
 
+    changed_nothing = False
+    """Set when the request was a read (:attr:`Operation.changes_nothing`): nothing is unknown then."""
+
     def __init__(self, message: str, *, method: str = "", path: str = "") -> None:
         super().__init__(message)
         self.method = method
@@ -50,6 +53,8 @@ class GenesysError(Exception):
     method: str = ""
     path: str = ""
     rate_limit: RateLimitInfo = field(default_factory=RateLimitInfo)
+    changed_nothing: bool = False
+    """The request was a read (:attr:`Operation.changes_nothing`): a 5xx cannot hide an effect."""
 
     def __post_init__(self) -> None:
         Exception.__init__(self, f"{self.status} {self.code}: {self.message}")

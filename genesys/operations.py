@@ -103,7 +103,7 @@ def query_conversation_details(query: ConversationQuery) -> Operation[AnalyticsC
     :meth:`ConversationQuery.customer_conversations` and :meth:`ConversationQuery.with_participant_attribute`).
     Analytics lags behind: an empty answer right after a lost request does not prove nothing was created."""
     path = "/api/v2/analytics/conversations/details/query"
-    return Operation("POST", path, AnalyticsConversationQueryResponse, body=query)
+    return Operation("POST", path, AnalyticsConversationQueryResponse, body=query, read=True)
 
 
 def get_message(conversation_id: str, message_id: str) -> Operation[MessageData]:
@@ -119,7 +119,7 @@ def get_messages_bulk(conversation_id: str, message_ids: list[str]) -> Operation
     if len(message_ids) > 1000:
         raise ValueError("at most 1000 message ids per bulk request")
     path = f"{CONVERSATIONS}/messages/{_id(conversation_id)}/messages/bulk"
-    return Operation("POST", path, TextMessageListing, body=MessageIdList(message_ids=message_ids))
+    return Operation("POST", path, TextMessageListing, body=MessageIdList(message_ids=message_ids), read=True)
 
 
 # --- Ending conversations ------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from genesys.errors import (
     RateLimitInfo,
 )
 from genesys.models import ErrorBody, OAuthError, RequestModel
+from parley import metrics
 
 log = logging.getLogger("genesys.http")
 
@@ -70,6 +71,13 @@ class Operation(Generic[T]):
     params: dict[str, QueryValue] = field(default_factory=dict, repr=False)
     headers: dict[str, str] = field(default_factory=dict, repr=False)
     """Extra request headers (the guest APIs' ``Origin``)."""
+    read: bool = False
+    """A POST that only reads (an analytics query, a bulk read). With GET, a lost answer leaves
+    nothing unknown in Genesys: the retry policy need not look for an effect."""
+
+    @property
+    def changes_nothing(self) -> bool:
+        return self.read or self.method == "GET"
 
 
 def build_request(op: Operation[T], base_url: str, bearer: str | None) -> httpx.Request:
@@ -94,11 +102,14 @@ def plan_send(request: httpx.Request) -> Plan[httpx.Response]:
     try:
         response: httpx.Response = yield HttpExchange(request)
     except httpx.TimeoutException as exc:
+        metrics.genesys_request(metrics.route(method, path), "timeout", time.perf_counter() - started)
         log.warning("genesys %s %s -> timeout (%s)", method, path, type(exc).__name__)
         raise GenesysTimeout(f"{type(exc).__name__} on {method} {path}", method=method, path=path) from exc
     except httpx.TransportError as exc:
+        metrics.genesys_request(metrics.route(method, path), "connection_error", time.perf_counter() - started)
         log.warning("genesys %s %s -> connection error (%s)", method, path, type(exc).__name__)
         raise GenesysConnectionError(f"{type(exc).__name__} on {method} {path}", method=method, path=path) from exc
+    metrics.genesys_request(metrics.route(method, path), response.status_code, time.perf_counter() - started)
     log.log(
         logging.DEBUG if response.is_success else logging.INFO,
         "genesys %s %s -> %s corr=%s %.0f ms",

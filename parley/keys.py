@@ -71,6 +71,18 @@ def sent_messages(conversation_id: str) -> str:
     return key("sent", conversation_id)
 
 
+def lookup_checked(command_id: str, window: str) -> str:
+    """Conversations a recovering command read and found without the effect of the attempts it is
+    unsure of (``window``: when their outcome became unknown), so its next attempt reads on from there."""
+    return key("lookup", command_id, window)
+
+
+def order_queue(namespace: str, *ident: str) -> str:
+    """Unfinished commands about one customer (its ident) or conversation (org and id), in the order
+    ingest accepted them (:mod:`parley.ordering`)."""
+    return key("order", namespace, *ident)
+
+
 # --- the state cache (parley.state_cache); a natural key appears as its ident ----------------------------
 
 
@@ -87,6 +99,11 @@ def conversation_customer(conversation_id: str) -> str:
 def live_cobrowse(conversation_id: str) -> str:
     """The conversation's live cobrowse session."""
     return key("state", "cobrowse", conversation_id)
+
+
+def ended_conversation(conversation_id: str) -> str:
+    """Set once Parley ended the conversation or read it ended (explains a later 404 about it)."""
+    return key("state", "ended", conversation_id)
 
 
 def guest_ids(guest_ident: str) -> str:

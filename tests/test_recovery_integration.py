@@ -145,6 +145,30 @@ def test_lookup_refused_fails_with_a_hint_instead_of_risking_a_duplicate(pipelin
     assert len(sent) <= 1
 
 
+def test_a_chat_lookup_through_many_chats_and_failing_reads_finishes(pipeline: Pipeline) -> None:
+    """Chaos finding: the lookup reads every chat the queue got while the lost attempt ran; with a 503 on
+    a third of the reads, starting over on each one spent every attempt. It reads on instead."""
+    def chat(name: str) -> dict[str, Any]:
+        return {"type": "chat.create", "idempotency_key": key("chat"), "queue_id": SUPPORT_QUEUE,
+                "provider": "BusyCRM", "customer_name": name}
+
+    others = [chat(f"other {n}") for n in range(10)]
+    for command in others:
+        pipeline.submit(command)
+    for command in others:
+        assert pipeline.outcome(command["idempotency_key"], 60)["type"] == "command.succeeded"
+    pipeline.fault(method="POST", path="/api/v2/conversations/chats", drop="after", times=1)
+    pipeline.fault(method="GET", path="/api/v2/conversations/{id}", status=503, probability=0.35, seed=11)
+    command = chat("Ada")
+    done = pipeline.run(command, timeout_s=120)
+    assert done["type"] == "command.succeeded", done
+    assert done["result"]["reused"] is True
+    mine = [e for e in pipeline.ledger("chat.created") if e["conversation_id"] == done["result"]["conversation_id"]]
+    assert len(mine) == 1
+    spent = [e for e in pipeline.events_for(command["idempotency_key"]) if e["type"] == "command.retrying"]
+    print("attempts spent after the lost one:", len(spent), [e["reason"] for e in spent])
+
+
 def test_chat_whose_answer_was_lost_is_found_by_its_command_id(pipeline: Pipeline) -> None:
     before = len(pipeline.ledger("chat.created"))
     pipeline.fault(method="POST", path="/api/v2/conversations/chats", drop="after", times=1)

@@ -329,3 +329,16 @@ def test_decisions_round_trip_through_json_by_their_discriminator() -> None:
         p.decide(GenesysTimeout("t"), 4, SEND),
     ):
         assert adapter.validate_json(adapter.dump_json(d)) == d
+
+
+def _read_failure(exc: GenesysError | GenesysTransportError) -> GenesysError | GenesysTransportError:
+    exc.changed_nothing = True  # what the client stamps on a failed GET, analytics query or bulk read
+    return exc
+
+
+@pytest.mark.parametrize("exc", [err(503), err(500), GenesysTimeout("read timeout", method="GET", path="/x"),
+                                 GenesysConnectionError("reset")])
+def test_a_failed_read_leaves_nothing_unknown(exc: GenesysError | GenesysTransportError) -> None:
+    """A read hides no effect: the command must not wait for analytics again as if a write were lost."""
+    assert retry(policy().decide(exc, 0, SEND, rng=TOP)).outcome_unknown is True
+    assert retry(policy().decide(_read_failure(exc), 0, SEND, rng=TOP)).outcome_unknown is False

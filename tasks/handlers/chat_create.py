@@ -27,7 +27,7 @@ from schemas.commands import ChatCreate
 from schemas.common import utcnow
 from schemas.events import CommandResult
 from tasks.context import ExecutionContext, handles
-from tasks.handlers.reading import CLOCK_SKEW, await_analytics, conversations_listed, lookup_since
+from tasks.handlers.reading import CLOCK_SKEW, await_analytics, conversations_listed, first_found, lookup_since
 
 COMMAND_ID_ATTRIBUTE = "parley_command_id"
 ROUTING_ONLY_NOTE = (
@@ -76,9 +76,12 @@ def _created_earlier(ctx: ExecutionContext, command: ChatCreate) -> str | None:
             "analytics:conversationDetail:view lets Parley look by itself.")
     # Only chats created while the lost attempt ran can be its chat: a few, not the queue's whole day.
     created_by = (ctx.unknown_until or utcnow()) + CLOCK_SKEW
-    for seen in conversations_listed(ctx, page, since, hint, created_by=created_by):
-        conversation = ctx.genesys.get_conversation(seen.conversation_id)
-        if any((p.attributes or {}).get(COMMAND_ID_ATTRIBUTE) == ctx.command_id
-               for p in conversation.participants or []):
-            return seen.conversation_id
-    return None
+    listed = conversations_listed(ctx, page, since, hint, created_by=created_by)
+
+    def stamped_by_us(conversation_id: str) -> str | None:
+        conversation = ctx.genesys.get_conversation(conversation_id)
+        stamped = any((p.attributes or {}).get(COMMAND_ID_ATTRIBUTE) == ctx.command_id
+                      for p in conversation.participants or [])
+        return conversation_id if stamped else None
+
+    return first_found(ctx, (seen.conversation_id for seen in listed), stamped_by_us)

@@ -51,6 +51,7 @@ from tasks.handlers.reading import (
     ConversationSeen,
     await_analytics,
     conversations_listed,
+    first_found,
     lookup_since,
 )
 
@@ -171,12 +172,14 @@ def _find_sent(ctx: ExecutionContext, command: MessageSend, live: LiveConversati
     if live is not None and (message_id := _own_message(ctx, live.conversation_id, since, content)):
         return _Sent(live.conversation_id, message_id, live=True)
     await_analytics(ctx, "the conversations it may have opened")
-    for seen in _customer_conversations(ctx, command, since):
-        if live is not None and seen.conversation_id == live.conversation_id:
-            continue
-        if message_id := _own_message(ctx, seen.conversation_id, since, content):
-            return _Sent(seen.conversation_id, message_id, live=not seen.ended)
-    return None
+    others = {seen.conversation_id: seen for seen in _customer_conversations(ctx, command, since)
+              if live is None or seen.conversation_id != live.conversation_id}
+
+    def sent_into(conversation_id: str) -> _Sent | None:
+        message_id = _own_message(ctx, conversation_id, since, content)
+        return _Sent(conversation_id, message_id, live=not others[conversation_id].ended) if message_id else None
+
+    return first_found(ctx, others, sent_into)
 
 
 @handles("message.send")

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
-from genesys.errors import GenesysError
+from genesys.errors import GenesysError, GenesysTransportError
 from genesys.models import Conversation, ConversationQuery, Participant
+from parley import keys
 from schemas.common import utcnow
 from tasks.context import ExecutionContext, NotYet, Refused
+
+T = TypeVar("T")
 
 ENDED_STATES = frozenset({"disconnected", "terminated"})
 
@@ -125,3 +129,55 @@ def conversations_listed(ctx: ExecutionContext, query_page: Callable[[int], Conv
         if query.paging is None or len(answer.conversations) < query.paging.page_size:
             break
     return seen
+
+
+RESUME_DELAY_S = 1.0
+"""How soon a lookup that made progress before a read failed goes on (Retry-After when Genesys gave one)."""
+
+
+def first_found(ctx: ExecutionContext, conversation_ids: Iterable[str], look: Callable[[str], T | None]) -> T | None:
+    """The first ``look(conversation_id)`` that finds the effect of the attempts the command is unsure
+    of, reading each conversation once per recovery.
+
+    A lookup may read many conversations (every chat on a queue since the lost attempt), and one read
+    failing (a 503) would spend an attempt and start the lookup over: under a steady rate of 5xx a long
+    lookup then spends every attempt without ever finishing. So a conversation read and found without
+    the effect is remembered (for this window of unknown outcome: a later lost attempt starts a new
+    one), the next attempt skips it, and a read that fails transiently after this attempt read at
+    least one conversation waits (:class:`NotYet`, no attempt used): each attempt makes progress, and
+    the list is finite. Call it only after ``unknown_until`` (after :func:`await_analytics`): a
+    conversation read earlier could still receive the effect of an attempt in flight.
+    """
+    window = (ctx.unknown_until or EPOCH).isoformat()
+    checked_key = keys.lookup_checked(ctx.command_id, window)
+    checked = ctx.redis.smembers(checked_key)
+    progressed = 0
+    for conversation_id in conversation_ids:
+        if conversation_id in checked:
+            continue
+        try:
+            found = look(conversation_id)
+        except (GenesysError, GenesysTransportError) as exc:
+            if progressed and _transient_read_failure(exc):
+                delay = getattr(exc, "retry_after_s", None) or RESUME_DELAY_S
+                raise NotYet(delay, f"the lookup of what an earlier attempt did read {progressed} more "
+                                    f"conversation(s), then a read failed ({_failure(exc)}); it goes on") from exc
+            raise
+        if found is not None:
+            return found
+        pipe = ctx.redis.pipeline(transaction=False)
+        pipe.sadd(checked_key, conversation_id)
+        pipe.expire(checked_key, ctx.settings.idempotency_retention_s)
+        pipe.execute()
+        progressed += 1
+    return None
+
+
+def _transient_read_failure(exc: GenesysError | GenesysTransportError) -> bool:
+    if isinstance(exc, GenesysTransportError):
+        return True
+    return exc.status in (408, 429) or exc.status >= 500
+
+
+def _failure(exc: GenesysError | GenesysTransportError) -> str:
+    return f"{exc.status} {exc.code}".strip() if isinstance(exc, GenesysError) else type(exc).__name__
