@@ -18,7 +18,9 @@ Rules, and why:
   (:func:`parley.backoff.after_retry_after`).
 * Transport errors and 5xx mean the request may have been applied: the decision says
   ``outcome_unknown`` so the runner looks the object up in Genesys before acting again
-  (lookup-before-create, reference celery-redis-reliability.md section 2).
+  (lookup-before-create, reference celery-redis-reliability.md section 2). Not after a read (a GET,
+  an analytics query, a bulk read: ``changed_nothing``): a read hides no effect, and saying so would
+  make a recovering command wait for analytics all over again.
 * 401 is permanent: the Genesys client (:mod:`genesys.client`) already refreshed the token once and
   sent again, so a 401 that reaches the policy means the client itself is wrong, not its token.
 * 400 ``active.conversation`` is permanent: the ``message.send`` handler
@@ -182,6 +184,8 @@ class RetryPolicy(BaseModel):
             raise ValueError(f"attempt must be >= 0, got {attempt}")
         if isinstance(exc, GenesysTransportError):
             kind, what = _transport_kind(exc)
+            if exc.changed_nothing:
+                return self._transient(f"a read {what}", kind, attempt, command_type, None, rng=rng)
             return self._transient(
                 f"the request {what}; Genesys may have applied it",
                 kind, attempt, command_type, None, outcome_unknown=True, rng=rng,
@@ -206,7 +210,8 @@ class RetryPolicy(BaseModel):
             return Permanent(reason=label)
         kind, outcome_unknown = transient
         return self._transient(
-            label, kind, attempt, command_type, exc.retry_after_s, outcome_unknown=outcome_unknown, rng=rng
+            label, kind, attempt, command_type, exc.retry_after_s,
+            outcome_unknown=outcome_unknown and not exc.changed_nothing, rng=rng,
         )
 
     def _transient(
