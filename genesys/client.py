@@ -4,7 +4,8 @@
 Both run the same plan per call (:meth:`_Pipeline.plan_call`); only the I/O differs (see
 :mod:`genesys.effects`). An OAuth call: token (shared, cached) -> rate-limit slot (shared) -> send;
 on 401 the token is invalidated and the call retried exactly once; on 429 the whole fleet pauses for
-Retry-After and the error is raised. No other retries here: the task retry policy decides, from the
+Retry-After (unless it is longer than ``retry_after_max_s``: a used-up quota, which only fails the
+command) and the error is raised. No other retries here: the task retry policy decides, from the
 typed errors (:mod:`genesys.errors`).
 """
 
@@ -58,6 +59,7 @@ class _Pipeline:
         self.endpoints: Endpoints = target.endpoints
         self.tokens: TokenProvider | None = None
         self.limiter: RateLimiter | None = None
+        self.max_pause_s = settings.retry_after_max_s
         credentials = target.credentials
         if credentials is not None:
             keys = ClientKeys.for_client(self.endpoints.login_url, credentials.client_id)
@@ -99,7 +101,9 @@ class _Pipeline:
             response = yield from plan_send(build_request(op, self.endpoints.api_url, token.access_token))
         if response.status_code == 429:
             retry_after = rate_limit_info(response.headers).retry_after_s
-            yield from self.limiter.plan_pause(retry_after if retry_after is not None else DEFAULT_429_PAUSE_S)
+            pause = retry_after if retry_after is not None else DEFAULT_429_PAUSE_S
+            if pause <= self.max_pause_s:  # longer is a used-up quota: this command fails, the others go on
+                yield from self.limiter.plan_pause(pause)
         return response
 
 

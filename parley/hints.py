@@ -464,6 +464,26 @@ def status_hint(status: int) -> str:
     return _OTHER
 
 
+CONVERSATION_ENDED = (
+    "The conversation ended before this command ran (an earlier conversation.end, or the customer or agent "
+    "left), so Genesys no longer has it to act on and answers 404. Nothing is misconfigured. A cobrowse needs "
+    "a live conversation; to reach the customer again, send message.send (it opens a new conversation). "
+    "Commands about one conversation run in the order they were submitted: check the producer's order."
+)
+"""A 404 about a conversation Parley ended or read ended (see the README's Order)."""
+
+
+def quota_hint(retry_after_s: float, max_wait_s: float) -> str:
+    """A 429 whose Retry-After is longer than Parley waits: a used-up quota, not the per-minute limit."""
+    return (
+        f"Genesys asked Parley to wait {retry_after_s:g} s before trying again, longer than "
+        f"PARLEY_RETRY_AFTER_MAX_S ({max_wait_s:g} s): a daily or monthly quota of the org or OAuth client is "
+        "used up (the per-minute rate limit never asks for that long). Parley does not hold a command for "
+        "that long, so it failed and did nothing. Submit it again once the quota resets (`parley dead replay`), "
+        "or ask Genesys to raise the quota."
+    )
+
+
 def hint_for(status: int, code: str) -> str:
     """What a Genesys REST error means and what to do; never empty."""
     return specific_hint(code) or status_hint(status)

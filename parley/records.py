@@ -17,6 +17,7 @@ Two keys per command, both kept for ``idempotency_retention_s``:
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -68,6 +69,8 @@ class CommandRecord(BaseModel):
     """The latest moment a lost attempt's effect can have happened: when the runner saw the answer
     lost, or when the next execution began after one died mid-call."""
     finished_at: str | None = None
+    order_keys: str = ""
+    """The order lists the command waits in, space-separated (:mod:`parley.ordering`)."""
 
 
 @dataclass(frozen=True)
@@ -75,11 +78,15 @@ class Claim:
     new: bool
     command_id: str
     record: CommandRecord
+    ready: bool = True
+    """A new claim: no earlier unfinished command shares an order key with it (it may run now)."""
 
 
-# KEYS: idem key, command key, events stream, in-flight index. ARGV: command id, retention s,
-# events maxlen, accepted event JSON, now (epoch s), command key prefix, then the record fields as
-# name/value pairs. Returns {1, id} when claimed, {0, holder id, holder's record...} when not.
+# KEYS: idem key, command key, events stream, in-flight index, then the command's order lists
+# (:mod:`parley.ordering`). ARGV: command id, retention s, events maxlen, accepted event JSON, now
+# (epoch s), command key prefix, then the record fields as name/value pairs. Returns {1, id, ready}
+# when claimed (ready: first in every order list, so it may be dispatched now), {0, holder id,
+# holder's record...} when not.
 _CLAIM = """
 local existing = redis.call('GET', KEYS[1])
 if existing then return {0, existing, unpack(redis.call('HGETALL', ARGV[6] .. existing))} end
@@ -90,7 +97,13 @@ redis.call('HSET', KEYS[2], unpack(fields))
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'event', ARGV[4])
-return {1, ARGV[1]}
+local ready = 1
+for i = 5, #KEYS do
+  redis.call('RPUSH', KEYS[i], ARGV[1])
+  redis.call('EXPIRE', KEYS[i], ARGV[2])
+  if redis.call('LINDEX', KEYS[i], 0) ~= ARGV[1] then ready = 0 end
+end
+return {1, ARGV[1], ready}
 """
 
 
@@ -145,8 +158,10 @@ class Records:
         self._claim = client.register_script(_CLAIM)
         self._begin = client.register_script(_BEGIN)
 
-    def claim(self, command: Command, command_id: str, raw: str, source_entry_id: str) -> Claim:
-        """Claim the command's idempotency key for ``command_id``, or return who holds it."""
+    def claim(self, command: Command, command_id: str, raw: str, source_entry_id: str,
+              order_keys: Sequence[str] = ()) -> Claim:
+        """Claim the command's idempotency key for ``command_id``, or return who holds it; a new claim
+        joins ``order_keys`` (:mod:`parley.ordering`) in the same step."""
         accepted = CommandAccepted(
             idempotency_key=command.idempotency_key,
             correlation_id=command.correlation_id,
@@ -166,19 +181,22 @@ class Records:
         }
         if command.correlation_id:
             fields["correlation_id"] = command.correlation_id
+        if order_keys:
+            fields["order_keys"] = " ".join(order_keys)
         flat = [x for pair in fields.items() for x in pair]
         reply = self._claim(
             keys=[keys.idempotency(command.org, command.type, command.idempotency_key),
-                  keys.command(command_id), self._settings.events_stream, keys.INFLIGHT_ZSET],
+                  keys.command(command_id), self._settings.events_stream, keys.INFLIGHT_ZSET, *order_keys],
             args=[command_id, self._settings.idempotency_retention_s, self._settings.events_maxlen,
                   accepted.model_dump_json(exclude_none=True), time.time(), keys.command(""), *flat],
         )
         new, holder, *held = (x.decode() if isinstance(x, bytes) else x for x in reply)
         if new:
-            return Claim(new=True, command_id=holder, record=CommandRecord.model_validate(fields))
+            return Claim(new=True, command_id=holder, record=CommandRecord.model_validate(fields),
+                         ready=str(held[0]) == "1")
         if not held:  # the holder's record expired before its key: treat the key as free
             self._client.delete(keys.idempotency(command.org, command.type, command.idempotency_key))
-            return self.claim(command, command_id, raw, source_entry_id)
+            return self.claim(command, command_id, raw, source_entry_id, order_keys)
         record = CommandRecord.model_validate(dict(zip(held[::2], held[1::2], strict=True)))
         return Claim(new=False, command_id=holder, record=record)
 

@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     retry_base_s: float = Field(default=1.0, gt=0, description="First backoff window of the retry policy.")
     retry_cap_s: float = Field(default=60.0, gt=0, description="Largest backoff window.")
     retry_max_attempts: int = Field(default=8, ge=1, description="Executions of a command, the first included.")
+    retry_after_max_s: float = Field(
+        default=600.0, gt=0,
+        description="Longest Retry-After a 429 is waited out; a longer one (a daily quota) fails the command with a "
+        "hint, and does not pause the other commands.",
+    )
     retry_overrides: dict[str, dict[str, float | int]] = Field(
         default_factory=dict,
         description='Per command type, e.g. {"cobrowse.start": {"base_s": 2, "max_attempts": 12}} (JSON).',

@@ -7,7 +7,9 @@ What it remembers, per natural key:
   one it must confirm with Genesys first;
 * the live cobrowse of a conversation: conversation id -> cobrowse session (join code, websocket url,
   ``date_offer_ends``), so a second ``cobrowse.start`` returns the live one instead of a 409 storm;
-* guest sessions: (org, session_key) -> the Genesys ids of the guest session the guest worker holds.
+* guest sessions: (org, session_key) -> the Genesys ids of the guest session the guest worker holds;
+* conversations Parley saw end (it ended them, or read them ended), so that a later 404 about one is
+  explained as "it ended before this command ran" instead of as a wrong id.
 
 Every entry is only a hint: Genesys stays the source of truth. An entry Genesys contradicts (the
 conversation ended, a 404) is dropped with :meth:`StateCache.contradicted`; an unreadable one is a miss.
@@ -164,6 +166,8 @@ class CacheTTLs(_Frozen):
     guest: timedelta = Field(default=timedelta(hours=72), gt=timedelta(0))
     # Idle time after which a key's fencing counter may be dropped (see parley.leases).
     fence: timedelta = Field(default=timedelta(days=30), gt=timedelta(0))
+    # An ended conversation stays ended; the mark only explains later 404s, a week covers the retries.
+    ended: timedelta = Field(default=timedelta(days=7), gt=timedelta(0))
 
 
 # --- Lua -----------------------------------------------------------------------------------------------
@@ -278,7 +282,17 @@ class StateCache:
     def invalidate_guest(self, key: GuestKey) -> bool:
         return bool(self.redis.delete(keys.guest_ids(key.ident())))
 
-    # --- (d) leases ---------------------------------------------------------------------------------------
+    # --- (d) conversations seen ended ---------------------------------------------------------------------
+
+    def mark_ended(self, conversation_id: str, pipe: redis.client.Pipeline | None = None) -> None:
+        """Parley ended ``conversation_id`` or read it ended; with ``pipe``, the write joins that transaction."""
+        (pipe if pipe is not None else self.redis).set(keys.ended_conversation(conversation_id), "1",
+                                                        px=_ms(self.ttls.ended))
+
+    def ended(self, conversation_id: str) -> bool:
+        return bool(self.redis.exists(keys.ended_conversation(conversation_id)))
+
+    # --- (e) leases ---------------------------------------------------------------------------------------
 
     def try_lease(self, subject: Subject, ttl_ms: int) -> Lease | None:
         """Take the lease on ``subject`` if it is free; never waits."""

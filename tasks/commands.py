@@ -11,6 +11,7 @@ status and code, never customer text) when it failed for good, REVOKED (``expire
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from functools import cache
@@ -27,7 +28,7 @@ from parley.records import State
 from parley.settings import Settings, get_settings
 from schemas.commands import REST_COMMAND_TYPES
 from tasks.app import app
-from tasks.dispatch import CommandRef, task_name
+from tasks.dispatch import CommandRef, dispatch, task_name
 from tasks.runner import Outcome, RetryLater, Runner
 
 if TYPE_CHECKING:
@@ -42,7 +43,8 @@ REDIS_RETRY_S = 2.0
 def runner() -> Runner:
     """One runner (and Redis pool) per worker process, built on first use after the fork."""
     settings = get_settings()
-    return Runner(connect(settings), settings, genesys_factory=_genesys_factory(settings))
+    return Runner(connect(settings), settings, genesys_factory=_genesys_factory(settings),
+                  publish=functools.partial(dispatch, app))
 
 
 def _genesys_factory(settings: Settings) -> Callable[[str], GenesysClient]:
@@ -65,6 +67,8 @@ def _execute(task: Task, **ref: Any) -> str:
         # sweeper re-dispatches the stalled command.
         log.warning("Redis unavailable while running %s: %s; retrying", ref.get("command_id"), type(exc).__name__)
         raise task.retry(countdown=REDIS_RETRY_S, max_retries=None) from None
+    if outcome.state is State.accepted:
+        raise Ignore()  # not its turn (parley.ordering): it is published again when the earlier command ends
     if outcome.state is State.failed:
         raise CommandFailedForGood(_failure_text(ref.get("command_id"), outcome))
     if outcome.state is State.expired:

@@ -15,7 +15,9 @@ Rules, and why:
   outbound quota and a retry minutes later is refused the same way, so it is permanent.
 * 429 (and any retryable answer carrying ``Retry-After``) waits what Genesys asked for, at least a
   small floor, plus a little jitter so workers limited together do not come back together
-  (:func:`parley.backoff.after_retry_after`).
+  (:func:`parley.backoff.after_retry_after`). A 429 whose ``Retry-After`` is longer than
+  ``retry_after_max_s`` is a used-up quota (daily or monthly: hours), not a rate limit: the command
+  fails at once with a hint (:func:`parley.hints.quota_hint`) instead of being held for a day.
 * Transport errors and 5xx mean the request may have been applied: the decision says
   ``outcome_unknown`` so the runner looks the object up in Genesys before acting again
   (lookup-before-create, reference celery-redis-reliability.md section 2). Not after a read (a GET,
@@ -58,6 +60,7 @@ from genesys.errors import (
 )
 from parley import backoff
 from parley.backoff import Uniform
+from parley.hints import quota_hint
 
 # 409 codes that are not "try again later": the same request will be refused the same way.
 PERMANENT_CONFLICT_CODES = frozenset({"organization.outbound.usage.limit.exceeded"})
@@ -92,6 +95,8 @@ class Permanent(_Decision):
     """Fail now: the same request would be refused the same way."""
 
     action: Literal["permanent"] = "permanent"
+    hint: str | None = None
+    """Advice that depends on more than the status and code (a quota's wait); else the code's hint applies."""
 
 
 class Exhausted(_Decision):
@@ -146,6 +151,9 @@ class RetryPolicy(BaseModel):
     )
     retry_after_jitter_s: float = Field(
         default=1.0, ge=0, description="Up to this much is added to a Retry-After wait."
+    )
+    retry_after_max_s: float = Field(
+        default=600.0, gt=0, description="Longest 429 Retry-After honoured; a longer one (a quota) fails the command."
     )
     overrides: dict[str, BackoffOverrides] = Field(
         default_factory=dict, description="Command type -> backoff overrides."
@@ -209,6 +217,10 @@ class RetryPolicy(BaseModel):
         if transient is None:
             return Permanent(reason=label)
         kind, outcome_unknown = transient
+        if status == 429 and exc.retry_after_s is not None and exc.retry_after_s > self.retry_after_max_s:
+            return Permanent(reason=f"{label}; Retry-After {exc.retry_after_s:g} s is beyond the "
+                                    f"{self.retry_after_max_s:g} s Parley waits (a quota, not a rate limit)",
+                             hint=quota_hint(exc.retry_after_s, self.retry_after_max_s))
         return self._transient(
             label, kind, attempt, command_type, exc.retry_after_s,
             outcome_unknown=outcome_unknown and not exc.changed_nothing, rng=rng,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -21,11 +21,12 @@ import redis
 from genesys.errors import GenesysError
 from parley import keys, logs
 from parley.events import EventLog
-from parley.hints import hint_for
+from parley.hints import CONVERSATION_ENDED, hint_for
+from parley.ordering import Sequencer, lists_of
 from parley.outcomes import Outcomes, StagedWrite, about
 from parley.records import CommandRecord, Records, State
 from parley.settings import Settings
-from parley.state_cache import LeaseTimeout
+from parley.state_cache import LeaseTimeout, StateCache
 from schemas.commands import COMMAND_ADAPTER, Command
 from schemas.common import utcnow
 from schemas.events import (
@@ -37,7 +38,7 @@ from schemas.events import (
 from tasks.context import HANDLERS, ExecutionContext, NotYet, Refused
 from tasks.dispatch import CommandRef
 from tasks.lease import RenewedLease
-from tasks.retry_policy import Decision, Retry, RetryPolicy
+from tasks.retry_policy import Decision, Permanent, Retry, RetryPolicy
 
 if TYPE_CHECKING:
     from genesys.client import GenesysClient
@@ -67,7 +68,8 @@ class Outcome:
 
 class Runner:
     def __init__(self, client: redis.Redis, settings: Settings,
-                 genesys_factory: Callable[[str], GenesysClient] | None = None) -> None:
+                 genesys_factory: Callable[[str], GenesysClient] | None = None,
+                 publish: Callable[[CommandRef], None] | None = None) -> None:
         """``genesys_factory`` gives the Genesys client of an org alias (one per process and org)."""
         self.client = client
         self.settings = settings
@@ -76,11 +78,19 @@ class Runner:
         self.outcomes = Outcomes(client, settings)
         self.genesys_factory = genesys_factory
         self.policy = policy_from(settings)
+        self.sequencer = Sequencer(client)
+        self.publish = publish
+        """Hands a command whose turn came (:mod:`parley.ordering`) to Celery; unset: the sweeper does."""
 
     # -- entry point -------------------------------------------------------------------------
     def run(self, ref: CommandRef) -> Outcome:
         lease = RenewedLease(self.client, keys.execution_lease(ref.command_id), self.settings.execution_lease_ms)
         started = utcnow().isoformat()
+        if not self.sequencer.ready(ref.command_id):
+            # A duplicated or re-published message of a command whose turn has not come: it is published
+            # again when the earlier command on its conversation or customer finishes.
+            log.info("command %s waits for an earlier command on its conversation or customer", ref.command_id)
+            return Outcome(State.accepted)
         begun = self.records.begin(ref.command_id, lease.key, lease.token, lease.ttl_ms, started)
         if begun.status == "missing":
             return self._lost_record(ref)
@@ -91,6 +101,7 @@ class Runner:
         assert record is not None
         if begun.status == "terminal":
             log.info("command %s already %s; delivery skipped", ref.command_id, record.state.value)
+            self._next_in_order(record)  # in case the execution that ended it died before doing so
             return Outcome(record.state)
         lease.keep_renewing()
         try:
@@ -100,6 +111,7 @@ class Runner:
             lease.release()
             raise
         lease.stop_renewing()  # the transaction that ended the command deleted the lease with it
+        self._next_in_order(record)
         return outcome
 
     # -- steps -------------------------------------------------------------------------------
@@ -189,24 +201,36 @@ class Runner:
             pipe.execute()
             log.info("retrying in %.1f s (attempt %d): %s%s", decision.delay_s, attempt, decision.reason, _said(error))
             raise RetryLater(decision.delay_s, decision.reason)
-        hint = hint_for(exc.status, exc.code) if isinstance(exc, GenesysError) else None
+        hint = self._failure_hint(exc, decision, record)
         record = record.model_copy(update={"attempts": attempt})
         return self._fail(record, decision.reason, error, hint)
 
+    def _failure_hint(self, exc: Exception, decision: Decision, record: CommandRecord) -> str | None:
+        """The decision's own hint (a quota's wait), else the code's; a 404 about a conversation Parley
+        knows ended says that, instead of guessing at wrong ids."""
+        if isinstance(decision, Permanent) and decision.hint:
+            return decision.hint
+        if not isinstance(exc, GenesysError):
+            return None
+        conversation_id = COMMAND_ADAPTER.validate_json(record.body).targets.get("conversation_id")
+        if exc.status == 404 and conversation_id and StateCache(self.client).ended(conversation_id):
+            return CONVERSATION_ENDED
+        return hint_for(exc.status, exc.code)
+
     def _succeed(self, record: CommandRecord, result: CommandResult, staged: list[StagedWrite]) -> Outcome:
-        self.outcomes.succeed(record, result, staged=[*staged, self._end_execution_lease(record)])
+        self.outcomes.succeed(record, result, staged=[*staged, *self._closing(record)])
         log.info("succeeded%s (conversation %s)", " (reused)" if result.reused else "", result.conversation_id)
         return Outcome(State.succeeded, result)
 
     def _fail(self, record: CommandRecord, reason: str, error: GenesysErrorInfo | None,
               hint: str | None = None) -> Outcome:
-        self.outcomes.fail(record, reason, error, hint, staged=[self._end_execution_lease(record)])
+        self.outcomes.fail(record, reason, error, hint, staged=self._closing(record))
         log.warning("failed for good: %s%s", reason, _said(error))
         return Outcome(State.failed, reason=reason, error=error)
 
     def _expire(self, record: CommandRecord, command: Command) -> Outcome:
         assert command.expires_at is not None
-        self.outcomes.expire(record, command.expires_at, staged=[self._end_execution_lease(record)])
+        self.outcomes.expire(record, command.expires_at, staged=self._closing(record))
         return Outcome(State.expired)
 
     @staticmethod
@@ -215,6 +239,20 @@ class Runner:
         # terminal command is never executed again whoever holds its lease, so no check can matter.
         lease_key = keys.execution_lease(record.command_id)
         return lambda pipe: pipe.delete(lease_key)
+
+    @classmethod
+    def _closing(cls, record: CommandRecord) -> list[StagedWrite]:
+        """What every ending commits with the outcome: the execution lease goes, and the command leaves
+        its order lists (:mod:`parley.ordering`), so no later command can start before it ended."""
+        order = lists_of(record.order_keys)
+        return [cls._end_execution_lease(record), lambda pipe: Sequencer.leave(pipe, record.command_id, order)]
+
+    def _next_in_order(self, record: CommandRecord) -> None:
+        """Publish the commands that waited for this finished one and whose turn came."""
+        for woken in self.sequencer.wake(lists_of(record.order_keys)):
+            log.info("command %s follows %s on its conversation or customer", woken.command_id, record.command_id)
+            if self.publish is not None:
+                self.publish(CommandRef(**asdict(woken)))
 
     def _lost_record(self, ref: CommandRef) -> Outcome:
         log.error("command %s has no record (retention passed before execution?)", ref.command_id)
@@ -244,7 +282,7 @@ def _unknown_window(record: CommandRecord) -> dict[str, str]:
 def policy_from(settings: Settings) -> RetryPolicy:
     return RetryPolicy(base_s=settings.retry_base_s, cap_s=settings.retry_cap_s,
                        max_attempts=settings.retry_max_attempts, max_delay_s=settings.retry_max_delay_s,
-                       overrides=settings.retry_overrides)
+                       retry_after_max_s=settings.retry_after_max_s, overrides=settings.retry_overrides)
 
 
 def error_info(exc: BaseException) -> GenesysErrorInfo | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +21,8 @@ from tasks.app import make_config
 from tests.support.events import count, read_events
 from tests.test_schemas import VALID
 from workers.ingest import IngestWorker
+
+OTHER_CONVERSATION = "0b5f3a2e-8c1d-4e6f-9a7b-2c3d4e5f6a7b"
 
 
 @pytest.fixture
@@ -166,7 +169,7 @@ def test_dead_consumer_entries_are_reclaimed_and_not_doubled(redis_client, setti
     dead = make_worker(redis_client, settings, celery_app, "dead")
     producer = Producer(redis_client, settings)
     for i in range(5):
-        producer.submit(dict(VALID["cobrowse.start"], idempotency_key=f"r{i}"))
+        producer.submit(dict(VALID["cobrowse.start"], idempotency_key=f"r{i}", conversation_id=str(uuid.UUID(int=i))))
     # The dead consumer read the entries and handled two of them, then died before acking the rest.
     entries = dead._read(">", 10)
     for entry in entries[:2]:
@@ -214,7 +217,7 @@ def test_a_bug_in_processing_does_not_stop_the_worker(redis_client, settings, ce
     worker = make_worker(redis_client, settings, celery_app)
     producer = Producer(redis_client, settings)
     producer.submit(VALID["cobrowse.start"])
-    producer.submit(VALID["cobrowse.end"])
+    producer.submit(dict(VALID["cobrowse.end"], conversation_id=OTHER_CONVERSATION))  # not ordered behind it
     calls = {"n": 0}
     real = worker.dispatcher.dispatch
 

@@ -15,12 +15,15 @@ def test_command_keys_keep_their_names() -> None:
     assert keys.heartbeat_pattern("guest") == "parley:heartbeat:guest:*"
     assert (keys.INFLIGHT_ZSET, keys.COMPONENTS_HASH) == ("parley:inflight", "parley:components")
     assert (keys.third_party_chat("c1"), keys.sent_messages("c1")) == ("parley:thirdparty:c1", "parley:sent:c1")
+    assert keys.order_queue("customer", "i1") == "parley:order:customer:i1"
+    assert keys.order_queue("conversation", "default", "c1") == "parley:order:conversation:default:c1"
 
 
 def test_state_cache_keys_keep_their_names() -> None:
     assert keys.live_conversation("i1") == "parley:state:live:i1"
     assert keys.conversation_customer("c1") == "parley:state:conv:c1"
     assert keys.live_cobrowse("c1") == "parley:state:cobrowse:c1"
+    assert keys.ended_conversation("c1") == "parley:state:ended:c1"
     assert keys.guest_ids("i1") == "parley:state:guest:i1"
     assert keys.natural_lease("customer", "i1") == "parley:state:lease:customer:i1"
     assert keys.natural_fence("conversation", "c1") == "parley:state:fence:conversation:c1"

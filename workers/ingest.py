@@ -28,6 +28,7 @@ from genesys.effects import SyncRunner
 from parley import keys
 from parley.deadletters import DeadLetters
 from parley.events import EventLog
+from parley.ordering import Sequencer, order_keys
 from parley.orgs import require_known_org
 from parley.records import Claim, Records
 from parley.settings import Settings
@@ -90,6 +91,7 @@ class IngestWorker:
         self.dead = DeadLetters(client, settings)
         self.dispatcher = Dispatcher(client, celery_app)
         self.sweeper = Sweeper(client, settings, celery_app)
+        self.sequencer = Sequencer(client)
         self.stop_event = threading.Event()
         self.stream = settings.commands_stream
         self.group = settings.consumer_group
@@ -142,14 +144,16 @@ class IngestWorker:
         except Rejection as rejection:
             self._reject(entry, rejection, pipe)
             return
-        claim = self.records.claim(command, uuid.uuid4().hex, entry.raw, entry.entry_id)
+        claim = self.records.claim(command, uuid.uuid4().hex, entry.raw, entry.entry_id, order_keys(command))
         if claim.new or claim.record.source_entry_id == entry.entry_id:
             self._hand_on(entry, claim, command, pipe)
         else:
             self._duplicate(entry, claim, command, pipe)
 
     def _hand_on(self, entry: Entry, claim: Claim, command: Command, pipe: redis.client.Pipeline) -> None:
-        if not claim.record.dispatched:
+        # A command behind an earlier one on its conversation or customer is published when that one
+        # finishes (parley.ordering); until then it holds no Celery message.
+        if not claim.record.dispatched and (claim.ready if claim.new else self.sequencer.ready(claim.command_id)):
             self.dispatcher.dispatch(claim, command, pipe)
             self.records.set_fields(claim.command_id, pipe, dispatched=1)
         pipe.xack(self.stream, self.group, entry.entry_id)

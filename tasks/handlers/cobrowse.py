@@ -15,12 +15,13 @@ from datetime import timedelta
 
 from genesys.errors import GenesysError
 from genesys.models import CobrowseWebMessagingSession
+from parley.hints import CONVERSATION_ENDED
 from parley.state_cache import CobrowseSession, ConversationKey
 from schemas.commands import CobrowseEnd, CobrowseStart
 from schemas.common import utcnow
 from schemas.events import CommandResult
-from tasks.context import ExecutionContext, handles
-from tasks.handlers.reading import fetch_live, has_live_cobrowse
+from tasks.context import ExecutionContext, Refused, handles
+from tasks.handlers.reading import fetch_live, has_live_cobrowse, is_ended
 
 CONVERSATION_LEASE_WAIT_S = 10.0
 
@@ -52,6 +53,20 @@ def _still_live(ctx: ExecutionContext, session: CobrowseSession) -> bool:
     return False
 
 
+def _refuse_if_ended(ctx: ExecutionContext, cid: str) -> None:
+    """A start answered 404 because the conversation ended (Parley ended it, or Genesys reads it ended)
+    fails saying so; any other 404 (a wrong id) goes to the retry policy as it is."""
+    if not ctx.state.ended(cid):
+        try:
+            ended = is_ended(ctx.genesys.get_conversation(cid))
+        except GenesysError:
+            return  # unknown to Genesys too, or unreadable now: the start's own 404 tells the truth
+        if not ended:
+            return
+        ctx.state.mark_ended(cid)
+    raise Refused(f"conversation {cid} ended before this command ran", CONVERSATION_ENDED)
+
+
 @handles("cobrowse.start")
 def start_cobrowse(ctx: ExecutionContext, command: CobrowseStart) -> CommandResult:
     cid = command.conversation_id
@@ -63,6 +78,8 @@ def start_cobrowse(ctx: ExecutionContext, command: CobrowseStart) -> CommandResu
     try:
         started = ctx.genesys.start_cobrowse(cid)
     except GenesysError as exc:
+        if exc.status == 404:
+            _refuse_if_ended(ctx, cid)
         if exc.status != 409 or not has_live_cobrowse(ctx.genesys.get_conversation(cid)):
             raise
         ctx.genesys.patch_cobrowse_session(cid)

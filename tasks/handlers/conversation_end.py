@@ -68,6 +68,7 @@ def _disconnect(ctx: ExecutionContext, cid: str) -> Conversation | None:
 
 def _ended(ctx: ExecutionContext, conv: Conversation, *, already_ended: bool) -> CommandResult:
     ctx.state.contradicted(conv.id)
+    ctx.on_success(lambda pipe: ctx.state.mark_ended(conv.id, pipe))
     return CommandResult(conversation_id=conv.id, final_state="disconnected", already_ended=already_ended,
                          participant_states=participant_states(conv))
 
