@@ -319,6 +319,11 @@ class GuestChatSession(SansIOMachine):
 
     # --- outputs ----------------------------------------------------------------------------
 
+    @property
+    def backfilling(self) -> bool:
+        """A history backfill is under way: a page asked, or a failed page to ask again after a backoff."""
+        return self._history is not None or self._history_retry is not None
+
     def next_deadline(self) -> float | None:
         """When ``timer`` must be called next; None when nothing is scheduled."""
         if self.state is GcState.ENDED:

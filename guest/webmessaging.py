@@ -311,6 +311,11 @@ class WebMessagingSession(SansIOMachine):
         return RelayCheckpoint(seen_ids=self._seen.snapshot(), watermark=self._watermark)
 
     @property
+    def backfilling(self) -> bool:
+        """A history backfill is under way (its pages, or the JWT they need, asked or still to ask)."""
+        return self._backfill is not None
+
+    @property
     def expires_at(self) -> float | None:
         """Session expiry (POSIX seconds) as last reported by Genesys."""
         return self._expires_at

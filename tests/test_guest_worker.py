@@ -564,3 +564,45 @@ def test_adopter_sends_a_handed_message_only_if_history_lacks_it(harness: Harnes
     finally:
         second.stop()
     assert len(harness.ledger("guest.message.received")) == 3, "the handed message must reach Genesys once"
+
+
+def test_guestchat_adopter_retries_a_failed_backfill_before_sending_a_handed_message(harness: Harness) -> None:
+    """Chaos finding (a Guest Chat message reached Genesys twice): the adopter's history backfill got a
+    503; the machine asks again after a backoff, but the runner took the gap between the failed page and
+    its retry for the backfill's end, concluded the message was absent and sent it again."""
+    from workers.guest import keys as guest_keys
+    from workers.guest.keys import session_ident
+
+    sk = f"cust-{uuid.uuid4().hex[:8]}"
+    first = WorkerThread(harness.settings, fast_settings()).start()
+    assert harness.run(start(sk, "guestchat", first_message="hello"))["type"] == "command.succeeded"
+    harness.wait(has_message(sk, "You said: hello"))
+    first.crash()
+
+    # What the dead owner left: the send taken from the inbox, marked handed, and on Genesys already.
+    ident = session_ident("default", sk)
+    command = send(sk, "sent before the crash")
+    raw = json.dumps(command)
+    command_id = uuid.uuid4().hex
+    harness.records.claim(parse_command(raw), command_id, raw, "0-1")
+    inbox_id = harness.client.xadd(guest_keys.inbox(ident), {"command_id": command_id, "type": "guest.send"})
+    harness.client.hset(guest_keys.session(ident), mapping={"cursor": inbox_id, "current": command_id,
+                                                       "current_type": "guest.send", "handed": "1",
+                                                       "taken_at": str(time.time())})
+    created = json.loads(json.loads(harness.client.get(guest_keys.secret(ident)))["created"])
+    harness.http.post(f"/api/v2/webchat/guest/conversations/{created['id']}/members/{created['member']['id']}"
+                      "/messages", json={"body": command["text"], "bodyType": "standard"},
+                      headers={"Authorization": f"Bearer {created['jwt']}"}).raise_for_status()
+    harness.http.post("/__emulator/faults", json={
+        "method": "GET", "path": "/api/v2/webchat/guest/conversations/{id}/messages", "status": 503,
+        "times": 1}).raise_for_status()
+
+    second = WorkerThread(harness.settings, fast_settings()).start()
+    try:
+        outcome = harness.outcome(command["idempotency_key"], timeout_s=30)
+        assert outcome["type"] == "command.succeeded" and outcome["result"]["message_id"]
+        assert harness.run(send(sk, "and after"))["type"] == "command.succeeded"
+        harness.wait(has_message(sk, "You said: and after"))
+    finally:
+        second.stop()
+    assert len(harness.ledger("guest.message.received")) == 3, "the handed message must reach Genesys once"

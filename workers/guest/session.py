@@ -169,7 +169,6 @@ class _Links:
     lost_reported: bool = True
     reader: asyncio.Task[None] | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    history_in_flight: int = 0
 
 
 async def settle_leftovers(store: SessionStore, desk: CommandDesk, ident: str, token: str, reason: str) -> None:
@@ -258,8 +257,10 @@ class SessionRunner:
             await self._handle(item, now)
             await self._carry_out(now)
             await self._drain(now)
-            if lifecycle.waits_for_history_end and not self._links.history_in_flight:
-                lifecycle.history_over(now)  # the backfill is over and our message was not in it
+            if lifecycle.waits_for_history_end and not self._require_adapter().machine.backfilling:
+                # The backfill is over (not merely between a failed page and its retry: chaos finding,
+                # a Guest Chat first message sent twice) and our message was not in it.
+                lifecycle.history_over(now)
                 await self._carry_out(now)
                 await self._drain(now)
 
@@ -574,8 +575,6 @@ class SessionRunner:
                 if conn is not None:
                     self._spawn(self._close(conn, code, reason, report_gen=links.gen))
             case FetchMessageHistory() | ChatRequest():
-                if self._require_adapter().is_history(intent):
-                    links.history_in_flight += 1
                 self._spawn(self._rest(intent))  # type: ignore[arg-type]
             case _:
                 log.warning("session %s: unknown intent %s", self.short, type(intent).__name__)
@@ -625,8 +624,6 @@ class SessionRunner:
         adapter, lifecycle, ctx = self._require_adapter(), self._require_lifecycle(), self._ctx
         intent = item.intent
         history = adapter.is_history(intent)  # type: ignore[arg-type]
-        if history:
-            self._links.history_in_flight -= 1
         request_id: str = intent.request_id  # type: ignore[attr-defined]
         if item.error is not None:
             if isinstance(item.error, GenesysError):
