@@ -11,6 +11,7 @@ typed errors (:mod:`genesys.errors`).
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Concatenate, ParamSpec, Self, TypeVar
@@ -71,7 +72,10 @@ class _Pipeline:
                 # Outlives a token request that hits every timeout, so a live holder keeps the lock.
                 lock_ttl_s=settings.genesys_connect_timeout_s + settings.genesys_read_timeout_s + 5,
             )
-            self.limiter = RateLimiter(keys.rate, keys.pause, target.rate_limit_per_minute)
+            self.limiter = RateLimiter(keys.rate, keys.pause, target.rate_limit_per_minute,
+                                       come_back_key=keys.come_back)
+        self.rate_wait_max_s: float | None = None
+        """Set on a :meth:`GenesysClient.bounded` view until its first request is sent."""
 
     def plan_call(self, op: Operation[T]) -> Plan[T]:
         try:
@@ -91,7 +95,8 @@ class _Pipeline:
                 "PARLEY_GENESYS_CLIENT_ID and PARLEY_GENESYS_CLIENT_SECRET are needed for " + op.path
             )
         token = yield from self.tokens.plan_token()
-        yield from self.limiter.plan_acquire()
+        yield from self.limiter.plan_acquire(self.rate_wait_max_s)
+        self.rate_wait_max_s = None  # a request leaves: the view's later ones may not be put off
         response = yield from plan_send(build_request(op, self.endpoints.api_url, token.access_token))
         if response.status_code == 401:
             # Expired or revoked before its time: refresh (once for the fleet) and retry once.
@@ -149,6 +154,17 @@ class GenesysClient:
 
     def call(self, op: Operation[T]) -> T:
         return self._runner.run(self._pipeline.plan_call(op))
+
+    def bounded(self, max_wait_s: float) -> GenesysClient:
+        """This client for one command execution, whose first request raises
+        :class:`genesys.ratelimit.RateBudgetWait` instead of waiting longer than ``max_wait_s`` for the
+        org's rate budget: nothing was sent, so the command can come back later without holding a
+        worker meanwhile. Later requests wait as usual (an earlier one may have had an effect). The view
+        shares the client's connections, token and limiter."""
+        view = copy.copy(self)
+        view._pipeline = copy.copy(self._pipeline)
+        view._pipeline.rate_wait_max_s = max_wait_s
+        return view
 
     def close(self) -> None:
         self._http.close()

@@ -13,6 +13,12 @@ the budget at the defaults.
 
 A 429 that gets through anyway (another application on the same client, a lower per-resource
 limit) sets a pause key with the Retry-After as its PTTL: every process waits it out.
+
+A caller that must not wait long (a Celery task holds a worker slot while it waits, which another
+org's commands could use) passes ``max_wait_s``: when the slot (or the pause) is further off, nothing
+is reserved and :class:`RateBudgetWait` says when to come back. Those come-back times are handed out
+one slot apart, after the ones already given (the ``parked`` key), so a backlog returns at the
+budget's pace instead of all at once.
 """
 
 from __future__ import annotations
@@ -24,21 +30,30 @@ from genesys.effects import LuaScript, Pause, Plan, RedisCommand
 log = logging.getLogger(__name__)
 
 _ACQUIRE = LuaScript("""
--- KEYS[1]: theoretical arrival time of the next free slot (ms); KEYS[2]: pause flag.
--- ARGV[1]: slot interval (ms); ARGV[2]: burst tolerance (ms).
--- Returns {paused_ms, wait_ms}. paused_ms > 0: nothing reserved, retry after it.
+-- KEYS[1]: theoretical arrival time of the next free slot (ms); KEYS[2]: pause flag;
+-- KEYS[3]: the next come-back time to hand out (ms).
+-- ARGV[1]: slot interval (ms); ARGV[2]: burst tolerance (ms); ARGV[3]: longest wait accepted (ms; < 0: any).
+-- Returns {paused_ms, wait_ms, come_back_ms}. paused_ms > 0: nothing reserved, retry after it.
+-- come_back_ms > 0: the wait is longer than accepted; nothing reserved, come back after it.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local paused = redis.call('PTTL', KEYS[2])
-if paused > 0 then return {paused, 0} end
 local interval = tonumber(ARGV[1])
 local tat = tonumber(redis.call('GET', KEYS[1])) or now
 if tat < now then tat = now end
-local next_tat = tat + interval
-redis.call('SET', KEYS[1], string.format('%.3f', next_tat), 'PX', math.ceil(next_tat - now) + 1000)
 local wait = tat - now - tonumber(ARGV[2])
 if wait < 0 then wait = 0 end
-return {0, math.ceil(wait)}
+local longest = tonumber(ARGV[3])
+if longest >= 0 and math.max(paused, wait) > longest then
+  local back = tonumber(redis.call('GET', KEYS[3])) or 0
+  if back < now + math.max(paused, wait) then back = now + math.max(paused, wait) end
+  redis.call('SET', KEYS[3], string.format('%.3f', back + interval), 'PX', math.ceil(back + interval - now) + 1000)
+  return {0, 0, math.ceil(back - now)}
+end
+if paused > 0 then return {paused, 0, 0} end
+local next_tat = tat + interval
+redis.call('SET', KEYS[1], string.format('%.3f', next_tat), 'PX', math.ceil(next_tat - now) + 1000)
+return {0, math.ceil(wait), 0}
 """)
 
 _PAUSE = LuaScript("""
@@ -51,6 +66,16 @@ return 0
 DEFAULT_GUARD_MS = 250.0
 
 
+class RateBudgetWait(Exception):
+    """No request slot within the caller's ``max_wait_s``: nothing was reserved or sent; come back
+    after ``delay_s`` (a place in the line of such callers)."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self.reason = f"the org's Genesys request budget has no slot for {delay_s:.1f} s"
+        super().__init__(self.reason)
+
+
 class RateLimiter:
     def __init__(
         self,
@@ -58,6 +83,7 @@ class RateLimiter:
         pause_key: str,
         limit_per_minute: int,
         *,
+        come_back_key: str | None = None,
         burst: int | None = None,
         guard_ms: float = DEFAULT_GUARD_MS,
     ) -> None:
@@ -65,6 +91,7 @@ class RateLimiter:
             raise ValueError("limit_per_minute must be >= 1")
         self.rate_key = rate_key
         self.pause_key = pause_key
+        self.come_back_key = come_back_key  # needed to acquire with a max_wait_s
         self.limit_per_minute = limit_per_minute
         # A small burst keeps short sequences (disconnect, then verify) from waiting a slot each.
         self.burst = limit_per_minute // 50 if burst is None else burst
@@ -76,12 +103,18 @@ class RateLimiter:
         """Admissions per minute under constant demand (the share of the limit actually used)."""
         return 60_000.0 / self.interval_ms
 
-    def plan_acquire(self) -> Plan[None]:
-        """Wait for and take one slot."""
+    def plan_acquire(self, max_wait_s: float | None = None) -> Plan[None]:
+        """Wait for and take one slot; with ``max_wait_s``, :class:`RateBudgetWait` instead of a longer wait."""
+        if max_wait_s is not None and self.come_back_key is None:
+            raise ValueError("a RateLimiter without come_back_key cannot bound its wait")
+        longest_ms = "-1" if max_wait_s is None else f"{max_wait_s * 1000:.3f}"
         while True:
-            paused_ms, wait_ms = yield from _ACQUIRE.call(
-                (self.rate_key, self.pause_key), (f"{self.interval_ms:.3f}", f"{self.tolerance_ms:.3f}")
+            paused_ms, wait_ms, come_back_ms = yield from _ACQUIRE.call(
+                (self.rate_key, self.pause_key, self.come_back_key or self.pause_key),
+                (f"{self.interval_ms:.3f}", f"{self.tolerance_ms:.3f}", longest_ms),
             )
+            if come_back_ms > 0:
+                raise RateBudgetWait(come_back_ms / 1000)
             if paused_ms > 0:
                 yield Pause(paused_ms / 1000)
                 continue

@@ -150,3 +150,8 @@ def genesys_rate(client: str) -> str:
 def genesys_pause(client: str) -> str:
     """Set while every process waits out a 429's Retry-After."""
     return key("genesys", client, "pause")
+
+
+def genesys_come_back(client: str) -> str:
+    """The next come-back time the rate limiter hands a command it will not keep waiting."""
+    return key("genesys", client, "comeback")

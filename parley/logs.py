@@ -274,7 +274,7 @@ class CommandLike(Protocol):
     body: str
 
 
-def command_span(record: CommandLike) -> AbstractContextManager[None]:
+def command_span(record: CommandLike) -> bound:
     """:func:`bound` for the execution of one command: its ids on every line, its customer text masked."""
     try:
         body = json.loads(record.body)
@@ -283,6 +283,14 @@ def command_span(record: CommandLike) -> AbstractContextManager[None]:
     return bound(sensitive=customer_texts(body if isinstance(body, dict) else {}), command_id=record.command_id,
                  idempotency_key=record.idempotency_key, correlation_id=record.correlation_id, org=record.org,
                  type=record.type)
+
+
+def about_command(command: BaseModel, command_id: str) -> bound:
+    """:func:`bound` for handling one parsed command (a :mod:`schemas.commands` model) before it has a record."""
+    return bound(sensitive=customer_texts(command), command_id=command_id,
+                 idempotency_key=getattr(command, "idempotency_key", None),
+                 correlation_id=getattr(command, "correlation_id", None), org=getattr(command, "org", None),
+                 type=getattr(command, "type", None))
 
 
 def _is_text_field(name: str) -> bool:
@@ -373,6 +381,9 @@ def _scrub(value: object, redactor: Redactor, sensitive: tuple[str, ...]) -> obj
 
 
 # -- formats ------------------------------------------------------------------------------------
+_NOT_SHOWN = frozenset({"parley_redacted", "color_message"})  # uvicorn's copy of the message with ANSI colours
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, component, msg, the context fields, extra fields,
     and ``exc`` (the redacted traceback)."""
@@ -391,7 +402,7 @@ class JsonFormatter(logging.Formatter):
             if (value := getattr(record, name, None)) is not None:
                 line[name] = value
         for name, value in vars(record).items():
-            if name not in _RECORD_ATTRIBUTES and name not in line and name != "parley_redacted":
+            if name not in _RECORD_ATTRIBUTES and name not in line and name not in _NOT_SHOWN:
                 line[name] = value
         if record.exc_text:
             line["exc"] = record.exc_text

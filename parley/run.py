@@ -8,6 +8,7 @@ of them on Ctrl-C or SIGTERM (Celery gets SIGTERM: a warm shutdown that requeues
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from parley.redis_server import RedisServer, embedded
 from parley.settings import Settings
 
 RESTART_BACKOFF_S = (1, 2, 5, 10, 30)
+log = logging.getLogger("parley.run")
 
 
 @dataclass
@@ -63,8 +65,10 @@ class Supervisor:
         children += [
             Child("ingest-worker", [py, "-m", "parley.cli", "ingest"]),
             Child("guest-worker", [py, "-m", "parley.cli", "guest"]),
-            Child("celery-worker", [py, "-m", "celery", "-A", "tasks.app", "worker", "-E", "-Q", keys.CELERY_QUEUE,
-                                    "-c", str(s.celery_concurrency), "--loglevel", "INFO", "-n", "parley@%h"]),
+            # --quiet: no banner on stdout; the worker's lines (its start included) are JSON logs like the rest.
+            Child("celery-worker", [py, "-m", "celery", "-A", "tasks.app", "--quiet", "worker", "-E",
+                                    "-Q", keys.CELERY_QUEUE, "-c", str(s.celery_concurrency), "--loglevel", "INFO",
+                                    "-n", "parley@%h"]),
             Child("flower", [py, "-m", "parley.cli", "flower", f"--port={s.flower_port}",
                              "--address=127.0.0.1", "--purge_offline_workers=60"],
                   f"http://127.0.0.1:{s.flower_port}/healthcheck"),
@@ -112,7 +116,7 @@ class Supervisor:
             for child in self.children:
                 if child.process is not None and child.process.poll() is not None:
                     delay = RESTART_BACKOFF_S[min(child.restarts, len(RESTART_BACKOFF_S) - 1)]
-                    print(f"{child.name} exited with {child.process.returncode}; restarting in {delay}s", flush=True)
+                    log.warning("%s exited with %s; restarting in %s s", child.name, child.process.returncode, delay)
                     if self.stop_event.wait(delay):
                         return
                     child.restarts += 1

@@ -49,10 +49,12 @@ def runner() -> Runner:
 
 def _genesys_factory(settings: Settings) -> Callable[[str], GenesysClient]:
     """One Genesys client per worker process and org, made on the org's first command: its connection
-    pool and token are reused by every task for that org."""
+    pool and token are reused by every task for that org. Each execution gets a view of it that does
+    not wait long for the org's rate budget (the command is parked instead, freeing the worker)."""
     from genesys.client import GenesysClient
 
-    return cache(lambda org: GenesysClient(settings, connect(settings, decode=False), org=org))
+    client_of = cache(lambda org: GenesysClient(settings, connect(settings, decode=False), org=org))
+    return lambda org: client_of(org).bounded(settings.genesys_rate_wait_max_s)
 
 
 def _execute(task: Task, **ref: Any) -> str:

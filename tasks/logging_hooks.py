@@ -1,8 +1,9 @@
 """The Celery worker logs like every Parley process (:mod:`parley.logs`), hooked at two points.
 
-* ``setup_logging``: Celery leaves logging alone when a receiver answers this signal, so its own lines
-  (the worker's start, "Task ... received", retries, failures) go through the one redaction unit as
-  JSON, as Parley's do; no stdout redirection is installed.
+* ``celeryd_init`` and ``setup_logging``: Celery leaves logging alone when a receiver answers the
+  latter, so its own lines (the worker's start, "Task ... received", retries, failures) go through
+  the one redaction unit as JSON, as Parley's do; no stdout redirection is installed. The former
+  comes earlier, before the worker's start-up warnings.
 * ``task_prerun`` / ``task_postrun``: the command a task executes is bound for the task's span, so every
   line inside it, Celery's "Task ... retry" and "... succeeded" included, carries its command id,
   idempotency key, org and type (the task's keyword arguments are the :class:`~tasks.dispatch.CommandRef`).
@@ -21,6 +22,7 @@ _REF_FIELDS = ("command_id", "idempotency_key", "org", "type")
 _spans: dict[str, AbstractContextManager[None]] = {}  # task id -> its bound span (one task at a time per process)
 
 
+@signals.celeryd_init.connect  # first: the worker warns (running as root...) before it sets up logging
 @signals.setup_logging.connect
 def _configure(**_: Any) -> None:
     logs.configure("celery-worker")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import redis
 
 from genesys.errors import GenesysError
+from genesys.ratelimit import RateBudgetWait
 from parley import keys, logs
 from parley.events import EventLog
 from parley.hints import CONVERSATION_ENDED, hint_for
@@ -152,7 +153,7 @@ class Runner:
             # Another command on the same customer/conversation holds it: wait, without using an attempt.
             self._park(record, recovering)
             raise RetryLater(1.0, "another command on the same customer or conversation is running", False) from None
-        except NotYet as later:
+        except (NotYet, RateBudgetWait) as later:  # nothing this execution did needs undoing: come back later
             self._park(record, recovering)
             log.info("command %s waits %.1f s: %s", record.command_id, later.delay_s, later.reason)
             raise RetryLater(later.delay_s, later.reason, False) from None

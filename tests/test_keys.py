@@ -34,7 +34,7 @@ def test_genesys_client_keys_keep_their_names() -> None:
     base = "parley:genesys:" + keys.genesys_client("https://login.mypurecloud.ie", "client-1")
     assert len(base) == len("parley:genesys:") + 20
     assert client == ClientKeys(token=f"{base}:token", token_lock=f"{base}:token:lock", rate=f"{base}:rate",
-                                pause=f"{base}:pause")
+                                pause=f"{base}:pause", come_back=f"{base}:comeback")
 
 
 def test_guest_worker_keys_keep_their_names() -> None:

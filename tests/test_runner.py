@@ -10,6 +10,7 @@ import redis
 
 import tasks.commands  # noqa: F401 - registers the real handlers first, so the fixture's fake replaces them
 from genesys.errors import GenesysError, GenesysTimeout, RateLimitInfo
+from genesys.ratelimit import RateBudgetWait
 from parley import keys
 from parley.deadletters import DeadLetters
 from parley.records import Records, State
@@ -302,3 +303,31 @@ def test_permanent_failure_frees_leases_and_ends_the_execution_lease(redis_clien
     assert not redis_client.exists("test:staged")
     assert not redis_client.exists(seen["lease_key"])
     assert not redis_client.exists(keys.execution_lease(ref.command_id))
+
+
+# --- issue 15: a command without a rate slot is parked; each command gets its own org's client ------------
+def test_a_command_without_a_slot_is_parked_without_an_attempt_or_an_event(redis_client, settings,
+                                                                            behaviour) -> None:
+    calls = behaviour.pop(0)
+    behaviour.append(RateBudgetWait(4.2))
+    runner = Runner(redis_client, settings)
+    ref = accept(redis_client, settings)
+    with pytest.raises(RetryLater) as later:
+        runner.run(ref)
+    assert later.value.delay_s == 4.2 and not later.value.counts_as_attempt
+    record = Records(redis_client, settings).get(ref.command_id)
+    assert record is not None and record.state is State.accepted and record.attempts == 0
+    assert types(redis_client) == ["command.accepted"]  # no command.retrying: nothing went wrong
+    assert runner.run(ref).state is State.succeeded
+    assert [c.attempt for c in calls] == [1, 1] and not calls[1].recovering
+
+
+def test_each_command_gets_the_client_of_its_org(redis_client, settings, behaviour) -> None:
+    calls = behaviour.pop(0)
+    asked: list[str] = []
+    runner = Runner(redis_client, settings, genesys_factory=lambda org: asked.append(org) or SENTINEL)  # type: ignore[arg-type,func-returns-value]
+    runner.run(accept(redis_client, settings, dict(VALID["cobrowse.start"], org="emea")))
+    assert calls[0].genesys is SENTINEL and asked == ["emea"]
+
+
+SENTINEL = object()

@@ -25,7 +25,7 @@ import redis
 from celery import Celery
 
 from genesys.effects import SyncRunner
-from parley import keys
+from parley import keys, logs
 from parley.deadletters import DeadLetters
 from parley.events import EventLog
 from parley.ordering import Sequencer, order_keys
@@ -145,10 +145,11 @@ class IngestWorker:
             self._reject(entry, rejection, pipe)
             return
         claim = self.records.claim(command, uuid.uuid4().hex, entry.raw, entry.entry_id, order_keys(command))
-        if claim.new or claim.record.source_entry_id == entry.entry_id:
-            self._hand_on(entry, claim, command, pipe)
-        else:
-            self._duplicate(entry, claim, command, pipe)
+        with logs.about_command(command, claim.command_id):
+            if claim.new or claim.record.source_entry_id == entry.entry_id:
+                self._hand_on(entry, claim, command, pipe)
+            else:
+                self._duplicate(entry, claim, command, pipe)
 
     def _hand_on(self, entry: Entry, claim: Claim, command: Command, pipe: redis.client.Pipeline) -> None:
         # A command behind an earlier one on its conversation or customer is published when that one
@@ -156,9 +157,11 @@ class IngestWorker:
         if not claim.record.dispatched and (claim.ready if claim.new else self.sequencer.ready(claim.command_id)):
             self.dispatcher.dispatch(claim, command, pipe)
             self.records.set_fields(claim.command_id, pipe, dispatched=1)
+            log.debug("accepted and handed on")
         pipe.xack(self.stream, self.group, entry.entry_id)
 
     def _duplicate(self, entry: Entry, claim: Claim, command: Command, pipe: redis.client.Pipeline) -> None:
+        log.info("a duplicate (the key's command is %s); nothing new happens", claim.record.state.value)
         self.events.append(CommandDuplicate(
             idempotency_key=command.idempotency_key, correlation_id=command.correlation_id,
             command_type=command.type, command_id=claim.command_id, org=command.org,

@@ -6,9 +6,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from parley.redis_server import free_port
@@ -24,6 +25,9 @@ class ParleyRun:
     redis_port: int
     emulator_port: int
     flower_port: int
+    output: list[str] = field(default_factory=list)
+    """Every line `parley run` and its children wrote (stdout and stderr), the banner's included; read
+    all along, so that no child ever blocks on a full pipe."""
 
 
 @contextmanager
@@ -36,9 +40,11 @@ def parley_run(tmp_path: Path, **settings: str) -> Iterator[ParleyRun]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
     env.update({"PARLEY_DATA_DIR": str(tmp_path), "PARLEY_EMBEDDED_REDIS_PORT": str(redis_port),
                 "PARLEY_EMULATOR_PORT": str(emulator_port), "PARLEY_FLOWER_PORT": str(flower_port),
+                "PARLEY_METRICS_PORT": str(free_port()),  # /metrics; tests read it from ParleyRun.env
                 "PARLEY_CELERY_CONCURRENCY": "1", "PYTHONPATH": str(ROOT), **settings})
     process = subprocess.Popen([sys.executable, "-m", "parley.cli", "run"], env=env, cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    reader: threading.Thread | None = None
     try:
         banner = []
         assert process.stdout is not None
@@ -46,8 +52,12 @@ def parley_run(tmp_path: Path, **settings: str) -> Iterator[ParleyRun]:
             banner.append(line)
             if "parley status" in line:
                 break
-        client_env = dict(env, PARLEY_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0")
-        yield ParleyRun(process, "".join(banner), client_env, redis_port, emulator_port, flower_port)
+        client_env = dict(env, PARLEY_REDIS_URL=settings.get("PARLEY_REDIS_URL",
+                                                             f"redis://127.0.0.1:{redis_port}/0"))
+        run = ParleyRun(process, "".join(banner), client_env, redis_port, emulator_port, flower_port, list(banner))
+        reader = threading.Thread(target=run.output.extend, args=(process.stdout,), daemon=True)
+        reader.start()
+        yield run
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -55,4 +65,7 @@ def parley_run(tmp_path: Path, **settings: str) -> Iterator[ParleyRun]:
         except subprocess.TimeoutExpired:
             process.kill()
             raise
+        finally:
+            if reader is not None:
+                reader.join(timeout=10)  # the children may hold the pipe a moment longer
     assert process.returncode == 0

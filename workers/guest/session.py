@@ -46,6 +46,7 @@ from genesys.errors import GenesysError, GenesysTransportError
 from guest.events import CloseSocket, Intent, OpenSocket
 from guest.guestchat import ChatRequest
 from guest.webmessaging import FetchMessageHistory
+from parley import logs
 from parley.state_cache import GuestKey, GuestSession, StateCache
 from schemas.commands import GuestEnd, GuestStart
 from schemas.events import CommandResult, EventBase, GuestEnded
@@ -230,6 +231,7 @@ class SessionRunner:
     # --- the loop -------------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        logs.bind(session=self.short)  # this task's context: every line of the session, its child tasks too
         try:
             if await self._open():
                 await self._loop()
@@ -380,6 +382,7 @@ class SessionRunner:
         if record is None or record.owner != ctx.worker_id:
             return False
         self._record, self._token = record, record.token
+        logs.bind(session_key=record.session_key, org=record.org)
         if record.status is SessionStatus.ended:
             await settle_leftovers(ctx.store, ctx.desk, self.ident, self._token, "the guest session has ended")
             return False
