@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 
 from genesys.effects import LuaScript, Pause, Plan, RedisCommand
+from parley import metrics
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,9 @@ class RateLimiter:
         self.burst = limit_per_minute // 50 if burst is None else burst
         self.interval_ms = (60_000.0 + guard_ms) / max(1, limit_per_minute - self.burst - 1)
         self.tolerance_ms = self.burst * self.interval_ms
+        # The client's name in metrics: its ident as in its Redis keys (a hash, not the client id).
+        self.client_label = rate_key.split(":")[-2 if ":" in rate_key else 0][:8]
+        metrics.rate_limit_per_minute.labels(client=self.client_label).set(limit_per_minute)
 
     @property
     def sustained_per_minute(self) -> float:
@@ -108,6 +112,7 @@ class RateLimiter:
         if max_wait_s is not None and self.come_back_key is None:
             raise ValueError("a RateLimiter without come_back_key cannot bound its wait")
         longest_ms = "-1" if max_wait_s is None else f"{max_wait_s * 1000:.3f}"
+        waited_s = 0.0
         while True:
             paused_ms, wait_ms, come_back_ms = yield from _ACQUIRE.call(
                 (self.rate_key, self.pause_key, self.come_back_key or self.pause_key),
@@ -116,17 +121,22 @@ class RateLimiter:
             if come_back_ms > 0:
                 raise RateBudgetWait(come_back_ms / 1000)
             if paused_ms > 0:
+                waited_s += paused_ms / 1000
                 yield Pause(paused_ms / 1000)
                 continue
             if wait_ms > 0:
+                waited_s += wait_ms / 1000
                 yield Pause(wait_ms / 1000)
                 # A 429 elsewhere may have paused the client while we waited for our slot.
                 if (yield RedisCommand("pttl", (self.pause_key,))) > 0:
                     continue
+            metrics.rate_limit_slots.labels(client=self.client_label).inc()
+            metrics.rate_limit_wait.labels(client=self.client_label).observe(waited_s)
             return
 
     def plan_pause(self, seconds: float) -> Plan[None]:
         """Stop every process using this client for ``seconds`` (a 429's Retry-After)."""
         ms = max(1, round(seconds * 1000))
+        metrics.rate_limit_pauses.labels(client=self.client_label).inc()
         log.warning("genesys rate limit: pausing client for %.1f s", ms / 1000)
         yield from _PAUSE.call((self.pause_key,), (ms,))

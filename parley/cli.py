@@ -63,6 +63,13 @@ def _logging(component: str) -> None:
     logs.configure(component)
 
 
+def _serve_metrics(settings: Settings, *, redis_gauges: bool = False) -> None:
+    """A worker run alone serves its own /metrics when PARLEY_METRICS_PORT is set (ingest adds the Redis gauges)."""
+    from parley.metrics import serve_worker
+
+    serve_worker(settings, redis_gauges=redis_gauges)
+
+
 @app.command()
 def schema(out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None) -> None:
     """Print the JSON Schema of every command and event."""
@@ -173,6 +180,7 @@ def ingest() -> None:
 
     settings = _worker_settings()
     _logging("ingest")
+    _serve_metrics(settings, redis_gauges=True)
     worker = IngestWorker(connect(settings), settings, celery_app, reader=connect(settings, decode=False))
     worker.install_signal_handlers()
     worker.run()
@@ -199,6 +207,7 @@ def guest() -> None:
 
     settings = _worker_settings()
     _logging("guest-worker")
+    _serve_metrics(settings)
     raise typer.Exit(main(settings))
 
 
@@ -212,6 +221,7 @@ def webhook() -> None:
 
     settings = _worker_settings()
     _logging("webhook-relay")
+    _serve_metrics(settings)
     relay = WebhookRelay(connect(settings), settings)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: relay.stop_event.set())

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import redis
 
+from parley import metrics
 from parley.events import EVENT_FIELD, EventLog
 from parley.settings import Settings
 from schemas.dead import DeadLetter
@@ -36,12 +37,14 @@ class DeadLetters:
         self._commands = settings.commands_stream
 
     def add(self, letter: DeadLetter, pipe: redis.client.Pipeline | None = None) -> None:
+        metrics.dead_letters.labels(stage=letter.stage).inc()
         target = pipe if pipe is not None else self._client
         target.xadd(self.stream, {DEAD_FIELD: letter.model_dump_json(exclude_none=True)})
 
     def reject(self, letter: DeadLetter, event: CommandRejected, events: EventLog,
                pipe: redis.client.Pipeline) -> None:
         """Add the dead letter and the ``command.rejected`` event that names it, in ``pipe``'s transaction."""
+        metrics.dead_letters.labels(stage=letter.stage).inc()
         payload = events.payload(event.model_copy(update={"dead_letter_id": _MARK}))
         head, mark, tail = payload.rpartition(f'"{_MARK}"')  # dead_letter_id is the event's last field
         assert mark, "CommandRejected lost its dead_letter_id field"

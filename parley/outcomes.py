@@ -17,7 +17,7 @@ from datetime import datetime
 
 import redis
 
-from parley import keys
+from parley import keys, metrics
 from parley.deadletters import DEAD_FIELD
 from parley.events import EVENT_FIELD
 from parley.records import CommandRecord, State
@@ -41,7 +41,10 @@ def about(record: CommandRecord) -> dict[str, str | None]:
 
 
 class Endings:
-    """A command's ending as the Redis writes that record it: no client, nothing sent."""
+    """A command's ending as the Redis writes that record it: no client, nothing sent.
+
+    Each ending is counted here (``parley_commands_total``), the one place both executors pass: when its
+    writes are made, so an ending whose write fails and is made again (Redis away) counts twice."""
 
     def __init__(self, settings: Settings) -> None:
         self._events_stream = settings.events_stream
@@ -50,6 +53,7 @@ class Endings:
 
     def succeeded(self, record: CommandRecord, result: CommandResult, *extra: EventBase) -> Writes:
         """Mark succeeded and append ``command.succeeded`` (and any ``extra`` events)."""
+        metrics.command(record.type, "succeeded")
         key = keys.command(record.command_id)
         return [
             *self._finish(record, State.succeeded, result=result.model_dump_json(exclude_none=True),
@@ -62,6 +66,8 @@ class Endings:
     def failed(self, record: CommandRecord, reason: str, error: GenesysErrorInfo | None = None,
                hint: str | None = None) -> Writes:
         """Mark failed, append ``command.failed`` and keep the command as a dead letter."""
+        metrics.command(record.type, "failed")
+        metrics.dead_letters.labels(stage="execute").inc()
         letter = DeadLetter(stage="execute", reason=reason, original=record.body,
                             source_entry_id=record.source_entry_id, command_id=record.command_id,
                             command_type=record.type, idempotency_key=record.idempotency_key,
@@ -73,6 +79,7 @@ class Endings:
         ]
 
     def expired(self, record: CommandRecord, expires_at: datetime) -> Writes:
+        metrics.command(record.type, "expired")
         expired = CommandExpired(**about(record), expires_at=expires_at)
         return [*self._finish(record, State.expired), self.event(expired)]
 

@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from parley import keys
+from parley import keys, metrics
 from parley.connections import configured, connect, describe
 from parley.redis_server import RedisServer, embedded
 from parley.settings import Settings
@@ -34,8 +34,12 @@ class Child:
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     started_at: float = 0.0
+    reports_metrics: bool = True
+    """Writes Parley's metrics (Flower and the emulator do not: theirs are not Parley's)."""
 
     def start(self, env: dict[str, str]) -> None:
+        if not self.reports_metrics:
+            env = {name: value for name, value in env.items() if name != metrics.MULTIPROC_ENV}
         self.process = subprocess.Popen(self.argv, env=env)
         self.started_at = time.monotonic()
 
@@ -46,11 +50,14 @@ class Supervisor:
     children: list[Child] = field(default_factory=list)
     redis: RedisServer | None = None
     stop_event: threading.Event = field(default_factory=threading.Event)
+    metrics_sum: metrics.Aggregate | None = None
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         if self.redis is not None:
             env["PARLEY_REDIS_URL"] = self.redis.url
+        if self.metrics_sum is not None:
+            env.update(metrics.child_environment(self.metrics_sum.directory))
         return env
 
     def plan(self) -> list[Child]:
@@ -59,7 +66,8 @@ class Supervisor:
         children = []
         if s.uses_emulator:
             children.append(Child("emulator", [py, "-m", "parley.cli", "emulator"],
-                                  f"http://{s.emulator_host}:{s.emulator_port}/__emulator/fixtures"))
+                                  f"http://{s.emulator_host}:{s.emulator_port}/__emulator/fixtures",
+                                  reports_metrics=False))
         if s.webhook_url:
             children.append(Child("webhook-relay", [py, "-m", "parley.cli", "webhook"]))
         children += [
@@ -71,7 +79,7 @@ class Supervisor:
                                     "-n", "parley@%h"]),
             Child("flower", [py, "-m", "parley.cli", "flower", f"--port={s.flower_port}",
                              "--address=127.0.0.1", "--purge_offline_workers=60"],
-                  f"http://127.0.0.1:{s.flower_port}/healthcheck"),
+                  f"http://127.0.0.1:{s.flower_port}/healthcheck", reports_metrics=False),
         ]
         return children
 
@@ -79,8 +87,9 @@ class Supervisor:
         if not configured(self.settings):
             self.redis = embedded(self.settings).start()
             print(f"embedded Redis (AOF) at {self.redis.url}, data in {self.redis.data_dir}")
-        env = self._env()
         redis_settings = Settings(redis_url=self.redis.url) if self.redis is not None else self.settings
+        self.metrics_sum = metrics.serve_children(self.settings, connect(redis_settings))
+        env = self._env()
         client = connect(redis_settings)
         self.children = self.plan()
         client.delete(keys.COMPONENTS_HASH)
@@ -102,6 +111,8 @@ class Supervisor:
             f"  dead letters:     parley dead list     ({s.dead_stream})",
             f"  Flower:           http://127.0.0.1:{s.flower_port}  ({_flower_access(s)})",
         ]
+        if self.metrics_sum is not None:
+            lines.append(f"  metrics:          {self.metrics_sum.banner()}")
         if s.uses_emulator:
             url = f"http://{s.emulator_host}:{s.emulator_port}"
             lines.append(f"  Genesys emulator: {url}  (fixtures: {url}/__emulator/fixtures)")
@@ -115,6 +126,8 @@ class Supervisor:
         while not self.stop_event.wait(1.0):
             for child in self.children:
                 if child.process is not None and child.process.poll() is not None:
+                    if self.metrics_sum is not None:
+                        metrics.process_exited(child.process.pid, self.metrics_sum.directory)
                     delay = RESTART_BACKOFF_S[min(child.restarts, len(RESTART_BACKOFF_S) - 1)]
                     log.warning("%s exited with %s; restarting in %s s", child.name, child.process.returncode, delay)
                     if self.stop_event.wait(delay):
@@ -133,6 +146,8 @@ class Supervisor:
                     child.process.wait(timeout=40)
                 except subprocess.TimeoutExpired:
                     child.process.kill()
+        if self.metrics_sum is not None:
+            self.metrics_sum.close()
         if self.redis is not None:
             self.redis.stop()
 

@@ -91,6 +91,14 @@ class Settings(BaseSettings):
     flower_basic_auth: SecretStr | None = Field(
         default=None, description="`user:password` for every Flower page, API call and /metrics.")
 
+    # --- Metrics -------------------------------------------------------------------------------
+    metrics_host: str = Field(default="127.0.0.1", description="Address /metrics listens on.")
+    metrics_port: int | None = Field(
+        default=None, ge=0, le=65535,
+        description="Port of /metrics: `parley run` serves on 9464 unless set; a worker run alone serves only "
+        "when it is set; 0 serves nothing.",
+    )
+
     # --- Ingestion ---------------------------------------------------------------------------
     commands_stream: str = Field(default="parley:commands", description="Stream producers XADD commands to.")
     events_stream: str = Field(default="parley:events", description="Stream Parley appends events to.")
@@ -193,6 +201,11 @@ class Settings(BaseSettings):
             if not item.strip() or (colon and not (host and port.isdigit() and 0 < int(port) < 65536)):
                 raise ValueError("must be host:port,host:port (a Sentinel's port defaults to 26379)")
         return value
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value  # compose's ${VAR:-}
 
     @field_validator("flower_basic_auth")
     @classmethod

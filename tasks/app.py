@@ -16,7 +16,7 @@ from __future__ import annotations
 from celery import Celery
 
 import tasks.logging_hooks  # noqa: F401 - the worker logs through parley.logs, each task bound to its command
-from parley import keys
+from parley import keys, metrics
 from parley.connections import celery_broker
 from parley.settings import Settings, get_settings
 from parley.startup import settings_errors_exit
@@ -76,3 +76,4 @@ def make_app(settings: Settings | None = None) -> Celery:
 
 with settings_errors_exit():  # `celery -A tasks.app worker` with a bad setting: one sentence, exit 2
     app = make_app()
+metrics.serve_celery_worker(get_settings())

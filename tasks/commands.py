@@ -22,7 +22,7 @@ from celery import Task
 from celery.exceptions import Ignore
 
 import tasks.handlers  # noqa: F401 - registers the command handlers
-from parley import keys
+from parley import keys, metrics
 from parley.connections import connect
 from parley.records import State
 from parley.settings import Settings, get_settings
@@ -68,6 +68,7 @@ def _execute(task: Task, **ref: Any) -> str:
         # Publishing the retry waits for Redis too (task_publish_retry_policy); were it to fail, the
         # sweeper re-dispatches the stalled command.
         log.warning("Redis unavailable while running %s: %s; retrying", ref.get("command_id"), type(exc).__name__)
+        metrics.retry(ref.get("type"), "redis_unavailable")
         raise task.retry(countdown=REDIS_RETRY_S, max_retries=None) from None
     if outcome.state is State.accepted:
         raise Ignore()  # not its turn (parley.ordering): it is published again when the earlier command ends

@@ -20,7 +20,7 @@ import redis
 
 from genesys.errors import GenesysError
 from genesys.ratelimit import RateBudgetWait
-from parley import keys, logs
+from parley import keys, logs, metrics
 from parley.events import EventLog
 from parley.hints import CONVERSATION_ENDED, hint_for
 from parley.ordering import Sequencer, lists_of
@@ -97,6 +97,7 @@ class Runner:
             return self._lost_record(ref)
         if begun.status == "busy":
             # Another execution holds it: a duplicate message, or a dead worker's lease not yet expired.
+            metrics.retry(ref.type, "lease_busy")
             raise RetryLater(max(0.5, begun.lease_pttl_ms / 1000), "another execution holds the lease", False)
         record = begun.record
         assert record is not None
@@ -152,10 +153,12 @@ class Runner:
         except LeaseTimeout:
             # Another command on the same customer/conversation holds it: wait, without using an attempt.
             self._park(record, recovering)
+            metrics.retry(record.type, "lease_wait")
             raise RetryLater(1.0, "another command on the same customer or conversation is running", False) from None
         except (NotYet, RateBudgetWait) as later:  # nothing this execution did needs undoing: come back later
             self._park(record, recovering)
             log.info("command %s waits %.1f s: %s", record.command_id, later.delay_s, later.reason)
+            metrics.retry(record.type, "not_yet")
             raise RetryLater(later.delay_s, later.reason, False) from None
         except Refused as refused:
             return self._fail(record.model_copy(update={"attempts": attempt}), refused.reason, None, refused.hint)
@@ -187,6 +190,7 @@ class Runner:
         if not isinstance(exc, GenesysError):
             log.exception("command %s (%s) raised", record.command_id, record.type)
         if isinstance(decision, Retry):
+            metrics.retry(record.type, decision.kind.value)
             pipe = self.client.pipeline(transaction=True)
             # A known answer now does not settle what an earlier lost attempt did: still recovering.
             unknown = decision.outcome_unknown or recovering

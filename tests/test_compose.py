@@ -46,6 +46,16 @@ def test_each_worker_is_checked_by_consumption(compose: dict[str, Any], service:
     assert spec["restart"] == "unless-stopped" and spec["stop_grace_period"]
 
 
+@pytest.mark.parametrize("service", sorted(WORKERS))
+def test_each_worker_serves_its_metrics_on_the_compose_network(compose: dict[str, Any], service: str) -> None:
+    env = compose["services"][service]["environment"]
+    assert env["PARLEY_METRICS_PORT"] == "9464" and env["PARLEY_METRICS_HOST"] == "0.0.0.0"
+
+
+def test_the_celery_workers_children_add_up_their_metrics(compose: dict[str, Any]) -> None:
+    assert compose["services"]["celery-worker"]["environment"]["PROMETHEUS_MULTIPROC_DIR"].startswith("/tmp/")
+
+
 def test_celery_workers_are_named_as_parley_health_pings_them(compose: dict[str, Any]) -> None:
     command = compose["services"]["celery-worker"]["command"]
     assert command[command.index("-n") + 1] == "parley@%h"

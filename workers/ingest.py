@@ -25,7 +25,7 @@ import redis
 from celery import Celery
 
 from genesys.effects import SyncRunner
-from parley import keys, logs
+from parley import keys, logs, metrics
 from parley.deadletters import DeadLetters
 from parley.events import EventLog
 from parley.ordering import Sequencer, order_keys
@@ -145,6 +145,8 @@ class IngestWorker:
             self._reject(entry, rejection, pipe)
             return
         claim = self.records.claim(command, uuid.uuid4().hex, entry.raw, entry.entry_id, order_keys(command))
+        if claim.new:
+            metrics.command(command.type, "accepted")  # the claim appended command.accepted
         with logs.about_command(command, claim.command_id):
             if claim.new or claim.record.source_entry_id == entry.entry_id:
                 self._hand_on(entry, claim, command, pipe)
@@ -161,6 +163,7 @@ class IngestWorker:
         pipe.xack(self.stream, self.group, entry.entry_id)
 
     def _duplicate(self, entry: Entry, claim: Claim, command: Command, pipe: redis.client.Pipeline) -> None:
+        metrics.command(command.type, "duplicate")
         log.info("a duplicate (the key's command is %s); nothing new happens", claim.record.state.value)
         self.events.append(CommandDuplicate(
             idempotency_key=command.idempotency_key, correlation_id=command.correlation_id,
@@ -171,6 +174,7 @@ class IngestWorker:
 
     def _reject(self, entry: Entry, rejection: Rejection, pipe: redis.client.Pipeline) -> None:
         log.warning("rejected stream entry %s: %s", entry.entry_id, rejection.reason)
+        metrics.command(rejection.command_type, "rejected")
         command_id = uuid.uuid4().hex  # links the event, the dead letter and a replay's outcome
         letter = DeadLetter(stage="ingest", reason=rejection.reason, original=_printable(entry.raw or ""),
                             source_entry_id=entry.entry_id, command_id=command_id,

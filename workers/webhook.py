@@ -24,7 +24,7 @@ import httpx
 import redis
 
 from genesys.effects import SyncRunner
-from parley import backoff, keys
+from parley import backoff, keys, metrics
 from parley.deadletters import DeadLetters
 from parley.events import EVENT_FIELD
 from parley.settings import Settings
@@ -94,8 +94,10 @@ class WebhookRelay:
         """Deliver in order; stop at the first failure (returns False) so order is kept."""
         for delivery in deliveries:
             failure = self._post(delivery)
+            metrics.webhook_deliveries.labels(outcome="failed" if failure else "delivered").inc()
             if failure is None:
                 self.client.xack(self.settings.events_stream, GROUP, delivery.entry_id)
+                metrics.webhook_relay_latency.observe(metrics.entry_age_s(delivery.entry_id))
                 self._failures = 0
                 continue
             attempts = delivery.attempts

@@ -18,8 +18,10 @@ The lane can be held (events wait, in order) so a new session's agent events nev
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
+from parley import metrics
 from schemas.events import EventBase
 
 Relayed = list[tuple[str, EventBase]]  # (dedup id, event); '' = no dedup
@@ -33,6 +35,7 @@ class RelayLane:
         self._save_checkpoint = save_checkpoint
         self._on_error = on_error
         self._pending: Relayed = []
+        self._put_at: list[float] = []  # when each pending event was put: its relay latency starts there
         self._checkpoint: str | None = None
         self._held = False
         self._failed: Exception | None = None
@@ -40,6 +43,7 @@ class RelayLane:
 
     def put(self, events: Relayed) -> None:
         self._pending += events
+        self._put_at += [time.monotonic()] * len(events)
         self._kick()
 
     def checkpoint(self, checkpoint: str) -> None:
@@ -77,9 +81,13 @@ class RelayLane:
         try:
             while self._has_work():
                 events, self._pending = self._pending, []
+                put_at, self._put_at = self._put_at, []
                 checkpoint, self._checkpoint = self._checkpoint, None
                 if events:
                     await self._write(events)
+                    written = time.monotonic()
+                    for at in put_at:
+                        metrics.guest_relay_latency.observe(written - at)
                 if checkpoint is not None:
                     await self._save_checkpoint(checkpoint)
         except Exception as exc:

@@ -46,7 +46,7 @@ from genesys.errors import GenesysError, GenesysTransportError
 from guest.events import CloseSocket, Intent, OpenSocket
 from guest.guestchat import ChatRequest
 from guest.webmessaging import FetchMessageHistory
-from parley import logs
+from parley import logs, metrics
 from parley.state_cache import GuestKey, GuestSession, StateCache
 from schemas.commands import GuestEnd, GuestStart
 from schemas.events import CommandResult, EventBase, GuestEnded
@@ -368,6 +368,7 @@ class SessionRunner:
                     if checkpoint is not None:
                         self._lane.checkpoint(checkpoint)
                 case Retrying(record=record, delay_s=delay_s, reason=reason):
+                    metrics.retry(record.type, "rate_limited")
                     await self._ctx.desk.retrying(record, record.attempts, delay_s, reason)
                 case Live():
                     await self._session_live(now)
@@ -567,6 +568,8 @@ class SessionRunner:
         match intent:
             case OpenSocket():
                 links.gen += 1
+                if links.gen > 1:
+                    metrics.guest_reconnects.labels(protocol=self._require_adapter().protocol).inc()
                 links.lost_reported = False
                 if links.conn is not None:
                     self._spawn(self._close(links.conn, 1000, "reconnecting"))

@@ -41,6 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 import redis
 import redis.asyncio as aredis
 
+from parley import metrics
 from parley.connections import connect, connect_async
 from parley.leases import LeaseLost
 from parley.orgs import DEFAULT_ORG
@@ -162,10 +163,12 @@ class GuestWorker:
             return
         runner = SessionRunner(ident, self.context, self._runner_exited)
         self.runners[ident] = runner
+        metrics.guest_sessions.set(len(self.runners))
         runner.launch()
 
     def _runner_exited(self, ident: str) -> None:
         runner = self.runners.pop(ident, None)
+        metrics.guest_sessions.set(len(self.runners))
         if runner is not None and runner.failed and not self.stopping.is_set():
             # Redis was unavailable (or a bug): try again shortly; the runner reloads everything it needs.
             asyncio.get_running_loop().call_later(REDIS_RETRY_S, self.ensure_runner, ident)
@@ -277,6 +280,7 @@ class GuestWorker:
                 for ident in idents:
                     self.ensure_runner(ident)
                 adopted += len(idents)
+                metrics.guest_adoptions.inc(len(idents))
         return adopted
 
 
