@@ -27,6 +27,7 @@ from genesys.effects import LuaScript, Pause, Plan, RedisCommand, text
 from genesys.keys import ClientKeys
 from genesys.models import OAuthToken
 from genesys.wire import USER_AGENT, error_from_response, parse_model, plan_send
+from parley import logs
 from parley.leases import DELETE_IF_EQUAL
 from parley.settings import Settings
 
@@ -40,6 +41,9 @@ class ClientCredentials(BaseModel):
 
     client_id: str
     client_secret: SecretStr
+
+    def model_post_init(self, _context: object) -> None:
+        logs.register_secret(self.client_secret.get_secret_value())  # any org's, however it was read
 
 
 def credentials_from(settings: Settings) -> ClientCredentials | None:
@@ -63,6 +67,9 @@ class CachedToken(BaseModel):
     refresh_at: float
     expires_at: float
     _raw: str = PrivateAttr(default="")  # the exact Redis value, for compare-and-delete
+
+    def model_post_init(self, _context: object) -> None:
+        logs.register_secret(self.access_token)  # fetched here or read from Redis: masked in this process's logs
 
     @classmethod
     def load(cls, raw: object) -> CachedToken | None:

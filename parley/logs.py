@@ -293,6 +293,19 @@ def about_command(command: BaseModel, command_id: str) -> bound:
                  type=getattr(command, "type", None))
 
 
+class GenesysAnswer(Protocol):
+    status: int | None
+    code: str | None
+
+
+def genesys_said(error: GenesysAnswer | None) -> str:
+    """What Genesys answered, for the end of a line about a command: `` (Genesys 409 request.conflict)``;
+    its status and code only (its message may quote the request)."""
+    if error is None or error.status is None:
+        return ""
+    return f" (Genesys {error.status}{' ' + error.code if error.code else ''})"
+
+
 def _is_text_field(name: str) -> bool:
     return name.lower().replace("_", "").replace("-", "") in _CUSTOMER_TEXT_FIELDS
 

@@ -204,7 +204,8 @@ class Runner:
             self.events.append(CommandRetrying(**about(record), attempt=attempt, delay_s=decision.delay_s,
                                                reason=decision.reason, error=error), pipe)
             pipe.execute()
-            log.info("retrying in %.1f s (attempt %d): %s%s", decision.delay_s, attempt, decision.reason, _said(error))
+            log.info("retrying in %.1f s (attempt %d): %s%s", decision.delay_s, attempt, decision.reason,
+                     logs.genesys_said(error))
             raise RetryLater(decision.delay_s, decision.reason)
         hint = self._failure_hint(exc, decision, record)
         record = record.model_copy(update={"attempts": attempt})
@@ -230,7 +231,7 @@ class Runner:
     def _fail(self, record: CommandRecord, reason: str, error: GenesysErrorInfo | None,
               hint: str | None = None) -> Outcome:
         self.outcomes.fail(record, reason, error, hint, staged=self._closing(record))
-        log.warning("failed for good: %s%s", reason, _said(error))
+        log.warning("failed for good: %s%s", reason, logs.genesys_said(error))
         return Outcome(State.failed, reason=reason, error=error)
 
     def _expire(self, record: CommandRecord, command: Command) -> Outcome:
@@ -266,13 +267,6 @@ class Runner:
             reason=LOST_RECORD,
         ))
         return Outcome(State.failed, reason=LOST_RECORD)
-
-
-def _said(error: GenesysErrorInfo | None) -> str:
-    """What Genesys answered, for a log line: status and code (its message may quote the request)."""
-    if error is None or error.status is None:
-        return ""
-    return f" (Genesys {error.status} {error.code or ''})".replace(" )", ")")
 
 
 def _when(iso: str | None) -> datetime | None:

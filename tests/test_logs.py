@@ -285,3 +285,22 @@ def test_configure_leaves_one_redacting_handler_and_takes_over_libraries(
 def test_log_settings_accept_any_case() -> None:
     settings = Settings(log_format="JSON", log_level="debug")  # type: ignore[arg-type]
     assert (settings.log_format, settings.log_level) == ("json", "DEBUG")
+
+
+def test_genesys_credentials_and_tokens_are_registered_as_they_are_made(lines: Lines) -> None:
+    from genesys.auth import CachedToken, ClientCredentials
+
+    secret, token = "only-letters-secret-ForAnotherOrg", "AccessTokenWithoutAnyDigitsAtAll_xyz"
+    ClientCredentials(client_id="c", client_secret=SecretStr(secret))
+    CachedToken.load(json.dumps({"access_token": token, "refresh_at": 1.0, "expires_at": 2.0}))
+    [line] = emit(lines, ("sent %s with %s", secret, token))
+    assert line["msg"] == f"sent {logs.MASK} with {logs.MASK}"
+
+
+def test_what_genesys_said_is_its_status_and_code_only() -> None:
+    from schemas.events import GenesysErrorInfo
+
+    error = GenesysErrorInfo(status=400, code="bad.request", message=f"text {CUSTOMER_TEXT} is too long")
+    assert logs.genesys_said(error) == " (Genesys 400 bad.request)"
+    assert logs.genesys_said(GenesysErrorInfo(status=503)) == " (Genesys 503)"
+    assert logs.genesys_said(None) == logs.genesys_said(GenesysErrorInfo()) == ""

@@ -23,7 +23,7 @@ import redis
 
 from parley import logs
 from parley.redis_server import RedisServer
-from schemas.commands import REST_COMMAND_TYPES
+from schemas.commands import COMMAND_MODELS
 from tests.support.parley_run import ParleyRun, parley_run
 from tests.support.processes import ROOT
 
@@ -153,8 +153,9 @@ def test_every_line_of_every_process_is_json_about_its_command_and_leaks_nothing
     # Lines about a command carry its ids; an operator follows each REST command by its id to its outcome.
     about = [line for line in parsed if "command_id" in line]
     assert all({"idempotency_key", "type", "org"} <= set(line) for line in about)
-    outcomes = {(line["type"], line["msg"].split(" ")[0]) for line in about if line["logger"] == "parley.runner"}
-    assert {t for t, word in outcomes if word == "succeeded"} == set(REST_COMMAND_TYPES)
+    outcomes = {(line["type"], line["msg"].split(" ")[0]) for line in about
+                if line["logger"] in ("parley.runner", "parley.guest.commands")}
+    assert {t for t, word in outcomes if word == "succeeded"} == set(COMMAND_MODELS)
     assert ("message.send", "failed") in outcomes  # the demo's text into a third-party chat
     retries = [line["msg"] for line in about if line["msg"].startswith("retrying")]
     assert any("Genesys 503" in msg for msg in retries) and any("Genesys 429" in msg for msg in retries)

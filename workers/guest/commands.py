@@ -12,13 +12,14 @@ writes go to a thread.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
-from parley import keys
+from parley import keys, logs
 from parley.outcomes import Endings, Writes, about
 from parley.records import CommandRecord
 from parley.settings import Settings
@@ -26,6 +27,8 @@ from schemas.commands import Command
 from schemas.events import CommandResult, CommandRetrying, EventBase, GenesysErrorInfo
 from schemas.validation import Rejection, parse_command
 from workers.guest.batch import RedisBatcher
+
+log = logging.getLogger("parley.guest.commands")
 
 T = TypeVar("T")
 
@@ -109,11 +112,15 @@ class CommandDesk:
 
     def succeeded(self, record: CommandRecord, result: CommandResult, *extra: EventBase) -> Words:
         """The success as words, for a script to run (:data:`RUN_WORDS`)."""
+        with logs.command_span(record):
+            log.info("succeeded (conversation %s)", result.conversation_id)
         return words(self.endings.succeeded(record, result, *extra))
 
     def failed(self, record: CommandRecord, reason: str, error: GenesysErrorInfo | None = None,
                hint: str | None = None) -> Words:
         """The failure as words, for a script to run (:data:`RUN_WORDS`)."""
+        with logs.command_span(record):
+            log.warning("failed for good: %s%s", reason, logs.genesys_said(error))
         return words(self.endings.failed(record, reason, error, hint))
 
     async def succeed(self, record: CommandRecord, result: CommandResult, *extra: EventBase) -> None:
@@ -126,4 +133,6 @@ class CommandDesk:
     async def retrying(self, record: CommandRecord, attempt: int, delay_s: float, reason: str,
                        error: GenesysErrorInfo | None = None) -> None:
         event = CommandRetrying(**about(record), attempt=attempt, delay_s=delay_s, reason=reason, error=error)
+        with logs.command_span(record):
+            log.info("retrying in %.1f s (attempt %d): %s%s", delay_s, attempt, reason, logs.genesys_said(error))
         await self.redis.execute_command(*self.endings.event(event))
