@@ -18,11 +18,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-_RETRIED = "Parley retries it with exponential backoff and jitter"
-_LOOKED_UP = "Genesys may have applied the change, so Parley checks the conversation before acting again"
+_RETRIED = (
+    "Parley retries it with exponential backoff and jitter, and a command fails with it only when every "
+    "attempt (PARLEY_RETRY_MAX_ATTEMPTS) got it"
+)
+_LOOKED_UP = (
+    "Genesys may have applied the change, so Parley checks the conversation before each retry instead of "
+    "sending it again blindly"
+)
 _CONTEXT = "quote the contextId to Genesys support"
 _CLIENT_CREDS = "PARLEY_GENESYS_CLIENT_ID / PARLEY_GENESYS_CLIENT_SECRET"
-_UNKNOWN_OUTCOME = f"{_LOOKED_UP}, then retries; if it persists, {_CONTEXT}."
+_UNKNOWN_OUTCOME = (
+    f"{_LOOKED_UP}. A command that still failed got this at every attempt (PARLEY_RETRY_MAX_ATTEMPTS), and the "
+    f"last one may have taken effect: look in Genesys before submitting it again, and {_CONTEXT}."
+)
+_OWN_CLIENT = "the org's OAuth client (PARLEY_GENESYS_CLIENT_ID, or its entry in PARLEY_ORGS)"
 
 _HINTS: dict[str, str] = {
     # --- 400: the request as sent is wrong; the same request fails the same way -----------------------
@@ -36,9 +46,9 @@ _HINTS: dict[str, str] = {
         "format). messageParams names the field; fix the command and submit it again."
     ),
     "invalid.property": (
-        "The body has a property this endpoint does not know. Forum answers invent several "
-        "(previousConversationId, contactId, action:close, status:offline): none exist. Parley only sends "
-        "documented fields, so check for a proxy or an outdated Parley."
+        "The body has a property this endpoint does not know. Parley sends only the fields of Genesys' "
+        "published contract (none of the forum's previousConversationId, contactId, action:close), so a proxy "
+        f"rewrote the request or Genesys changed this endpoint: {_CONTEXT}."
     ),
     "constraint.validation": (
         "A field breaks a constraint (required, length, pattern or range). messageParams names it; fix "
@@ -75,9 +85,10 @@ _HINTS: dict[str, str] = {
     ),
     # --- 400: message sends ---------------------------------------------------------------------------
     "active.conversation": (
-        "A conversation with this customer is already alerting or connected. Parley sends into it with "
-        "useExistingActiveConversation and remembers it in the state cache; you only see this if that "
-        "second send was refused too."
+        "A conversation with this customer is already alerting or connected, and Genesys refused the message "
+        "although Parley sends every message with useExistingActiveConversation (which puts it into that "
+        "conversation). Check that the live conversation is on the deployment or number in `from_address`, "
+        f"and {_CONTEXT}."
     ),
     "existing.conversation": (
         "The customer's last conversation is disconnected but still inside its conversation window, so "
@@ -210,18 +221,20 @@ _HINTS: dict[str, str] = {
     ),
     # --- 401: the token -------------------------------------------------------------------------------
     "authentication.required": (
-        "No valid bearer token reached Genesys. Parley refreshes its token once and retries; if it "
-        f"persists, check {_CLIENT_CREDS} and that PARLEY_GENESYS_REGION is the org's region (a token is "
-        "only valid in the region that issued it)."
+        "No valid bearer token reached Genesys. Parley refreshes its token on a 401 and sends once more, so "
+        f"a fresh token was refused too: check {_OWN_CLIENT} and that PARLEY_GENESYS_REGION is the org's "
+        "region (a token is only valid in the region that issued it)."
     ),
     "bad.credentials": (
         "Genesys rejected the token or the client id and secret ('Invalid login credentials'). Parley "
-        f"refreshes once; if it persists, check {_CLIENT_CREDS} and PARLEY_GENESYS_REGION."
+        f"refreshes its token on a 401 and sends once more, so a fresh one was refused too: check {_OWN_CLIENT} "
+        "and PARLEY_GENESYS_REGION."
     ),
     "credentials.expired": (
-        "The credential expired. The OAuth token: Parley refreshes it once and retries. A Guest Chat JWT "
-        "cannot be refreshed: the guest session must be started again. On token revoke it means the JWT "
-        "had already expired: nothing is left to revoke."
+        "The credential expired. Parley refreshes its OAuth token on a 401 and sends once more, so on a command "
+        "it means a fresh token was refused too: check the OAuth client in Genesys. A Guest Chat JWT cannot be "
+        "refreshed: the guest session must be started again. On token revoke it means the JWT had already "
+        "expired: nothing is left to revoke."
     ),
     "ip.not.authorized": (
         "The org's IP allowlist does not include the address this worker calls from; a new token does not "
@@ -269,13 +282,15 @@ _HINTS: dict[str, str] = {
     ),
     # --- 404 ------------------------------------------------------------------------------------------
     "not.found": (
-        "No such object or route: a wrong id, an object of another org or region, or a route that does not "
-        "exist (forum answers invent POST /conversations/cobrowse and /conversations/messaging; the real "
-        "calls are POST /conversations/{id}/cobrowse and POST /conversations/messages/agentless)."
+        "Genesys has no such object in this org and region: a wrong id, an id of another org or region (check "
+        "the command's `org` and the org's region), or an object that is gone. cobrowse.start gets it for a "
+        "conversation Genesys does not know or no longer has live; when Parley knows the conversation ended, "
+        "the hint says that instead."
     ),
     "conversation.error.conversation.not.found": (
-        "The conversation does not exist in this org and region (wrong id, or long gone). Parley drops it "
-        "from its state cache; conversation.end counts it as already ended."
+        "The conversation does not exist in this org and region: a wrong `conversation_id`, an id of another "
+        "org or region (check the command's `org`), or a conversation Genesys no longer keeps. Parley forgets "
+        "what it cached about it."
     ),
     "conversation.error.not.conversation.participant": (
         "The participant id is not part of this conversation; read the participants again from GET "
@@ -296,12 +311,13 @@ _HINTS: dict[str, str] = {
     ),
     # --- 408, 409, 413, 415, 429 ----------------------------------------------------------------------
     "client.timeout": (
-        f"Genesys gave up waiting for the full request (a slow link). It was not processed; {_RETRIED}."
+        f"Genesys gave up waiting for the full request (a slow link). It was not processed; {_RETRIED}. Check "
+        "the network path from the workers to Genesys."
     ),
     "request.conflict": (
         "Another change to the same conversation or cobrowse was in progress. Transient: "
-        f"{_RETRIED}, and serializes its own commands per customer; conflicts that persist mean another "
-        "system is driving the same conversation."
+        f"{_RETRIED}. Parley runs its own commands on one conversation one at a time, so conflicts that "
+        "persist mean another system (or an agent) is changing the same conversation."
     ),
     "organization.outbound.usage.limit.exceeded": (
         "The org has used up its outbound messaging allowance. A retry is refused the same way, so Parley "
@@ -319,35 +335,41 @@ _HINTS: dict[str, str] = {
     ),
     "too.many.requests.retry.after": (
         "Rate limited: 300 requests per minute per client-credentials token (also 300/min per app and "
-        "user; some resources have their own limits). Parley waits Retry-After and retries; if it happens "
-        "often, lower worker concurrency or ask Genesys support to raise the limit."
+        "user; some resources have their own limits). Parley waits Retry-After (up to PARLEY_RETRY_AFTER_MAX_S) "
+        "and retries, and a command fails with it only when every attempt was limited. Parley paces its own "
+        "requests (PARLEY_GENESYS_RATE_LIMIT_PER_MINUTE), so another application on the same OAuth client is "
+        "the likely cause: give Parley its own client, lower the setting, or ask Genesys to raise the limit."
     ),
     "too.many.requests": (
-        "Rate limited (legacy code): Parley waits Retry-After, or backs off when it is missing, and retries. "
-        "The limit is 300 requests per minute per client-credentials token."
+        "Rate limited (legacy code): Parley waits Retry-After, or backs off when it is missing, and retries; a "
+        "command fails with it only when every attempt was limited. The limit is 300 requests per minute per "
+        "client-credentials token; another application on the same OAuth client is the likely cause."
     ),
     # --- 5xx: Genesys' side; the outcome may be unknown -----------------------------------------------
     "internal.server.error": f"Genesys failed internally. {_UNKNOWN_OUTCOME}",
-    "general.internal.server.error": f"Genesys failed internally (analytics or a read). {_UNKNOWN_OUTCOME}",
+    "general.internal.server.error": (
+        "Genesys failed internally answering a read (analytics, or a conversation or message read), which "
+        f"changes nothing. {_RETRIED}; if it persists, {_CONTEXT}."
+    ),
     "conversation.participant.update.failed": (
-        f"Genesys could not finish the participant update (disconnect or wrap-up). {_LOOKED_UP}, then "
-        "retries."
+        f"Genesys could not finish the participant update (disconnect or wrap-up). {_UNKNOWN_OUTCOME}"
     ),
     "chat.error": f"The chat service failed internally. {_UNKNOWN_OUTCOME}",
     # Genesys' own misspelling, as published for POST /webchat/guest/conversations.
     "caht.error": f"The chat service failed internally. {_UNKNOWN_OUTCOME}",
-    "chat.error.internal": f"The chat service failed internally. {_LOOKED_UP}, then retries.",
+    "chat.error.internal": f"The chat service failed internally. {_UNKNOWN_OUTCOME}",
     "service.unavailable": (
-        f"Genesys is temporarily unavailable (maintenance or overload). {_RETRIED}, honouring Retry-After."
+        f"Genesys is temporarily unavailable (maintenance or overload). {_UNKNOWN_OUTCOME}"
     ),
     "chat.error.service.unavailable": f"The chat service is temporarily unavailable. {_RETRIED}.",
-    "request.timeout": f"A Genesys gateway timed out waiting for its backend. {_LOOKED_UP}, then retries.",
+    "request.timeout": f"A Genesys gateway timed out waiting for its backend. {_UNKNOWN_OUTCOME}",
     "authentication.request.timeout": (
-        f"Checking the token timed out inside Genesys. Transient: {_RETRIED}."
+        f"Checking the token timed out inside Genesys. Transient: {_RETRIED}; if it persists, {_CONTEXT}."
     ),
-    "chat.error.service.timeout": f"The chat service timed out. {_LOOKED_UP}, then retries.",
+    "chat.error.service.timeout": f"The chat service timed out. {_UNKNOWN_OUTCOME}",
     "division.authorization.timeout": (
-        f"Checking division permissions timed out inside Genesys. Transient: {_RETRIED}."
+        f"Checking division permissions timed out inside Genesys. Transient: {_RETRIED}; if it persists, "
+        f"{_CONTEXT}."
     ),
     # --- OAuth token endpoint (RFC 6749 section 5.2 shape {error, description}) -----------------------
     "invalid_client": (
@@ -371,16 +393,18 @@ _JOURNEY_CONTEXT_PREFIX = "chat.error.notnull.createconversationrequest.journeyc
 _BY_STATUS: dict[int, str] = {
     400: "Genesys refused the request as malformed or not allowed; it is not retried. Read message and "
     "messageParams for the field.",
-    401: "Genesys did not accept Parley's token. Parley refreshes it once and retries; if it persists, check "
-    f"{_CLIENT_CREDS} and PARLEY_GENESYS_REGION.",
+    401: "Genesys did not accept Parley's token. Parley refreshes it on a 401 and sends once more, so a fresh "
+    f"token was refused too: check {_OWN_CLIENT} and PARLEY_GENESYS_REGION.",
     403: "The OAuth client lacks a permission, scope or division for this call; messageParams usually names "
     "it. Grant it to a role of the OAuth client.",
-    404: "The object or route does not exist (wrong id, other org or region, or already gone).",
+    404: "The object does not exist in this org and region (a wrong id, one of another org or region, or "
+    "already gone).",
     408: f"Genesys timed out waiting for the request; it was not processed. {_RETRIED}.",
     409: f"A conflicting change was in progress. {_RETRIED}.",
     413: "The request is too large; shorten the text or attributes.",
     415: "Genesys did not accept the Content-Type; check for a proxy rewriting requests.",
-    429: "Rate limited. Parley waits Retry-After (or backs off) and retries.",
+    429: "Rate limited at every attempt. Parley waits Retry-After (up to PARLEY_RETRY_AFTER_MAX_S) or backs off, "
+    "and retries; another application on the same OAuth client is the likely cause.",
 }
 _CLIENT_ERROR = (
     "Genesys refused the request with a code Parley has no specific advice for; it is not retried. Read "
