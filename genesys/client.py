@@ -73,7 +73,7 @@ class _Pipeline:
                 lock_ttl_s=settings.genesys_connect_timeout_s + settings.genesys_read_timeout_s + 5,
             )
             self.limiter = RateLimiter(keys.rate, keys.pause, target.rate_limit_per_minute,
-                                       come_back_key=keys.come_back)
+                                       come_back_key=keys.come_back, org=org)
         self.rate_wait_max_s: float | None = None
         """Set on a :meth:`GenesysClient.bounded` view until its first request is sent."""
 

@@ -87,6 +87,7 @@ class RateLimiter:
         come_back_key: str | None = None,
         burst: int | None = None,
         guard_ms: float = DEFAULT_GUARD_MS,
+        org: str = "default",
     ) -> None:
         if limit_per_minute < 1:
             raise ValueError("limit_per_minute must be >= 1")
@@ -98,9 +99,9 @@ class RateLimiter:
         self.burst = limit_per_minute // 50 if burst is None else burst
         self.interval_ms = (60_000.0 + guard_ms) / max(1, limit_per_minute - self.burst - 1)
         self.tolerance_ms = self.burst * self.interval_ms
-        # The client's name in metrics: its ident as in its Redis keys (a hash, not the client id).
-        self.client_label = rate_key.split(":")[-2 if ":" in rate_key else 0][:8]
-        metrics.rate_limit_per_minute.labels(client=self.client_label).set(limit_per_minute)
+        # In metrics: the org, and the client's ident as in its Redis keys (a hash, not the client id).
+        self.metric_labels = {"org": org, "client": rate_key.split(":")[-2 if ":" in rate_key else 0][:8]}
+        metrics.rate_limit_per_minute.labels(**self.metric_labels).set(limit_per_minute)
 
     @property
     def sustained_per_minute(self) -> float:
@@ -130,13 +131,13 @@ class RateLimiter:
                 # A 429 elsewhere may have paused the client while we waited for our slot.
                 if (yield RedisCommand("pttl", (self.pause_key,))) > 0:
                     continue
-            metrics.rate_limit_slots.labels(client=self.client_label).inc()
-            metrics.rate_limit_wait.labels(client=self.client_label).observe(waited_s)
+            metrics.rate_limit_slots.labels(**self.metric_labels).inc()
+            metrics.rate_limit_wait.labels(**self.metric_labels).observe(waited_s)
             return
 
     def plan_pause(self, seconds: float) -> Plan[None]:
         """Stop every process using this client for ``seconds`` (a 429's Retry-After)."""
         ms = max(1, round(seconds * 1000))
-        metrics.rate_limit_pauses.labels(client=self.client_label).inc()
+        metrics.rate_limit_pauses.labels(**self.metric_labels).inc()
         log.warning("genesys rate limit: pausing client for %.1f s", ms / 1000)
         yield from _PAUSE.call((self.pause_key,), (ms,))

@@ -4,8 +4,8 @@ Call sites make one call where the thing happens once (``metrics.commands.labels
 .inc()``); this module owns the names (``parley_...``), the help texts, the label sets and the serving.
 
 Labels never carry customer data: only command types (any other text becomes ``unknown``), outcomes,
-reason codes, operation names, HTTP statuses, stages, stream and queue names, and the short hash that
-names an OAuth client in Redis. No ids, addresses, text or tokens.
+reason codes, operation names, HTTP statuses, stages, stream and queue names, org aliases, and the short
+hash that names an OAuth client in Redis. No ids, addresses, text or tokens.
 
 Processes. A worker run alone (``parley ingest|guest|webhook``) serves its own ``/metrics`` when
 ``PARLEY_METRICS_PORT`` is set. Processes that fork or run side by side write to one directory instead
@@ -76,17 +76,17 @@ genesys_latency = Histogram(
     ["operation"], buckets=LATENCY_BUCKETS, registry=REGISTRY)
 rate_limit_wait = Histogram(
     "parley_genesys_rate_limit_wait_seconds", "Time a request waited for a slot of its OAuth client's shared "
-    "budget (including a 429's pause), by client.", ["client"], buckets=WAIT_BUCKETS, registry=REGISTRY)
+    "budget (including a 429's pause), by org and client.", ["org", "client"], buckets=WAIT_BUCKETS, registry=REGISTRY)
 rate_limit_slots = Counter(
-    "parley_genesys_rate_limit_slots", "Slots of the OAuth client's budget taken (requests admitted), by "
-    "client; over a minute, against parley_genesys_rate_limit_per_minute, the budget used.", ["client"],
+    "parley_genesys_rate_limit_slots", "Slots of the OAuth client's budget taken (requests admitted), by org "
+    "and client; over a minute, against parley_genesys_rate_limit_per_minute, the budget used.", ["org", "client"],
     registry=REGISTRY)
 rate_limit_per_minute = Gauge(
-    "parley_genesys_rate_limit_per_minute", "The OAuth client's budget (PARLEY_GENESYS_RATE_LIMIT_PER_MINUTE).",
-    ["client"], multiprocess_mode="max", registry=REGISTRY)
+    "parley_genesys_rate_limit_per_minute", "The OAuth client's budget (requests per minute), by org and client.",
+    ["org", "client"], multiprocess_mode="max", registry=REGISTRY)
 rate_limit_pauses = Counter(
     "parley_genesys_rate_limit_pauses", "429 answers that paused every process using the OAuth client.",
-    ["client"], registry=REGISTRY)
+    ["org", "client"], registry=REGISTRY)
 
 # --- guest worker ----------------------------------------------------------------------------------
 guest_sessions = Gauge(

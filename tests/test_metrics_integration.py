@@ -174,7 +174,7 @@ def test_the_figures_move_with_the_traffic_and_no_label_names_a_customer(run: Pa
     assert total(now, slots) - total(before, slots) == sum(now[k] - before.get(k, 0) for k in oauth) >= 5
     assert total(now, waits) == total(now, slots)
     assert total(now, "parley_guest_relay_seconds_count") > total(before, "parley_guest_relay_seconds_count")
-    assert figure(now, "parley_genesys_rate_limit_per_minute", client=_client(now)) == 300
+    assert figure(now, "parley_genesys_rate_limit_per_minute", org="default", client=_client(now)) == 300
     assert ("parley_stream_pending", frozenset({("stream", "parley:commands"), ("group", "parley-ingest")})) in now
     assert ("parley_stream_lag", frozenset({("stream", "parley:commands"), ("group", "parley-ingest")})) in now
     assert ("parley_celery_queue_depth", frozenset({("queue", "parley.commands")})) in now
