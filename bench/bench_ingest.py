@@ -15,6 +15,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import redis
@@ -28,8 +29,10 @@ from tests.support.processes import parley_env, running, start_celery, start_ing
 
 
 def command(i: int, run: int) -> str:
+    # One conversation per command: commands on one conversation run one at a time (README, Order), and this
+    # measures ingestion, not one conversation's queue.
     return json.dumps({"type": "cobrowse.start", "idempotency_key": f"b{run}-{i}",
-                       "conversation_id": "6f1c2a9e-3b7d-4c55-9a0e-2f4b8d1e7c30"})
+                       "conversation_id": str(uuid.UUID(int=run * 1_000_000 + i))})
 
 
 def baseline(client: redis.Redis, n: int, run: int) -> float:
