@@ -8,6 +8,8 @@ too (:meth:`Messaging.open_conversation`, by :mod:`emulator.state.webmessaging`)
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from emulator.errors import ApiError
 from emulator.fixtures import Fixtures, Queue
 from emulator.state.model import (
@@ -23,11 +25,16 @@ from emulator.state.model import (
 )
 from emulator.state.store import Conversations
 
+ProactiveDelivery = Callable[[Conversation], None]
+"""Called with a new agentless web messaging conversation before its first message is added: the
+guest's open Messenger session, if any, takes it (:mod:`emulator.state.webmessaging`)."""
+
 
 class Messaging:
     def __init__(self, conversations: Conversations, fixtures: Fixtures) -> None:
         self._store = conversations
         self._fixtures = fixtures
+        self.deliver_proactive: ProactiveDelivery | None = None
 
     def send_agentless(
         self,
@@ -48,6 +55,8 @@ class Messaging:
                 raise ApiError(400, "active.conversation")
             if conv is None:
                 conv = self.open_conversation(key, to_address, external_contact_id)
+                if messenger_type == "webmessaging" and self.deliver_proactive is not None:
+                    self.deliver_proactive(conv)
             sender = next(conv.with_purpose("api"), None) or store.add(
                 conv,
                 Participant(

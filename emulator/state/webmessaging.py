@@ -75,6 +75,7 @@ class WebMessagingSessions:
         self._lock = conversations.lock  # one lock: a session's changes and its conversation's are one step
         self._by_id: dict[str, WebMessagingSession] = {}
         self._by_token: dict[str, WebMessagingSession] = {}
+        messaging.deliver_proactive = self._take_proactive
 
     # --- lookups ----------------------------------------------------------------------------------
     def get(self, session_id: str) -> WebMessagingSession | None:
@@ -127,6 +128,23 @@ class WebMessagingSessions:
             self._by_token[token] = session
             self._store.record("guest.session.created", None, session_id=session.id, by="guest")
             return session, True
+
+    def _take_proactive(self, conv: Conversation) -> None:
+        """An agentless send opened ``conv`` for a guest: the guest's open Messenger session on that
+        deployment (the latest, if several) takes it, so its sockets hear the message and the guest's
+        reply joins it; that is what ``fromAddress`` (the deployment) and ``externalContactId`` address
+        (seed 000). With no open session the conversation waits for the guest's next session."""
+        _, deployment_id, contact = conv.natural_key or (None, None, None)
+        with self._lock:
+            open_sessions = [s for s in self._by_id.values()
+                             if s.deployment_id == deployment_id and s.external_contact_id == contact
+                             and s.live and not s.read_only and not self.expired(s)]
+            if not open_sessions:
+                return
+            session = max(open_sessions, key=lambda s: s.created)
+            conv.webmessaging_session_id = session.id
+            session.conversation_id = conv.id
+            session.conversation_ids.append(conv.id)
 
     def clear(self, session: WebMessagingSession) -> None:
         """Presence Clear: the conversation ends and the session is gone (its token starts afresh)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -24,7 +25,7 @@ from parley.redis_server import RedisServer
 from parley.settings import Settings
 from tests.support.emulator_server import EmulatorServer, running_emulator
 from tests.support.events import await_events
-from tests.support.processes import parley_env, start_celery, start_ingest, stop
+from tests.support.processes import ROOT, parley_env, start_celery, start_ingest, stop
 
 TERMINAL = {"command.succeeded", "command.failed", "command.expired"}
 
@@ -115,7 +116,8 @@ def pipeline_env(redis_url: str, emulator: EmulatorServer, **overrides: str) -> 
 
 
 @contextmanager
-def running_pipeline(tmp: Path, *, celery_concurrency: int = 2, **env_overrides: str) -> Iterator[Pipeline]:
+def running_pipeline(tmp: Path, *, celery_concurrency: int = 2, guest_workers: int = 0,
+                     **env_overrides: str) -> Iterator[Pipeline]:
     with ExitStack() as stack:
         server = stack.enter_context(RedisServer(tmp / "redis"))
         emulator = stack.enter_context(running_emulator())
@@ -129,6 +131,10 @@ def running_pipeline(tmp: Path, *, celery_concurrency: int = 2, **env_overrides:
         pipeline.start("ingest", start_ingest(env, log=log_dir / "ingest.log"))
         pipeline.start("celery", start_celery(env, app="tasks.app", concurrency=celery_concurrency,
                                               log=log_dir / "celery.log", loglevel="INFO"))
+        for n in range(guest_workers):
+            log = stack.enter_context((log_dir / f"guest-{n}.log").open("ab"))
+            pipeline.start(f"guest-{n}", subprocess.Popen([sys.executable, "-m", "parley.cli", "guest"], env=env,
+                                                          cwd=ROOT, stdout=log, stderr=log))
         yield pipeline
 
 
@@ -136,7 +142,7 @@ def environ_without_parley() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
 
 
-def module_pipeline(name: str, *, celery_concurrency: int = 3) -> tuple[Any, Any]:
+def module_pipeline(name: str, *, celery_concurrency: int = 3, guest_workers: int = 0) -> tuple[Any, Any]:
     """A test module's ``pipeline`` fixture (one real pipeline for the module) and its autouse
     ``no_faults`` (every test starts and ends with the emulator's faults cleared). Assign both:
     ``pipeline, no_faults = module_pipeline("name")``."""
@@ -144,7 +150,8 @@ def module_pipeline(name: str, *, celery_concurrency: int = 3) -> tuple[Any, Any
 
     @pytest.fixture(scope="module")
     def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-        with running_pipeline(Path(tmp_path_factory.mktemp(name)), celery_concurrency=celery_concurrency) as p:
+        with running_pipeline(Path(tmp_path_factory.mktemp(name)), celery_concurrency=celery_concurrency,
+                              guest_workers=guest_workers) as p:
             yield p
 
     @pytest.fixture(autouse=True)
