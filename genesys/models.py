@@ -554,7 +554,7 @@ class GuestMemberInfo(RequestModel):
     email: str | None = Field(default=None, repr=False)
     phone_number: str | None = Field(default=None, repr=False)
     avatar_image_url: str | None = None
-    custom_fields: dict[str, str] | None = None
+    custom_fields: dict[str, str] | None = Field(default=None, repr=False)  # the customer's CRM data
 
 
 class CreateWebChatConversationRequest(RequestModel):
@@ -568,7 +568,9 @@ class CreateWebChatConversationRequest(RequestModel):
 
 
 class WebChatMemberInfo(ResponseModel):
-    """``id`` is the member's communicationId (the ``memberId`` of the member routes)."""
+    """``id`` is the member's communicationId (the ``memberId`` of the member routes). The contract
+    requires ``role``, but Genesys leaves it out where it only names a member (the create answer's
+    ``member: {id}``, a message's ``sender: {id}``): only ``GET .../members/{memberId}`` says who it is."""
 
     DEFINITION = "WebChatMemberInfo"
     id: str | None = None
@@ -579,7 +581,7 @@ class WebChatMemberInfo(ResponseModel):
     phone_number: str | None = Field(default=None, repr=False)
     avatar_image_url: str | None = None
     custom_fields: dict[str, str] | None = None
-    role: str
+    role: str | None = None
     join_date: datetime | None = None
     leave_date: datetime | None = None
     authenticated_guest: bool | None = None

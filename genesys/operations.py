@@ -256,8 +256,9 @@ def leave_guest_chat(conversation_id: str, member_id: str, *, jwt: str) -> Opera
 
 # --- Web messaging history (guest JWT) -----------------------------------------------------------
 def get_webmessaging_messages(
-    *, jwt: str, page_size: int | None = None, page_number: int | None = None
+    *, jwt: str, page_size: int | None = None, page_number: int | None = None, origin: str | None = None
 ) -> Operation[WebMessagingMessageEntityList]:
+    """Pages are newest first. ``origin``: the ``Origin`` header, for a deployment that restricts origins."""
     params = _query(pageSize=page_size, pageNumber=page_number)
     return Operation(
         "GET",
@@ -265,4 +266,5 @@ def get_webmessaging_messages(
         WebMessagingMessageEntityList,
         auth=GuestJwt(jwt),
         params=params,
+        headers={"Origin": origin} if origin else {},
     )

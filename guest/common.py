@@ -26,12 +26,15 @@ from parley import backoff
 T = TypeVar("T")
 
 
-def parse_time(value: str | None) -> datetime | None:
+def parse_time(value: str | datetime | None) -> datetime | None:
     """An ISO-8601 server timestamp as an aware datetime; None when absent or unparseable.
 
     Real frames carry ``...Z``; test fixtures in the SDKs carry junk like ``"some_time"``, which
-    must not crash the machine (the caller falls back to arrival order).
+    must not crash the machine (the caller falls back to arrival order). A REST answer's model has
+    parsed its timestamp already: it is taken as it is.
     """
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     if not value:
         return None
     try:

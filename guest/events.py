@@ -1,17 +1,20 @@
 """What the guest state machines report (events) and ask the I/O layer to do (intents).
 
 Events say what happened in the conversation; the guest worker maps them to ``guest.*`` product
-events. Intents are work for the I/O layer (open or close a socket, make a REST call) whose outcome
-it feeds back into the machine. Message text is kept out of ``repr`` and tokens are ``SecretStr``,
+events. Intents are work for the I/O layer (open or close a socket, make a REST call: a
+:class:`GenesysCall` naming its :mod:`genesys.operations` operation) whose outcome it feeds back into
+the machine. Message text is kept out of ``repr`` and tokens are ``SecretStr``,
 so logging an event or intent never leaks customer text or credentials.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from genesys.wire import Operation
 
 
 class GuestEvent(BaseModel):
@@ -142,6 +145,27 @@ class Ended(GuestEvent):
 
 class Intent(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class GenesysCall(Intent):
+    """A Genesys REST call: the I/O layer runs :attr:`operation` (one of :mod:`genesys.operations`) and
+    reports back by ``request_id``: ``rest_succeeded(request_id, now, text)`` with the answer's text
+    (None for a bodiless answer), which the machine reads as the operation's :mod:`genesys.models`
+    model, or ``rest_failed(request_id, now, error)``."""
+
+    request_id: str
+
+    @property
+    def operation(self) -> Operation[Any]:
+        raise NotImplementedError
+
+    @property
+    def method(self) -> str:
+        return self.operation.method
+
+    @property
+    def path(self) -> str:
+        return self.operation.path
 
 
 class OpenSocket(Intent):

@@ -6,7 +6,7 @@ their results. The I/O layer:
 
     session.start(now)                              -> CreateConversation
     session.resume(created_answer, now)             -> OpenSocket (same conversation, then a backfill)
-    session.rest_succeeded(request_id, now, body)   -> e.g. OpenSocket(eventStreamUri)
+    session.rest_succeeded(request_id, now, text)   -> e.g. OpenSocket(eventStreamUri)
     session.rest_failed(request_id, now, error)
     session.connection_made(now) / connection_lost(now)
     session.receive_text(frame, now)                -> events
@@ -14,7 +14,8 @@ their results. The I/O layer:
     session.timer(now) at next_deadline()
 
 then drains ``intents_to_run()`` (carry each out and report back by ``request_id``) and
-``events_received()``. ``now`` is POSIX seconds.
+``events_received()``. ``now`` is POSIX seconds. A REST intent names its :mod:`genesys.operations`
+operation; the machine reads the answer's text as that operation's :mod:`genesys.models` model.
 
 Rules this machine enforces (see reference/genesys-websockets.md, Protocol A):
 - The conversation is not routed until the stream is attached, so guest messages wait for the
@@ -24,6 +25,8 @@ Rules this machine enforces (see reference/genesys-websockets.md, Protocol A):
   the same eventStreamUri while the JWT is valid, then backfill with ``FetchHistory(after=last id)``.
 - Agent messages are deduplicated by id and released in timestamp order.
 - Agent DISCONNECTED while the guest stays CONNECTED is a transfer (``AgentLeft``), not the end.
+- Who a member is (an agent? its name) is never read from the stream, which names members by id
+  alone: the machine fetches the member (``FetchMember``) the first time it connects or joins.
 """
 
 from __future__ import annotations
@@ -32,11 +35,22 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import ClassVar, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from genesys import operations
 from genesys.errors import GenesysError, GenesysTransportError
+from genesys.models import (
+    CreateWebChatConversationRequest,
+    CreateWebChatConversationResponse,
+    GuestMemberInfo,
+    WebChatMemberInfo,
+    WebChatMessage,
+    WebChatMessageEntityList,
+    WebChatRoutingTarget,
+)
+from genesys.wire import Operation
 from guest.common import (
     Backoff,
     Outbox,
@@ -57,8 +71,8 @@ from guest.events import (
     AgentTyping,
     CloseSocket,
     Ended,
+    GenesysCall,
     GuestMessageConfirmed,
-    Intent,
     OpenSocket,
     ProtocolError,
     RateLimited,
@@ -66,25 +80,20 @@ from guest.events import (
     UnknownFrame,
 )
 from guest.guestchat_frames import (
-    CreateWebChatConversationRequest,
-    CreateWebChatConversationResponse,
-    CreateWebChatMessageRequest,
-    GuestMemberInfo,
     Heartbeat,
     MemberChange,
     SocketClosing,
     StreamFrameError,
+    StreamMember,
+    StreamMessage,
+    StreamTyping,
     UnknownStreamFrame,
-    WebChatMemberInfo,
-    WebChatMessage,
-    WebChatMessageEntityList,
-    WebChatRoutingTarget,
-    WebChatTyping,
     parse_stream_frame,
 )
 from guest.ownmessage import OwnMessage
 
-_API = "/api/v2/webchat/guest/conversations"
+ChatLine = StreamMessage | WebChatMessage
+"""A chat line from the stream (members by id) or from a REST answer (history, our own send)."""
 # "Not active yet" answers: the conversation is still being routed, so try the message again later.
 _NOT_YET = frozenset({"chat.error.conversation.state", "chat.error.member.state"})
 HISTORY_RETRIES = 5
@@ -161,40 +170,19 @@ class GuestChatConfig(BaseModel):
 # --- Intents ------------------------------------------------------------------------------------
 
 
-class ChatRequest(Intent):
-    """A Guest Chat REST call. Make it, then report ``rest_succeeded(request_id, now, body)`` (the
-    response text; None for 204) or ``rest_failed(request_id, now, error)``."""
+class ChatRequest(GenesysCall):
+    """A Guest Chat REST call (:class:`~guest.events.GenesysCall`); the guest JWT rides on every call
+    but the create."""
 
-    method: ClassVar[str]
-    request_id: str
-    jwt: SecretStr | None = None  # send as ``Authorization: bearer <jwt>`` when set
-
-    @property
-    def path(self) -> str:
-        raise NotImplementedError
-
-    @property
-    def params(self) -> dict[str, str | int]:
-        return {}
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {}
-
-    def json_body(self) -> dict[str, JsonValue] | None:
-        return None
+    jwt: SecretStr | None = None
 
 
 class CreateConversation(ChatRequest):
-    method: ClassVar[str] = "POST"
     body: CreateWebChatConversationRequest
 
     @property
-    def path(self) -> str:
-        return _API
-
-    def json_body(self) -> dict[str, JsonValue] | None:
-        return self.body.to_json()
+    def operation(self) -> Operation[Any]:
+        return operations.create_guest_chat(self.body)
 
 
 class _MemberRequest(ChatRequest):
@@ -202,59 +190,59 @@ class _MemberRequest(ChatRequest):
     member_id: str
     jwt: SecretStr
 
-    @property
-    def path(self) -> str:
-        return f"{_API}/{self.conversation_id}/members/{self.member_id}"
-
 
 class SendMessage(_MemberRequest):
-    method: ClassVar[str] = "POST"
-    body: CreateWebChatMessageRequest
+    text: str = Field(repr=False)
     tracing_id: str
 
     @property
-    def path(self) -> str:
-        return f"{super().path}/messages"
-
-    def json_body(self) -> dict[str, JsonValue] | None:
-        return self.body.to_json()
+    def operation(self) -> Operation[Any]:
+        return operations.send_guest_chat_message(
+            self.conversation_id, self.member_id, self.text, jwt=self.jwt.get_secret_value()
+        )
 
 
 class SendTyping(_MemberRequest):
-    method: ClassVar[str] = "POST"
-
     @property
-    def path(self) -> str:
-        return f"{super().path}/typing"
+    def operation(self) -> Operation[Any]:
+        return operations.send_guest_chat_typing(self.conversation_id, self.member_id, jwt=self.jwt.get_secret_value())
 
 
 class FetchMember(_MemberRequest):
-    method: ClassVar[str] = "GET"
+    """Who ``member_id`` is (role, name): the stream only ever names it."""
+
+    @property
+    def operation(self) -> Operation[Any]:
+        return operations.get_guest_chat_member(self.conversation_id, self.member_id, jwt=self.jwt.get_secret_value())
 
 
 class LeaveConversation(_MemberRequest):
     """DELETE the guest member: the guest-side end of the chat (204)."""
 
-    method: ClassVar[str] = "DELETE"
+    @property
+    def operation(self) -> Operation[Any]:
+        return operations.leave_guest_chat(self.conversation_id, self.member_id, jwt=self.jwt.get_secret_value())
 
 
 class FetchHistory(ChatRequest):
-    method: ClassVar[str] = "GET"
     conversation_id: str
     jwt: SecretStr
     after: str | None = None  # a message id
     max_results: int = 100
 
     @property
-    def path(self) -> str:
-        return f"{_API}/{self.conversation_id}/messages"
+    def operation(self) -> Operation[Any]:
+        return operations.get_guest_chat_messages(
+            self.conversation_id,
+            jwt=self.jwt.get_secret_value(),
+            after=self.after or None,
+            sort_order="ascending",
+            max_results=self.max_results,
+        )
 
-    @property
-    def params(self) -> dict[str, str | int]:
-        params: dict[str, str | int] = {"sortOrder": "ascending", "maxResults": self.max_results}
-        if self.after:
-            params["after"] = self.after
-        return params
+
+class IncompleteAnswer(ValueError):
+    """A create answer without its conversation id, JWT, event stream or guest member id."""
 
 
 # --- The machine --------------------------------------------------------------------------------
@@ -305,7 +293,7 @@ class GuestChatSession(SansIOMachine):
 
         self._members: dict[str, _Member] = {}
         self._seen = RecentIds(config.dedup_capacity)
-        self._buffer: ReorderBuffer[WebChatMessage] = ReorderBuffer(config.reorder_window)
+        self._buffer: ReorderBuffer[ChatLine] = ReorderBuffer(config.reorder_window)
         self._last_seen: tuple[float, str] | None = None  # (timestamp, id) of the newest message
         self._history: str | None = None  # request id of the backfill in progress
         self._history_deadline: float | None = None
@@ -359,16 +347,15 @@ class GuestChatSession(SansIOMachine):
         if self.state is not GcState.NEW:
             return
         try:
-            answer = CreateWebChatConversationResponse.model_validate_json(created)
-        except ValidationError:
+            self._take_created(CreateWebChatConversationResponse.model_validate_json(created))
+        except ValueError:  # not JSON, not the model, or incomplete
             self._events.append(ProtocolError(reason="saved conversation did not parse; creating a new one"))
             self.start(now)
             return
-        self._take_created(answer)
         self._attached_once = True  # the attach backfills
         # The guest's CONNECTED may have gone by before: send after the grace even if it never shows.
         self._grace_until = now + self.config.connect_grace
-        self._events.append(SessionStarted(new_session=False, conversation_id=answer.id))
+        self._events.append(SessionStarted(new_session=False, conversation_id=self.conversation_id))
         if self._jwt_exp is not None and now >= self._jwt_exp:
             self._end("system", "guest chat JWT expired")
             return
@@ -455,9 +442,9 @@ class GuestChatSession(SansIOMachine):
                 self._force_reconnect(now, "server closing the socket", immediate=True)
             case MemberChange(member=member):
                 self._on_member(member)
-            case WebChatMessage() as message:
+            case StreamMessage() as message:
                 self._admit(message, now)
-            case WebChatTyping(sender=sender):
+            case StreamTyping(sender=sender):
                 if sender.id != self.member_id:
                     self._events.append(AgentTyping(sender_id=sender.id))
             case UnknownStreamFrame():
@@ -465,12 +452,13 @@ class GuestChatSession(SansIOMachine):
         self._pump(now)
 
     def rest_succeeded(self, request_id: str, now: float, body: str | bytes | None = None) -> None:
+        """``body``: the answer's text (None for 204), read as the request's operation's model."""
         request = self._requests.pop(request_id, None)
         if request is None:
             return
         try:
             self._on_success(request, body, now)
-        except ValidationError:
+        except ValueError:  # not JSON, not the model (pydantic's ValidationError), or incomplete
             self._events.append(ProtocolError(reason=f"{type(request).__name__} answer did not parse"))
             self._on_failure(request, None, None, None, now)
         self._pump(now)
@@ -511,39 +499,39 @@ class GuestChatSession(SansIOMachine):
     def _on_success(self, request: ChatRequest, body: str | bytes | None, now: float) -> None:
         match request:
             case CreateConversation():
-                created = CreateWebChatConversationResponse.model_validate_json(body or b"")
-                self._take_created(created)
-                self._events.append(SessionStarted(new_session=True, conversation_id=created.id))
+                self._take_created(CreateWebChatConversationResponse.model_validate_json(body or b""))
+                self._events.append(SessionStarted(new_session=True, conversation_id=self.conversation_id))
                 self._open_stream()
             case SendMessage():
                 message = WebChatMessage.model_validate_json(body or b"")
-                self._seen.add(message.id)  # its stream echo is not an agent message
-                self._note_seen(message)
+                if message.id is not None:
+                    self._seen.add(message.id)  # its stream echo is not an agent message
+                    self._note_seen(message)
                 if self._outbox.confirm(request.tracing_id) is not None:
                     self._events.append(GuestMessageConfirmed(tracing_id=request.tracing_id, message_id=message.id))
             case SendTyping():
                 self._typing_in_flight = False
             case FetchMember():
-                info = WebChatMemberInfo.model_validate_json(body or b"")
-                member = self._member(info)
-                member.fetching = False
-                if member.role == "AGENT" and member.state == "CONNECTED":
-                    self._announce(info.id, member)
+                self._learn(request.member_id, WebChatMemberInfo.model_validate_json(body or b""))
             case FetchHistory():
                 page = WebChatMessageEntityList.model_validate_json(body or b"")
                 for message in page.entities:
                     self._admit(message, now)
-                if len(page.entities) >= request.max_results:
-                    self._request_history(now, after=page.entities[-1].id)  # there may be more
+                last_id = next((m.id for m in reversed(page.entities) if m.id), None)
+                if len(page.entities) >= request.max_results and last_id is not None:
+                    self._request_history(now, after=last_id)  # there may be more
                 else:
                     self._history = self._history_deadline = None
             case LeaveConversation():
                 self._end("guest", "guest left")
 
     def _take_created(self, created: CreateWebChatConversationResponse) -> None:
-        self.conversation_id, self.member_id = created.id, created.member.id
-        self._jwt, self._stream_uri = created.jwt, created.event_stream_uri
-        self._jwt_exp = jwt_expiry(created.jwt.get_secret_value())
+        member_id = created.member.id if created.member is not None else None
+        if not (created.id and member_id and created.jwt and created.event_stream_uri):
+            raise IncompleteAnswer("create answer without id, member id, jwt or eventStreamUri")
+        self.conversation_id, self.member_id = created.id, member_id
+        self._jwt, self._stream_uri = SecretStr(created.jwt), SecretStr(created.event_stream_uri)
+        self._jwt_exp = jwt_expiry(created.jwt)
 
     def _on_failure(
         self,
@@ -623,29 +611,30 @@ class GuestChatSession(SansIOMachine):
 
     # --- stream content ---------------------------------------------------------------------
 
-    def _on_member(self, info: WebChatMemberInfo) -> None:
+    def _on_member(self, info: StreamMember) -> None:
         if info.id == self.member_id:
             if info.state == "CONNECTED":
                 self._guest_connected = True
             elif info.state == "DISCONNECTED":
                 self._guest_gone()
             return
-        member = self._member(info)
+        member = self._members.setdefault(info.id, _Member())
+        member.state = info.state or member.state
         if info.state == "CONNECTED":
             self._maybe_announce(info.id, member)
         elif info.state == "DISCONNECTED" and member.announced:
             member.announced = False
             self._events.append(AgentLeft(member_id=info.id))
 
-    def _admit(self, message: WebChatMessage, now: float) -> None:
-        if not self._seen.add(message.id):
-            return
+    def _admit(self, message: ChatLine, now: float) -> None:
+        if message.id is None or message.sender.id is None or not self._seen.add(message.id):
+            return  # a line that names no id or sender (never seen from Genesys) cannot be placed
         self._note_seen(message)
         when = parse_time(message.timestamp)
         self._buffer.push(when.timestamp() if when else now, message, now)
 
-    def _release(self, message: WebChatMessage) -> None:
-        sender = message.sender.id
+    def _release(self, message: ChatLine) -> None:
+        sender = message.sender.id or ""  # _admit let in only lines that name their sender
         if sender == self.member_id:
             if message.body_type == "member-leave":
                 self._guest_gone()
@@ -662,14 +651,14 @@ class GuestChatSession(SansIOMachine):
         elif message.body_type in ("standard", "notice") and message.body:
             self._events.append(
                 AgentMessage(
-                    message_id=message.id,
+                    message_id=message.id or "",
                     text=message.body,
                     time=parse_time(message.timestamp),
                     sender_id=sender,
                 )
             )
 
-    def _settle_uncertain(self, message: WebChatMessage) -> None:
+    def _settle_uncertain(self, message: ChatLine) -> None:
         """Our own message on the stream (or in a backfill): if a send with an unknown outcome is waiting
         to be retried and this is it (:mod:`guest.ownmessage`), confirm instead of sending it twice."""
         head = self._outbox.head()
@@ -692,21 +681,24 @@ class GuestChatSession(SansIOMachine):
             member.announced = True
             self._events.append(AgentJoined(member_id=member_id, display_name=member.display_name))
 
-    def _member(self, info: WebChatMemberInfo) -> _Member:
-        member = self._members.setdefault(info.id, _Member())
+    def _learn(self, member_id: str, info: WebChatMemberInfo) -> None:
+        """What ``GET .../members/{member_id}`` said: announce the member if it is a connected agent."""
+        member = self._members.setdefault(member_id, _Member())
         member.role = info.role or member.role
         member.state = info.state or member.state
         member.display_name = info.display_name or member.display_name
-        return member
+        member.fetching = False
+        if member.role == "AGENT" and member.state == "CONNECTED":
+            self._announce(member_id, member)
 
     def _guest_gone(self) -> None:
         # We only leave on request, so a guest that leaves unasked was ended from Genesys' side.
         self._end("guest" if self._leave_requested else "agent", "guest disconnected")
 
-    def _note_seen(self, message: WebChatMessage) -> None:
+    def _note_seen(self, message: ChatLine) -> None:
         """Track the newest message id: the ``after`` cursor for a backfill."""
         when = parse_time(message.timestamp)
-        if when is None:
+        if when is None or message.id is None:
             return
         key = (when.timestamp(), message.id)
         if self._last_seen is None or key >= self._last_seen:
@@ -738,12 +730,7 @@ class GuestChatSession(SansIOMachine):
             return
         item = self._outbox.take(now)
         self._request(
-            SendMessage(
-                request_id=self._new_id(),
-                tracing_id=item.tracing_id,
-                body=CreateWebChatMessageRequest(body=item.text),
-                **self._member_args(),
-            )
+            SendMessage(request_id=self._new_id(), tracing_id=item.tracing_id, text=item.text, **self._member_args())
         )
 
     def _expire_not_active(self, now: float) -> None:

@@ -1,9 +1,11 @@
-"""Legacy Guest Chat (ACD Web Chat v2): REST bodies and event-stream frames as pydantic models.
+"""Legacy Guest Chat (ACD Web Chat v2) event-stream frames as pydantic models.
 
-REST field names follow ``contracts/genesys-platform-slice.swagger.json`` (CreateWebChatConversation*,
-CreateWebChatMessageRequest, WebChatMessage, WebChatMemberInfo, WebChatTyping). The event stream is
-the notification envelope ``{topicName, version, eventBody, metadata{CorrelationId, type}}``; real
-captures spell ``CorrelationId`` with a capital C, so both spellings are accepted.
+Only the stream is here: the REST calls and their bodies are :mod:`genesys.operations` and
+:mod:`genesys.models`. The stream is the notification envelope ``{topicName, version, eventBody,
+metadata{CorrelationId, type}}``; real captures spell ``CorrelationId`` with a capital C, so both
+spellings are accepted. Event bodies name a member or conversation by ``{id}`` alone (no displayName,
+role or selfUri), so these models have nothing else to read: a client learns who a member is by
+fetching it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, JsonValue, SecretStr, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, JsonValue, ValidationError
 from pydantic.alias_generators import to_camel
 
 HEARTBEAT_TOPIC = "channel.metadata"
@@ -25,94 +27,44 @@ class _Wire(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
 
 
-class _Outgoing(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
-
-    def to_json(self) -> dict[str, JsonValue]:
-        """The request body as JSON-ready data (what httpx's ``json=`` takes)."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+# --- event bodies: members are named by id only ---------------------------------------------------
 
 
-# --- REST requests ------------------------------------------------------------------------------
-
-
-class WebChatRoutingTarget(_Outgoing):
-    target_type: Literal["QUEUE"] = "QUEUE"
-    target_address: str  # the queue NAME
-    skills: list[str] | None = None
-    language: str | None = None
-    priority: int | None = None
-
-
-class GuestMemberInfo(_Outgoing):
-    display_name: str
-    first_name: str | None = None
-    last_name: str | None = None
-    email: str | None = None
-    phone_number: str | None = None
-    avatar_image_url: str | None = None
-    custom_fields: dict[str, str] | None = Field(default=None, repr=False)
-
-
-class CreateWebChatConversationRequest(_Outgoing):
-    organization_id: str
-    deployment_id: str
-    routing_target: WebChatRoutingTarget
-    member_info: GuestMemberInfo
-
-
-class CreateWebChatMessageRequest(_Outgoing):
-    body: str = Field(repr=False)
-    body_type: Literal["standard", "notice", "member-join", "member-leave", "media-request"] = "standard"
-
-
-# --- REST responses and stream bodies -----------------------------------------------------------
-
-
-class WebChatMemberInfo(_Wire):
-    """A member as the event stream and REST report it; stream frames often carry only ``id``."""
+class EntityRef(_Wire):
+    """A conversation or member as the stream names it: ``{id}``, never its name, role or selfUri."""
 
     id: str
-    display_name: str | None = None
-    role: Literal["AGENT", "CUSTOMER", "WORKFLOW", "ACD"] | None = None
+
+
+class StreamMember(_Wire):
+    """The ``member`` of a member-change: ``{id, state}``. Who it is (role, name) is not on the stream:
+    ``GET .../members/{memberId}`` tells (:func:`genesys.operations.get_guest_chat_member`)."""
+
+    id: str
     state: Literal["ALERTING", "CONNECTED", "DISCONNECTED"] | None = None
 
 
-class CreateWebChatConversationResponse(_Wire):
+class StreamMessage(_Wire):
+    """A chat line (or a ``member-join``/``member-leave`` system line for ``sender``)."""
+
     id: str
-    jwt: SecretStr
-    event_stream_uri: SecretStr  # wss://.../v1/token/<jwt>: the token is in the path
-    member: WebChatMemberInfo
-
-
-class ConversationRef(_Wire):
-    id: str
-
-
-class WebChatMessage(_Wire):
-    id: str
-    conversation: ConversationRef | None = None
-    sender: WebChatMemberInfo
+    conversation: EntityRef | None = None
+    sender: EntityRef
     body: str = Field(default="", repr=False)
     body_type: str = "standard"
-    timestamp: str | None = None
+    timestamp: str | None = None  # kept as text: junk must not lose the frame (see guest.common.parse_time)
 
 
-class WebChatMessageEntityList(_Wire):
-    entities: list[WebChatMessage] = Field(default_factory=list)
-    next: str | None = None
-
-
-class WebChatTyping(_Wire):
+class StreamTyping(_Wire):
     id: str | None = None
-    conversation: ConversationRef | None = None
-    sender: WebChatMemberInfo
+    conversation: EntityRef | None = None
+    sender: EntityRef
     timestamp: str | None = None
 
 
 class MemberChange(_Wire):
-    conversation: ConversationRef | None = None
-    member: WebChatMemberInfo
+    conversation: EntityRef | None = None
+    member: StreamMember
     timestamp: str | None = None
 
 
@@ -140,7 +92,7 @@ class StreamEnvelope(_Wire):
     metadata: StreamMetadata | None = None
 
 
-StreamBody = WebChatMessage | WebChatTyping | MemberChange | Heartbeat | SocketClosing | UnknownStreamFrame
+StreamBody = StreamMessage | StreamTyping | MemberChange | Heartbeat | SocketClosing | UnknownStreamFrame
 
 
 @dataclass(frozen=True)
@@ -176,9 +128,9 @@ def parse_stream_frame(data: str | bytes) -> StreamFrame:
     elif match := _CHAT_TOPIC.match(topic):
         conversation_id = match["conversation"]
         if match["kind"] == "messages" and kind in (None, "message"):
-            model = WebChatMessage
+            model = StreamMessage
         elif match["kind"] == "messages" and kind == "typing-indicator":
-            model = WebChatTyping
+            model = StreamTyping
         elif match["kind"] == "members":
             model = MemberChange
     try:

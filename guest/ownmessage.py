@@ -28,7 +28,7 @@ from guest.common import parse_time
 T = TypeVar("T")
 LATEST = datetime.max.replace(tzinfo=UTC)  # where a message without a time sorts
 
-Candidate = tuple[T, str | None, str | None, str | None]
+Candidate = tuple[T, str | None, str | None, str | datetime | None]
 """A message to consider: what to return if it is ours, then its id, its text and its server time."""
 
 
@@ -40,7 +40,7 @@ class OwnMessage:
     not_before: datetime | None = None  # sent no earlier than this (None: any time)
     confirmed: Container[str] = ()  # ids of our messages already confirmed: never this one
 
-    def matches(self, message_id: str | None, text: str | None, time: str | None) -> bool:
+    def matches(self, message_id: str | None, text: str | None, time: str | datetime | None) -> bool:
         """Could this inbound message be the one looked for?"""
         if text != self.text or (message_id is not None and message_id in self.confirmed):
             return False

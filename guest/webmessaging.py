@@ -32,11 +32,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from genesys import operations
 from genesys.errors import GenesysError, GenesysTransportError
+from genesys.wire import Operation
 from guest.common import (
     Backoff,
     Outbox,
@@ -56,9 +58,9 @@ from guest.events import (
     CloseSocket,
     ConnectionClosed,
     ConversationDisconnected,
+    GenesysCall,
     GuestEvent,
     GuestMessageConfirmed,
-    Intent,
     OpenSocket,
     ProtocolError,
     RateLimited,
@@ -174,26 +176,21 @@ class WebMessagingConfig(BaseModel):
         return value
 
 
-class FetchMessageHistory(Intent):
-    """GET one page of ``/api/v2/webmessaging/messages`` with ``Authorization: bearer <jwt>``, then
-    call ``rest_succeeded(request_id, now, body)`` or ``rest_failed(request_id, now, error)``."""
+class FetchMessageHistory(GenesysCall):
+    """One page of the session's history (:func:`genesys.operations.get_webmessaging_messages`, guest
+    JWT); its answer is read as :class:`~guest.webmessaging_frames.HistoryPage`, whose entities are the
+    stream's own StructuredMessage (the same shape), so a backfilled message is relayed like a live one."""
 
-    method: ClassVar[str] = "GET"
-    path: ClassVar[str] = "/api/v2/webmessaging/messages"
-
-    request_id: str
     page_number: int
     page_size: int
     jwt: SecretStr
     origin: str | None = None
 
     @property
-    def params(self) -> dict[str, int]:
-        return {"pageSize": self.page_size, "pageNumber": self.page_number}
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Origin": self.origin} if self.origin else {}
+    def operation(self) -> Operation[Any]:
+        return operations.get_webmessaging_messages(
+            jwt=self.jwt.get_secret_value(), page_size=self.page_size, page_number=self.page_number, origin=self.origin
+        )
 
 
 @dataclass

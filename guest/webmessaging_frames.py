@@ -21,6 +21,10 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+# The platform API's journey context, one model for both APIs; the guest contract also wants its
+# ``customerSession``, which the platform's leaves optional.
+from genesys.models import JourneyContext
+
 # The transport SDK's health-check id (base64 "HealthCheckMessageId"); older servers echo it back
 # in ``metadata.customMessageId``, which is how an echo reply is told apart from chat.
 HEALTH_CHECK_ID = "SGVhbHRoQ2hlY2tNZXNzYWdlSWQ="
@@ -44,21 +48,6 @@ class _Body(_Incoming):
 
 
 # --- Client -> server ---------------------------------------------------------------------------
-
-
-class JourneyCustomer(_Outgoing):
-    id: str
-    id_type: str = "cookie"
-
-
-class JourneyCustomerSession(_Outgoing):
-    id: str
-    type: str = "web"
-
-
-class JourneyContext(_Outgoing):
-    customer: JourneyCustomer
-    customer_session: JourneyCustomerSession
 
 
 class ConfigureSessionRequest(_Outgoing):

@@ -18,6 +18,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from emulator.fixtures import SEED
 from genesys.errors import GenesysError
+from genesys.wire import GuestJwt, build_request
 from guest.events import (
     AgentJoined,
     AgentMessage,
@@ -109,16 +110,12 @@ class Driver:
         elif isinstance(intent, CloseSocket):
             if self._ws is not None:
                 await self._ws.close(intent.code, intent.reason)
-        elif isinstance(intent, FetchMessageHistory):
-            headers = {"Authorization": f"bearer {intent.jwt.get_secret_value()}", **intent.headers}
-            response = await self.http.get(intent.path, params=intent.params, headers=headers)
-            self._answer(intent.request_id, intent.method, intent.path, response)
-        elif isinstance(intent, ChatRequest):
-            headers = {"Authorization": f"bearer {intent.jwt.get_secret_value()}"} if intent.jwt else {}
-            response = await self.http.request(
-                intent.method, intent.path, params=intent.params, json=intent.json_body(), headers=headers
-            )
-            self._answer(intent.request_id, intent.method, intent.path, response)
+        elif isinstance(intent, FetchMessageHistory | ChatRequest):
+            # The genesys.operations operation the intent names, as the guest worker's client sends it.
+            op = intent.operation
+            bearer = op.auth.jwt if isinstance(op.auth, GuestJwt) else None
+            response = await self.http.send(build_request(op, str(self.http.base_url).rstrip("/"), bearer))
+            self._answer(intent.request_id, op.method, op.path, response)
 
     def _answer(self, request_id: str, method: str, path: str, response: httpx.Response) -> None:
         machine, now = self.machine, time.time()

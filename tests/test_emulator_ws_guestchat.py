@@ -58,6 +58,10 @@ class Chat:
     async def me(self) -> dict[str, Any]:
         return dict((await self.http.get(self.member_path, headers=self._auth)).json())
 
+    async def lookup(self, member_id: str) -> dict[str, Any]:
+        """``GET .../members/{member_id}``: the only way a guest learns who a member is."""
+        return dict((await self.http.get(f"{GUEST}/{self.id}/members/{member_id}", headers=self._auth)).json())
+
     @property
     def _auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.jwt}"}
@@ -79,7 +83,7 @@ async def agent_joins(stream: ChatStream) -> str:
     agent_id: str = alerting["eventBody"]["member"]["id"]
     await stream.member(agent_id, "CONNECTED")
     joined = await stream.message(body_type="member-join", sender=agent_id)
-    assert joined["eventBody"]["sender"]["role"] == "AGENT"
+    assert joined["eventBody"]["sender"] == {"id": agent_id}  # who it is: GET .../members/{id} only
     return agent_id
 
 
@@ -95,6 +99,11 @@ async def test_a_full_guest_chat_with_the_auto_agent(chat: Chat, http: httpx.Asy
         agent_id = await agent_joins(stream)
         greeting = await stream.message(sender=agent_id)
         assert greeting["eventBody"]["body"] == "Hello, my name is Emma Agent. How can I help you?"
+        # As on Genesys, frames name the sender and conversation by id alone: no role, name or selfUri.
+        assert greeting["eventBody"]["sender"] == {"id": agent_id}
+        assert greeting["eventBody"]["conversation"] == {"id": chat.id} and "selfUri" not in greeting["eventBody"]
+        member = await chat.lookup(agent_id)
+        assert (member["role"], member["displayName"]) == ("AGENT", "Emma Agent")
 
         assert (await chat.type()).status_code == 200
         mine = await stream.expect(lambda f: f.get("metadata", {}).get("type") == "typing-indicator")

@@ -1,8 +1,10 @@
 """GuestChatSession without sockets or HTTP: REST intents are answered by the test, stream frames
 are fed as text, time is a number.
 
-Every REST request the machine asks for is validated against the platform contract (path, method,
-body) as it is drained, and every REST answer given to it is validated before it is fed in.
+Every REST request the machine asks for (the genesys.operations operation its intent names) is
+validated against the platform contract (path, method, body) as it is drained, and every REST answer
+given to it is validated before it is fed in. Stream frames name members by ``{id}`` only, as Genesys'
+do: who a member is comes from the FetchMember answer.
 """
 
 from __future__ import annotations
@@ -73,6 +75,12 @@ JWT = make_jwt(T0 + 20 * 3600)
 STREAM_URI = f"wss://carrierpigeon.mypurecloud.com/v1/token/{JWT}"
 
 
+def wire_body(request: ChatRequest) -> Any:
+    """The JSON body the request's operation sends (None without one)."""
+    body = request.operation.body
+    return body.to_wire() if body is not None else None
+
+
 def iso(t: float) -> str:
     from guest.common import iso_time
 
@@ -90,6 +98,7 @@ def stream(topic: str, kind: str | None, body: dict[str, Any]) -> str:
 
 
 def member_change(member_id: str, state: str, t: float, role: str | None = None) -> str:
+    """``role``: a frame that (unlike Genesys') says who the member is; the machine must not believe it."""
     member: dict[str, Any] = {"id": member_id, "state": state}
     if role:
         member["role"] = role
@@ -147,7 +156,7 @@ class Harness:
     def drain(self) -> None:
         for intent in self.session.intents_to_run():
             if isinstance(intent, ChatRequest):
-                validate_request(intent.method, intent.path, intent.json_body())
+                validate_request(intent.method, intent.path, wire_body(intent))
                 self.requests.append(intent)
             self.intents.append(intent)
         self.events += self.session.events_received()
@@ -236,13 +245,17 @@ class Harness:
         self.recv(member_change(GUEST, "CONNECTED", self.now))
 
     def answer_send(self, request: SendMessage, msg_id: str) -> None:
-        body = chat_body(msg_id, GUEST, request.body.body, self.now)
+        body = chat_body(msg_id, GUEST, request.text, self.now)
         body["sender"] = {"id": GUEST, "role": "CUSTOMER"}
         self.ok(request, body)
 
     def agent_joins(self, agent: str = AGENT) -> None:
-        self.recv(member_change(agent, "ALERTING", self.now, role="AGENT"))
-        self.recv(member_change(agent, "CONNECTED", self.now, role="AGENT"))
+        """ALERTING, CONNECTED, and the member lookup the first CONNECTED of a stranger asks for."""
+        self.recv(member_change(agent, "ALERTING", self.now))
+        self.recv(member_change(agent, "CONNECTED", self.now))
+        for lookup in self.pending(FetchMember):
+            self.intents.remove(lookup)
+            self.ok(lookup, {"id": lookup.member_id, "role": "AGENT", "state": "CONNECTED"})
 
 
 def of_type(events: list[GuestEvent], kind: type) -> list[Any]:
@@ -266,7 +279,7 @@ def test_full_chat() -> None:
     h.drain()
     create = h.pop(CreateConversation)
     assert create.path == "/api/v2/webchat/guest/conversations" and create.jwt is None
-    assert create.json_body() == {
+    assert wire_body(create) == {
         "organizationId": ORG,
         "deploymentId": DEPLOYMENT,
         "routingTarget": {"targetType": "QUEUE", "targetAddress": "Support"},
@@ -282,7 +295,7 @@ def test_full_chat() -> None:
     h.recv(member_change(GUEST, "CONNECTED", h.now))
     send = h.pop(SendMessage)
     assert send.path == f"/api/v2/webchat/guest/conversations/{CID}/members/{GUEST}/messages"
-    assert send.json_body() == {"body": "hello, anyone there?", "bodyType": "standard"}
+    assert wire_body(send) == {"body": "hello, anyone there?", "bodyType": "standard"}
     assert send.jwt.get_secret_value() == JWT and send.tracing_id == first
     h.recv(chat_message("g1", GUEST, "hello, anyone there?", h.now))  # stream echo before the answer
     h.answer_send(send, "g1")
@@ -314,6 +327,40 @@ def test_full_chat() -> None:
     assert h.pop(CloseSocket)
     h.recv(member_change(GUEST, "DISCONNECTED", h.now))
     assert h.take_events() == [] and h.session.state is GcState.ENDED
+
+
+def test_answers_that_name_members_by_id_alone_are_read() -> None:
+    """Genesys' create answer is ``member: {id}`` and a message's sender ``{id}``, though the contract
+    requires ``role``: they must read (the harness's contract check would refuse them, so they go in
+    directly)."""
+    h = Harness()
+    h.session.start(h.now)
+    h.drain()
+    created = {"id": CID, "jwt": JWT, "eventStreamUri": STREAM_URI, "member": {"id": GUEST}}
+    h.session.rest_succeeded(h.pop(CreateConversation).request_id, h.now, json.dumps(created))
+    h.drain()
+    assert h.take_events() == [SessionStarted(new_session=True, conversation_id=CID)]
+    h.session.connection_made(h.now)
+    h.recv(member_change(GUEST, "CONNECTED", h.now))
+    tracing_id = h.send("hi")
+    send = h.pop(SendMessage)
+    h.session.rest_succeeded(send.request_id, h.now, json.dumps(chat_body("g1", GUEST, "hi", h.now)))
+    h.drain()
+    assert h.take_events() == [GuestMessageConfirmed(tracing_id=tracing_id, message_id="g1")]
+
+
+@pytest.mark.parametrize("missing", ["id", "jwt", "eventStreamUri", "member"])
+def test_a_create_answer_missing_a_part_is_not_taken_and_the_create_is_asked_again(missing: str) -> None:
+    h = Harness()
+    h.session.start(h.now)
+    h.drain()
+    created = {"id": CID, "jwt": JWT, "eventStreamUri": STREAM_URI, "member": {"id": GUEST, "role": "CUSTOMER"}}
+    del created[missing]
+    h.ok(h.pop(CreateConversation), created)
+    assert [e.reason for e in of_type(h.take_events(), ProtocolError)] == ["CreateConversation answer did not parse"]
+    assert h.pending(OpenSocket) == [] and h.session.conversation_id is None
+    h.run_until(3)
+    assert h.pop(CreateConversation)
 
 
 def test_not_active_yet_is_retried_not_failed(h: Harness) -> None:
@@ -349,15 +396,40 @@ def test_send_anyway_after_grace_when_connected_never_shows() -> None:
     assert len(h.pending(SendMessage)) == 1
 
 
-def test_member_role_in_event_needs_no_lookup(h: Harness) -> None:
-    h.agent_joins()
-    assert h.pending(FetchMember) == []
+def test_a_role_or_name_on_the_stream_is_not_believed_the_member_is_fetched(h: Harness) -> None:
+    frame = json.loads(member_change(AGENT, "CONNECTED", h.now, role="AGENT"))
+    frame["eventBody"]["member"]["displayName"] = "Not Trusted"
+    h.recv(json.dumps(frame))
+    assert h.take_events() == []  # not an agent until Genesys says so
+    lookup = h.pop(FetchMember)
+    assert lookup.member_id == AGENT and lookup.method == "GET"
+    h.ok(lookup, {"id": AGENT, "displayName": "Agent Smith", "role": "AGENT", "state": "CONNECTED"})
+    assert h.take_events() == [AgentJoined(member_id=AGENT, display_name="Agent Smith")]
+    h.recv(member_change(AGENT, "CONNECTED", h.now))  # known now: no second lookup, no second join
+    assert h.pending(FetchMember) == [] and h.take_events() == []
+
+
+def test_a_member_join_line_alone_fetches_the_member(h: Harness) -> None:
+    h.recv(chat_message("j1", AGENT, "", h.now, body_type="member-join"))
+    h.run_until(2)
+    h.ok(h.pop(FetchMember), {"id": AGENT, "role": "AGENT", "state": "CONNECTED"})
     assert h.take_events() == [AgentJoined(member_id=AGENT)]
 
 
 def test_acd_member_is_not_an_agent(h: Harness) -> None:
-    h.recv(member_change("acd-1", "CONNECTED", h.now, role="ACD"))
+    h.recv(member_change("acd-1", "CONNECTED", h.now, role="AGENT"))  # a role on the stream changes nothing
+    h.ok(h.pop(FetchMember), {"id": "acd-1", "role": "ACD", "state": "CONNECTED"})
     assert h.take_events() == [] and h.pending(FetchMember) == []
+
+
+def test_a_failed_member_lookup_is_reported_and_asked_again_at_the_next_sign(h: Harness) -> None:
+    h.recv(member_change(AGENT, "CONNECTED", h.now))
+    h.fail(h.pop(FetchMember), 503, "service.unavailable")
+    assert [e.reason for e in of_type(h.take_events(), ProtocolError)] == ["member lookup failed"]
+    h.recv(chat_message("j1", AGENT, "", h.now, body_type="member-join"))
+    h.run_until(2)
+    h.ok(h.pop(FetchMember), {"id": AGENT, "role": "AGENT", "state": "CONNECTED"})
+    assert h.take_events() == [AgentJoined(member_id=AGENT)]
 
 
 # --- inbound: dedup, order, typing --------------------------------------------------------------
@@ -524,7 +596,7 @@ def test_rate_limited_send_held_and_resent_once(h: Harness) -> None:
     again = h.pop(SendMessage)
     assert again.tracing_id == a and h.pending(SendMessage) == []
     h.answer_send(again, "g1")
-    assert h.pop(SendMessage).body.body == "b"
+    assert h.pop(SendMessage).text == "b"
 
 
 def test_unknown_outcome_settled_by_stream_echo(h: Harness) -> None:
@@ -577,7 +649,7 @@ def test_silent_stream_reconnects_same_uri_and_backfills(h: Harness) -> None:
     h.session.connection_made(h.now)
     h.drain()
     history = h.pop(FetchHistory)
-    assert history.params == {"sortOrder": "ascending", "maxResults": 100, "after": "a1"}
+    assert history.operation.params == {"sortOrder": "ascending", "maxResults": 100, "after": "a1"}
     h.recv(chat_message("a4", AGENT, "four (live)", h.now))  # held until the backfill lands
     h.run_until(2)
     assert of_type(h.take_events(), AgentMessage) == []
@@ -606,7 +678,7 @@ def test_a_backfill_answered_503_is_asked_again_and_nothing_is_lost(h: Harness) 
     assert of_type(h.take_events(), ProtocolError) == []
     h.run_until(3)
     again = h.pop(FetchHistory)
-    assert again.params["after"] == "a1"
+    assert again.operation.params["after"] == "a1"
     entity = chat_body("a2", AGENT, "two", missed_at)
     entity["sender"]["role"] = "AGENT"
     h.ok(again, {"entities": [entity], "pageSize": 100})

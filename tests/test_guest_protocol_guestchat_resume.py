@@ -28,7 +28,7 @@ def test_resume_reattaches_the_same_stream_at_once_and_backfills_without_a_secon
     h.session.connection_made(h.now)
     h.drain()
     history = h.pop(FetchHistory)
-    assert history.params == {"sortOrder": "ascending", "maxResults": 100}
+    assert history.operation.params == {"sortOrder": "ascending", "maxResults": 100}
     missed = chat_body("a1", AGENT, "missed while nobody listened", h.now - 5)
     missed["sender"]["role"] = "AGENT"
     h.ok(history, {"entities": [missed]})

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from pydantic import SecretStr, ValidationError
 
 from genesys.errors import GenesysError, GenesysTimeout
+from genesys.wire import GuestJwt
 from guest.common import Backoff, RecentIds
 from guest.events import (
     AgentMessage,
@@ -531,7 +532,9 @@ def test_reconnect_resume_backfill_no_loss_no_duplicate(h: Harness) -> None:
     )
     [fetch] = h.take_intents()
     assert isinstance(fetch, FetchMessageHistory) and fetch.page_number == 1
-    assert fetch.jwt.get_secret_value() == "eyJ.header.sig" and fetch.params == {"pageSize": 25, "pageNumber": 1}
+    op = fetch.operation  # the genesys.operations call, bearing the fresh JWT
+    assert (op.method, op.path) == ("GET", "/api/v2/webmessaging/messages")
+    assert op.params == {"pageSize": 25, "pageNumber": 1} and op.auth == GuestJwt("eyJ.header.sig")
 
     live_during_backfill = agent_message("a4", "live after resume", h.now + 5, message_id="mid-a4")
     h.recv(live_during_backfill)  # arrives before the backfill answer: must wait for it
@@ -1021,3 +1024,12 @@ def test_checkpoint_roundtrip_bounds_memory() -> None:
     assert len(checkpoint.seen_ids) == 16 and checkpoint.seen_ids[-1] == "m39"
     assert checkpoint.watermark == datetime.fromtimestamp(h.now + 39, UTC)
     assert checkpoint.watermark - timedelta(seconds=39) == datetime.fromtimestamp(h.now, UTC)
+
+
+def test_a_history_fetch_names_its_operation_with_the_deployments_origin() -> None:
+    origin = "https://shop.example"
+    fetch = FetchMessageHistory(request_id="r", page_number=2, page_size=25, jwt=SecretStr("eyJ.j"), origin=origin)
+    op = fetch.operation
+    assert op.headers == {"Origin": origin} and op.params == {"pageSize": 25, "pageNumber": 2}
+    without = FetchMessageHistory(request_id="r", page_number=1, page_size=25, jwt=SecretStr("eyJ.j"))
+    assert without.operation.headers == {}

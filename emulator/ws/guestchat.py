@@ -10,7 +10,7 @@ pushes comes from the ledger (:class:`GuestChatStreams`):
 |------------------------------------------------|-----------------------------------------------------|
 | ``guest.event_stream.attached``                | member-change guest CONNECTED                       |
 | ``agent.joined``                               | member-change agent ALERTING, CONNECTED; member-join |
-| ``guest.message.received``, ``agent.message.sent`` | message (the stored WebChatMessage)             |
+| ``guest.message.received``, ``agent.message.sent`` | message (the stored line; sender by id)         |
 | ``guest.typing``, ``agent.typing``             | typing-indicator                                    |
 | ``participant.disconnected`` (a member)        | member-change DISCONNECTED                          |
 
@@ -18,7 +18,8 @@ plus a ``channel.metadata`` heartbeat every ``heartbeat_interval_s`` and a ``pon
 ``{"message": "ping"}``. Attaching to a chat whose guest has left gets the guest's DISCONNECTED at
 once. A socket closed while the guest is still in the chat is a drop, not a leave (ledger
 ``guest.event_stream.detached``): the chat goes on and the guest may reattach while the JWT is valid;
-nothing missed is replayed (history REST backfills).
+nothing missed is replayed (history REST backfills). As on Genesys, frames name members and the
+conversation by ``{id}`` alone: who a member is (role, name) comes only from ``GET .../members/{id}``.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ class GuestChatStreams:
             if found is not None:
                 yield frames.member_change(conv, entry.communication_id, "ALERTING", at)
                 yield frames.member_change(conv, entry.communication_id, "CONNECTED", at)
-                yield frames.member_join(conv, *found, at)
+                yield frames.member_join(conv, found[1], at)
         elif entry.kind in ("guest.message.received", "agent.message.sent") and entry.message_id:
             stored = conv.message(entry.message_id)
             if stored is not None:

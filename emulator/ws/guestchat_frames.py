@@ -3,9 +3,10 @@
 The notification-service envelope ``{topicName, version: "2", eventBody, metadata: {CorrelationId,
 type}}`` (capital C, as in real captures) on ``v2.conversations.chats.{id}.members`` (member-change)
 and ``v2.conversations.chats.{id}.messages`` (message, typing-indicator), and the bare
-``channel.metadata`` frames (heartbeat, pong). Message bodies are the WebChatMessage the REST API
-returns for the same message (:func:`emulator.views.web_chat_message`); member-change and typing
-bodies use the guest package's stream models, which carry only the member's id, as captures do.
+``channel.metadata`` frames (heartbeat, pong). Bodies are the guest package's stream models: like
+Genesys, they name the sender, member and conversation by ``{id}`` alone (no displayName, role or
+selfUri), so a client learns who a member is only from ``GET .../members/{memberId}``. A message's
+other fields are those the REST API returns for it (:func:`emulator.views.web_chat_message`).
 """
 
 from __future__ import annotations
@@ -16,18 +17,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from emulator import views
-from emulator.state.model import Communication, Conversation, Participant, StoredMessage, new_id
-from genesys.models import WebChatConversation, WebChatMessage
+from emulator.state.model import Communication, Conversation, StoredMessage, new_id
 from guest.common import iso_time
 from guest.guestchat_frames import (
     HEARTBEAT_TOPIC,
     SOCKET_CLOSING_TOPIC,
-    ConversationRef,
+    EntityRef,
     Heartbeat,
     MemberChange,
-    WebChatMemberInfo,
-    WebChatTyping,
+    StreamMember,
+    StreamMessage,
+    StreamTyping,
 )
 
 HEARTBEAT = "WebSocket Heartbeat"
@@ -72,37 +72,51 @@ def socket_closing() -> str:
     return json.dumps({"topicName": SOCKET_CLOSING_TOPIC, "eventBody": {}}, separators=(",", ":"))
 
 
+def _rest_time(at: datetime) -> str:
+    """A time as the REST API's JSON writes it, so a line reads the same on the stream and in history."""
+    return at.isoformat().replace("+00:00", "Z")
+
+
 def member_change(conv: Conversation, member_id: str, state: MemberState, at: datetime) -> str:
     body = MemberChange(
-        conversation=ConversationRef(id=conv.id),
-        member=WebChatMemberInfo(id=member_id, state=state),
+        conversation=EntityRef(id=conv.id),
+        member=StreamMember(id=member_id, state=state),
         timestamp=iso_time(at.timestamp()),
     )
     return _chat(conv, "members", "member-change", body)
 
 
 def message(conv: Conversation, stored: StoredMessage) -> str:
-    return _chat(conv, "messages", "message", views.web_chat_message(conv, stored))
+    """A stored line: what history holds for it, its sender and conversation by id."""
+    body = StreamMessage(
+        id=stored.id,
+        conversation=EntityRef(id=conv.id),
+        sender=EntityRef(id=stored.communication_id),
+        body=stored.text,
+        body_type=stored.body_type,
+        timestamp=_rest_time(stored.timestamp),
+    )
+    return _chat(conv, "messages", "message", body)
 
 
-def member_join(conv: Conversation, member: Participant, leg: Communication, at: datetime) -> str:
+def member_join(conv: Conversation, leg: Communication, at: datetime) -> str:
     """The system line announcing a member (not stored: history holds what members wrote)."""
-    body = WebChatMessage(
+    body = StreamMessage(
         id=new_id(),
-        conversation=WebChatConversation(id=conv.id),
-        sender=views.member(member, leg),
+        conversation=EntityRef(id=conv.id),
+        sender=EntityRef(id=leg.id),
         body="",
         body_type="member-join",
-        timestamp=at,
+        timestamp=_rest_time(at),
     )
     return _chat(conv, "messages", "message", body)
 
 
 def typing(conv: Conversation, member_id: str, at: datetime) -> str:
-    body = WebChatTyping(
+    body = StreamTyping(
         id=new_id(),
-        conversation=ConversationRef(id=conv.id),
-        sender=WebChatMemberInfo(id=member_id),
+        conversation=EntityRef(id=conv.id),
+        sender=EntityRef(id=member_id),
         timestamp=iso_time(at.timestamp()),
     )
     return _chat(conv, "messages", "typing-indicator", body)

@@ -2,7 +2,8 @@
 
 Every frame they receive is held to the contract before a test sees it: Web Messaging frames to
 ``genesys-webmessaging-guest.swagger.json`` (BaseMessage, then the body against its ``class``),
-Guest Chat message bodies to the platform's WebChatMessage. Tests wait for frames with a timeout
+Guest Chat line and typing bodies to the platform's WebChatMessage and WebChatTyping, with members
+named by ``{id}`` alone, as Genesys' stream does. Tests wait for frames with a timeout
 (:meth:`WmGuest.expect`, :meth:`ChatStream.expect`), never by sleeping.
 """
 
@@ -42,8 +43,17 @@ def check_stream_frame(frame: Frame) -> None:
         assert set(frame) == {"topicName", "eventBody"}, frame
         return
     assert frame["version"] == "2" and set(frame["metadata"]) == {"CorrelationId", "type"}, frame
-    if frame["metadata"]["type"] == "message":
-        contract.validate_definition(frame["eventBody"], "WebChatMessage")
+    body, kind = frame["eventBody"], frame["metadata"]["type"]
+    # As on Genesys, a frame names members and the conversation by id alone (no displayName, role or
+    # selfUri); the rest of a line or typing body is the contract's. Its WebChatMemberInfo requires a
+    # role, which only GET .../members/{id} tells, so the check lends the sender one.
+    assert set(body["conversation"]) == {"id"}, body
+    if kind in ("message", "typing-indicator"):
+        assert set(body["sender"]) == {"id"}, body
+        definition = "WebChatMessage" if kind == "message" else "WebChatTyping"
+        contract.validate_definition({**body, "sender": {**body["sender"], "role": "AGENT"}}, definition)
+    elif kind == "member-change":
+        assert set(body["member"]) == {"id", "state"}, body
 
 
 class _Socket:

@@ -14,10 +14,10 @@ import time
 
 from pydantic import SecretStr, ValidationError
 
+from genesys.models import WebChatMessageEntityList
 from guest.common import jwt_expiry
 from guest.events import Intent, OpenSocket
 from guest.guestchat import CreateConversation, FetchHistory, GuestChatConfig, GuestChatSession
-from guest.guestchat_frames import WebChatMessageEntityList
 from guest.ownmessage import OwnMessage
 from schemas.commands import GuestStart
 from workers.guest.settings import GuestSettings, backoff

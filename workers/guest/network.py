@@ -5,8 +5,10 @@ A session driver (:mod:`workers.guest.session`) sees two callables, so unit test
 * ``connect(uri, origin)`` -> :class:`Connection` (send, close, async iteration over frames), raising
   :class:`ConnectRefused` with the HTTP status when the upgrade is refused (403: do not retry);
 * ``rest(intent)`` -> the response text, for the REST intents of the guest machines (Guest Chat
-  calls, Web Messaging history), through :class:`genesys.client.AsyncGenesysClient` so errors arrive
-  as the typed :mod:`genesys.errors` the machines understand.
+  calls, Web Messaging history): each names its :mod:`genesys.operations` operation, run through
+  :class:`genesys.client.AsyncGenesysClient` so errors arrive as the typed :mod:`genesys.errors` the
+  machines understand. The answer stays text: the machine reads it as the operation's model itself
+  (once), and a Guest Chat create answer is saved as it came before the machine sees it.
 
 Keepalive is websockets' own protocol ping (``ping_interval`` 15-20 s, ``ping_timeout``); the
 machines add the application echo on top. Compression is off: permessage-deflate costs ~100 KB of
@@ -16,6 +18,7 @@ URIs are never logged: a Guest Chat event stream URI carries the guest JWT in it
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,15 +28,13 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import redis.asyncio
 import websockets
-from pydantic import ConfigDict, SecretStr
 from websockets.asyncio.client import connect as ws_connect
 from websockets.proxy import get_proxy
 from websockets.typing import Origin
 from websockets.uri import parse_uri
 
 from genesys.client import AsyncGenesysClient
-from genesys.models import RequestModel
-from genesys.wire import Anonymous, GuestJwt, Operation
+from genesys.wire import Operation
 from parley.settings import Settings
 from workers.guest.settings import GuestSettings
 
@@ -62,22 +63,16 @@ class ConnectRefused(Exception):
 
 
 class RestIntent(Protocol):
-    """What both machines' REST intents offer (method, path, params, optional guest JWT)."""
+    """What both machines' REST intents offer (:class:`guest.events.GenesysCall`)."""
+
+    @property
+    def request_id(self) -> str: ...
 
     @property
     def method(self) -> str: ...
 
     @property
-    def path(self) -> str: ...
-
-    @property
-    def params(self) -> Any: ...
-
-    @property
-    def jwt(self) -> SecretStr | None: ...
-
-    @property
-    def headers(self) -> dict[str, str]: ...
+    def operation(self) -> Operation[Any]: ...
 
 
 Connector = Callable[[str, str | None], Awaitable[Connection]]
@@ -134,15 +129,9 @@ def websocket_connector(settings: GuestSettings) -> Connector:
     return connect
 
 
-class _PassThroughBody(RequestModel):
-    """A body the guest machines already built in Genesys' JSON shape: sent as it is."""
-
-    model_config = ConfigDict(extra="allow")
-
-
 @dataclass(frozen=True)
 class _RawBody:
-    """Operation result that keeps the body as text: the machines parse answers themselves."""
+    """An answer kept as text (in place of the operation's model): the machines read answers themselves."""
 
     text: str
 
@@ -153,19 +142,7 @@ class _RawBody:
 
 def rest_caller(client: AsyncGenesysClient) -> RestCaller:
     async def call(intent: RestIntent) -> str | None:
-        json_body = getattr(intent, "json_body", None)
-        body = json_body() if callable(json_body) else None
-        jwt = intent.jwt
-        op: Operation[_RawBody] = Operation(
-            intent.method,
-            intent.path,
-            _RawBody,
-            auth=GuestJwt(jwt.get_secret_value()) if jwt is not None else Anonymous(),
-            body=_PassThroughBody.model_validate(body) if body is not None else None,
-            params={k: v for k, v in dict(intent.params).items() if v is not None},
-            headers=intent.headers,
-        )
-        result = await client.call(op)
+        result = await client.call(dataclasses.replace(intent.operation, response=_RawBody))
         return result.text if result is not None and result.text else None
 
     return call
