@@ -33,10 +33,11 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
+from functools import lru_cache, partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal, Protocol
 from urllib.parse import urlsplit
@@ -66,19 +67,22 @@ _SENSITIVE_FIELDS = _CUSTOMER_TEXT_FIELDS | _SECRET_FIELDS
 
 _SECRET_KEY_WORDS = (r"access_token|refresh_token|client_secret|token|jwt|password|passwd|secret|authorization"
                      r"|api_key|apikey")
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+# (pattern, replacement, words one of which a line must contain for the pattern to be worth running)
+_PATTERNS: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
     # A JWT: three base64url parts, the first two JSON objects (so "eyJ").
-    (re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), MASK),
+    (re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), MASK, ("eyj",)),
     # An Authorization header's credentials.
-    (re.compile(r"\b(Bearer|bearer|BEARER|Basic|BASIC)(\s+)[A-Za-z0-9._~+/=-]{8,}"), rf"\1\2{MASK}"),
+    (re.compile(r"\b(Bearer|bearer|BEARER|Basic|BASIC)(\s+)[A-Za-z0-9._~+/=-]{8,}"), rf"\1\2{MASK}",
+     ("bearer", "basic")),
     # key=value, key: value, "key": "value" (JSON, query strings, reprs).
-    (re.compile(rf"(?i)([\"']?(?:{_SECRET_KEY_WORDS})[\"']?\s*[=:]\s*[\"']?)([^\"'\s&,;)}}\]]+)"), rf"\1{MASK}"),
+    (re.compile(rf"(?i)([\"']?(?:{_SECRET_KEY_WORDS})[\"']?\s*[=:]\s*[\"']?)([^\"'\s&,;)}}\]]+)"), rf"\1{MASK}",
+     ("token", "jwt", "passw", "secret", "authorization", "api_key", "apikey")),
     # A password in a URL: scheme://user:password@host.
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/@\s:]*:)([^@\s/]+)@"), r"\1***@"),
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/@\s:]*:)([^@\s/]+)@"), r"\1***@", ("://",)),
     # The guest JWT in a Guest Chat event stream path, whatever its form.
-    (re.compile(r"(/v1/token/)[^\s?\"']+"), rf"\1{MASK}"),
+    (re.compile(r"(/v1/token/)[^\s?\"']+"), rf"\1{MASK}", ("/v1/token/",)),
     # Standard Webhooks secrets.
-    (re.compile(r"whsec_[A-Za-z0-9+/=_-]+"), MASK),
+    (re.compile(r"whsec_[A-Za-z0-9+/=_-]+"), MASK, ("whsec_",)),
 )
 # An opaque token: 32+ characters of base64(url) with upper case, lower case and digits (ids are hex
 # or UUIDs, lower case); OAuth access tokens, client secrets and session tokens look like this.
@@ -99,6 +103,7 @@ class Redactor:
 
     def __init__(self) -> None:
         self._secrets: dict[str, None] = {}  # ordered, so the oldest go first
+        self._by_length: list[str] = []  # longest first: a secret that contains another is masked whole
 
     # -- secrets known by value ---------------------------------------------------------------
     def register(self, *secrets: str | None) -> None:
@@ -109,6 +114,7 @@ class Redactor:
                 self._secrets[secret] = None
         while len(self._secrets) > _MAX_SECRETS:
             del self._secrets[next(iter(self._secrets))]
+        self._by_length = sorted(self._secrets, key=len, reverse=True)
 
     def register_settings(self, settings: BaseSettings) -> None:
         """Every ``SecretStr`` in ``settings`` (each space-separated part too: rotated webhook secrets;
@@ -123,16 +129,20 @@ class Redactor:
 
     def forget_all(self) -> None:
         self._secrets.clear()
+        self._by_length.clear()
 
     # -- strings ------------------------------------------------------------------------------
     def text(self, value: str, sensitive: Iterable[str] = ()) -> str:
         """``value`` with every secret pattern, registered secret and ``sensitive`` text masked."""
         # Longest first: a secret that contains another is masked whole.
-        for secret in sorted((*self._secrets, *sensitive), key=len, reverse=True):
+        for secret in (sorted((*self._secrets, *sensitive), key=len, reverse=True) if sensitive else self._by_length):
             if secret in value:
                 value = value.replace(secret, MASK)
-        for pattern, replacement in _PATTERNS:
-            value = pattern.sub(replacement, value)
+        lowered = value.lower()
+        for pattern, replacement, words in _PATTERNS:
+            if any(word in lowered for word in words):
+                value = pattern.sub(replacement, value)
+                lowered = value.lower()
         return _OPAQUE.sub(_mask_opaque, value)
 
     # -- objects ------------------------------------------------------------------------------
@@ -201,7 +211,9 @@ REDACTOR = Redactor()
 
 # -- context ------------------------------------------------------------------------------------
 _context: ContextVar[Mapping[str, str]] = ContextVar("parley_log_context", default=MappingProxyType({}))
-_sensitive: ContextVar[tuple[str, ...]] = ContextVar("parley_log_sensitive", default=())
+Sensitive = str | Callable[[], Iterable[str]]
+"""A text to mask, or a function giving them (called only when a line is written: binding stays cheap)."""
+_sensitive: ContextVar[tuple[Sensitive, ...]] = ContextVar("parley_log_sensitive", default=())
 
 
 class bound(AbstractContextManager[None]):  # lower case: used like a function, `with logs.bound(...)`
@@ -211,7 +223,7 @@ class bound(AbstractContextManager[None]):  # lower case: used like a function, 
     A class, not a generator: an exception leaving the block passes through untouched (a generator
     context manager rewrites its traceback, which frozen exceptions such as ``RetryLater`` refuse)."""
 
-    def __init__(self, sensitive: Iterable[str] = (), **fields: object) -> None:
+    def __init__(self, sensitive: Iterable[Sensitive] = (), **fields: object) -> None:
         self._fields = _strings(fields)
         self._sensitive = tuple(s for s in sensitive if s)
         self._tokens: list[tuple[Token[Mapping[str, str]], Token[tuple[str, ...]]]] = []
@@ -226,7 +238,7 @@ class bound(AbstractContextManager[None]):  # lower case: used like a function, 
         _context.reset(context_token)
 
 
-def bind(sensitive: Iterable[str] = (), **fields: object) -> None:
+def bind(sensitive: Iterable[Sensitive] = (), **fields: object) -> None:
     """Like :func:`bound`, for the rest of the current context: an asyncio task's own (a guest session's
     runner), which ends with the task."""
     _context.set({**_context.get(), **_strings(fields)})
@@ -250,8 +262,9 @@ def customer_texts(model: BaseModel | Mapping[str, object]) -> list[str]:
             if sensitive:
                 found.append(value)
         elif isinstance(value, BaseModel):
-            for name in type(value).model_fields:
-                walk(getattr(value, name, None), sensitive or _is_text_field(name), depth + 1)
+            for name, item in value.__dict__.items():
+                if item is not None:
+                    walk(item, sensitive or _is_text_field(name), depth + 1)
         elif isinstance(value, Mapping):
             for key, item in value.items():
                 walk(item, sensitive or _is_text_field(str(key)), depth + 1)
@@ -276,18 +289,14 @@ class CommandLike(Protocol):
 
 def command_span(record: CommandLike) -> bound:
     """:func:`bound` for the execution of one command: its ids on every line, its customer text masked."""
-    try:
-        body = json.loads(record.body)
-    except ValueError:
-        body = {}
-    return bound(sensitive=customer_texts(body if isinstance(body, dict) else {}), command_id=record.command_id,
+    return bound(sensitive=[partial(_body_texts, record.body)], command_id=record.command_id,
                  idempotency_key=record.idempotency_key, correlation_id=record.correlation_id, org=record.org,
                  type=record.type)
 
 
 def about_command(command: BaseModel, command_id: str) -> bound:
     """:func:`bound` for handling one parsed command (a :mod:`schemas.commands` model) before it has a record."""
-    return bound(sensitive=customer_texts(command), command_id=command_id,
+    return bound(sensitive=[partial(customer_texts, command)], command_id=command_id,
                  idempotency_key=getattr(command, "idempotency_key", None),
                  correlation_id=getattr(command, "correlation_id", None), org=getattr(command, "org", None),
                  type=getattr(command, "type", None))
@@ -306,6 +315,26 @@ def genesys_said(error: GenesysAnswer | None) -> str:
     return f" (Genesys {error.status}{' ' + error.code if error.code else ''})"
 
 
+def _body_texts(body: str) -> list[str]:
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return []
+    return customer_texts(parsed) if isinstance(parsed, dict) else []
+
+
+def _sensitive_texts() -> tuple[str, ...]:
+    """The texts the bound spans ask to mask, their functions called now."""
+    texts: list[str] = []
+    for source in _sensitive.get():
+        if isinstance(source, str):
+            texts.append(source)
+        else:
+            texts.extend(text for text in source() if text)
+    return tuple(texts)
+
+
+@lru_cache(maxsize=1024)
 def _is_text_field(name: str) -> bool:
     return name.lower().replace("_", "").replace("-", "") in _CUSTOMER_TEXT_FIELDS
 
@@ -335,7 +364,7 @@ class RedactionFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "parley_redacted", False):
             return True  # a second handler: already done
-        sensitive = _sensitive.get()
+        sensitive = _sensitive_texts() if _sensitive.get() else ()
         record.msg = self.redactor.text(self._render(record), sensitive)
         record.args = None
         if record.exc_info and not record.exc_text:

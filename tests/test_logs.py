@@ -304,3 +304,62 @@ def test_what_genesys_said_is_its_status_and_code_only() -> None:
     assert logs.genesys_said(error) == " (Genesys 400 bad.request)"
     assert logs.genesys_said(GenesysErrorInfo(status=503)) == " (Genesys 503)"
     assert logs.genesys_said(None) == logs.genesys_said(GenesysErrorInfo()) == ""
+
+
+def test_an_exception_leaves_a_span_untouched_even_a_frozen_one(lines: Lines) -> None:
+    @dataclass(frozen=True)
+    class Later(Exception):
+        delay_s: float
+
+    with pytest.raises(Later), logs.bound(command_id="c5"):
+        raise Later(1.0)  # a generator context manager would fail to set its __traceback__
+    assert logs.context() == {}
+
+
+def test_a_span_s_sensitive_texts_are_computed_only_when_a_line_is_written(lines: Lines) -> None:
+    calls: list[int] = []
+
+    def texts() -> list[str]:
+        calls.append(1)
+        return [CUSTOMER_TEXT]
+
+    with logs.bound(sensitive=[texts]):
+        assert not calls
+        logging.getLogger("parley.test_logs").info("the customer wrote: %s", CUSTOMER_TEXT)
+        assert len(calls) == 1
+    assert_clean(lines()[-1])
+
+
+def test_command_span_masks_the_texts_of_the_record_s_body(lines: Lines) -> None:
+    @dataclass
+    class Record:
+        command_id: str = "c6"
+        idempotency_key: str = "k6"
+        org: str = "default"
+        type: str = "message.send"
+        correlation_id: str | None = "corr"
+        body: str = json.dumps({"type": "message.send", "text": CUSTOMER_TEXT, "template": {
+            "response_id": "r", "parameters": {"1": CUSTOMER_TEXTS[1]}}})
+
+    with logs.command_span(Record()):
+        logging.getLogger("parley.test_logs").error("could not send %r or %s", CUSTOMER_TEXT, CUSTOMER_TEXTS[1])
+    [line] = lines()
+    assert_clean(line)
+    assert (line["command_id"], line["idempotency_key"], line["correlation_id"]) == ("c6", "k6", "corr")
+
+
+def test_a_celery_task_s_lines_carry_its_command_from_prerun_to_postrun(lines: Lines) -> None:
+    from celery import signals
+
+    import tasks.logging_hooks  # noqa: F401 - connects the hooks
+
+    ref = {"command_id": "c7", "type": "cobrowse.start", "org": "default", "idempotency_key": "k7", "targets": {}}
+    signals.task_prerun.send(sender=None, task_id="c7", task=None, args=(), kwargs=ref)
+    log = logging.getLogger("parley.test_logs")  # as celery.app.trace's "Task ... retry" line would
+    log.info("Task parley.cobrowse.start[c7] retry: Retry in 1s")
+    signals.task_postrun.send(sender=None, task_id="c7", task=None, args=(), kwargs=ref, retval=None, state="RETRY")
+    log.info("after")
+    inside, after = lines()
+    assert {k: inside[k] for k in ("command_id", "type", "org", "idempotency_key")} == {
+        "command_id": "c7", "type": "cobrowse.start", "org": "default", "idempotency_key": "k7"}
+    assert "command_id" not in after

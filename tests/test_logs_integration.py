@@ -96,7 +96,7 @@ def access_tokens(client: redis.Redis) -> set[str]:
 
 def run_demo_with_faults(run: ParleyRun) -> None:
     with httpx.Client(base_url=f"http://127.0.0.1:{run.emulator_port}", timeout=10) as emulator:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a loaded machine imports slowly
         while not _answers(emulator):  # `parley run` prints its banner once its children are started
             assert time.monotonic() < deadline, "the emulator did not start"
             time.sleep(0.2)  # polling a starting server: there is no event to await
