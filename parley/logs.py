@@ -94,6 +94,7 @@ def _mask_opaque(match: re.Match[str]) -> str:
     mixed = any(c.isupper() for c in word) and any(c.islower() for c in word) and any(c.isdigit() for c in word)
     return MASK if mixed else word
 
+
 _MAX_DEPTH = 6
 _MAX_SECRETS = 256  # registered at run time (access tokens): the oldest are forgotten first
 
@@ -117,13 +118,14 @@ class Redactor:
         self._by_length = sorted(self._secrets, key=len, reverse=True)
 
     def register_settings(self, settings: BaseSettings) -> None:
-        """Every ``SecretStr`` in ``settings`` (each space-separated part too: rotated webhook secrets;
-        the password of ``user:password``) and the password of every URL setting."""
+        """Every ``SecretStr`` in ``settings`` (each space-separated part too, with and without ``whsec_``:
+        rotated webhook secrets; the password of ``user:password``) and the password of every URL setting."""
         for name in type(settings).model_fields:
             value = getattr(settings, name)
             if isinstance(value, SecretStr):
                 text = value.get_secret_value()
-                self.register(text, *text.split(), text.partition(":")[2])
+                parts = text.split()
+                self.register(text, *parts, *(part.removeprefix("whsec_") for part in parts), text.partition(":")[2])
             elif isinstance(value, str) and "://" in value:
                 self.register(_url_password(value))
 
@@ -226,7 +228,7 @@ class bound(AbstractContextManager[None]):  # lower case: used like a function, 
     def __init__(self, sensitive: Iterable[Sensitive] = (), **fields: object) -> None:
         self._fields = _strings(fields)
         self._sensitive = tuple(s for s in sensitive if s)
-        self._tokens: list[tuple[Token[Mapping[str, str]], Token[tuple[str, ...]]]] = []
+        self._tokens: list[tuple[Token[Mapping[str, str]], Token[tuple[Sensitive, ...]]]] = []
 
     def __enter__(self) -> None:
         self._tokens.append((_context.set({**_context.get(), **self._fields}),

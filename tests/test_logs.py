@@ -86,6 +86,7 @@ def assert_clean(line: object) -> None:
     f"connecting to redis://parley:{REDIS_PASSWORD}@10.0.0.5:6379/0",
     f"connecting to rediss://:{REDIS_PASSWORD}@10.0.0.5:6379/0",
     f"secret is {WEBHOOK_SECRET}",
+    f"its key alone: {WEBHOOK_SECRET.removeprefix('whsec_')}",
     f"client secret {CLIENT_SECRET} alone",
     f"password {REDIS_PASSWORD} alone (registered from the settings)",
     f"/v1/token/{JWT} accepted",
