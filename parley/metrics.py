@@ -62,7 +62,7 @@ commands = Counter(
 retries = Counter(
     "parley_retries", "Executions put off for later, by command type and reason: the retry policy's kinds "
     "(conflict, rate_limited, server_error, request_timeout, timeout, connection) and waits that use no "
-    "attempt (lease_busy, lease_wait, not_yet, redis_unavailable).", ["type", "reason"], registry=REGISTRY)
+    "attempt (lease_busy, lease_wait, not_yet, rate_budget, redis_unavailable).", ["type", "reason"], registry=REGISTRY)
 dead_letters = Counter(
     "parley_dead_letters_written", "Dead letters written, by stage (ingest, execute, webhook).", ["stage"],
     registry=REGISTRY)

@@ -158,7 +158,7 @@ class Runner:
         except (NotYet, RateBudgetWait) as later:  # nothing this execution did needs undoing: come back later
             self._park(record, recovering)
             log.info("command %s waits %.1f s: %s", record.command_id, later.delay_s, later.reason)
-            metrics.retry(record.type, "not_yet")
+            metrics.retry(record.type, "rate_budget" if isinstance(later, RateBudgetWait) else "not_yet")
             raise RetryLater(later.delay_s, later.reason, False) from None
         except Refused as refused:
             return self._fail(record.model_copy(update={"attempts": attempt}), refused.reason, None, refused.hint)
