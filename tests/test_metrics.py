@@ -229,3 +229,18 @@ def test_metrics_port_settings() -> None:
         Settings(metrics_port=70000)
     with pytest.raises(ValidationError):
         Settings(metrics_port="nine")  # type: ignore[arg-type]
+
+
+def test_parley_run_serves_on_9464_unless_told_and_port_0_writes_and_serves_nothing(tmp_path: Path) -> None:
+    assert metrics.serve_children(Settings(data_dir=str(tmp_path), metrics_port=0), redis.Redis()) is None
+    assert not (tmp_path / "metrics").exists()
+    taken = metrics.serve("127.0.0.1", free_port(), metrics.REGISTRY)
+    assert taken is not None
+    port = int(taken.url.rsplit(":", 1)[1].split("/")[0])
+    try:
+        aggregate = metrics.serve_children(Settings(data_dir=str(tmp_path), metrics_port=port), redis.Redis())
+        assert aggregate is not None and aggregate.exporter is None  # the children still write; nothing serves
+        assert aggregate.banner().startswith("not served") and (tmp_path / "metrics").is_dir()
+    finally:
+        taken.close()
+    assert metrics.DEFAULT_RUN_PORT == 9464 and Settings().metrics_port is None
