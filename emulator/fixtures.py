@@ -27,6 +27,13 @@ class Deployment(_Fixture):
     allowed_domains: tuple[str, ...] = ()
     # Web Messaging: the queue the deployment's inbound message flow routes guest conversations to.
     queue_id: str | None = None
+    # Web Messaging: the Messenger configuration's conversation settings. Genesys' defaults are both off:
+    # no Presence Disconnect frame when the agent ends (the guest cannot tell), and Presence Clear refused
+    # with 403 "Presence events Conversation Clear are not supported".
+    conversation_disconnect: bool = False
+    disconnect_type: Literal["ReadOnly", "Send"] | None = None
+    """With conversation_disconnect: None lets the emulator's ``webmessaging_disconnect_read_only`` decide."""
+    conversation_clear: bool = False
 
     def allows_origin(self, origin: str | None, *, require: bool) -> bool:
         """Is a guest socket (or history read) with this ``Origin`` header allowed here? A missing
@@ -115,6 +122,8 @@ SEED = Fixtures(
             type="webmessaging",
             allowed_domains=("localhost", "127.0.0.1", "parley.example.com"),
             queue_id="5b7e1d9a-3c2f-4e81-9a6b-d4f08c2e7a13",
+            conversation_disconnect=True,
+            conversation_clear=True,
         ),
         Deployment(
             id="3d8a1c5e-96f2-4b0a-8e7d-52c4a9b1f3e0",
@@ -122,6 +131,34 @@ SEED = Fixtures(
             type="webmessaging",
             allowed_domains=("parley.example.eu",),
             queue_id="c2a94f6e-7b15-4d3c-8e29-1f6a0b5d8c47",
+            conversation_disconnect=True,
+            conversation_clear=True,
+        ),
+        # The same Messenger with each conversation configuration an admin can choose.
+        Deployment(
+            id="7a1d4e92-5c3b-4f08-9e6a-2b8d1f5c7e30",
+            name="Parley Messenger (Genesys defaults: Disconnect off, Clear off)",
+            type="webmessaging",
+            allowed_domains=("localhost", "127.0.0.1", "parley.example.com"),
+            queue_id="5b7e1d9a-3c2f-4e81-9a6b-d4f08c2e7a13",
+        ),
+        Deployment(
+            id="c4e8b1f7-2d6a-4a93-8b5e-9f0c3d7a1e62",
+            name="Parley Messenger (Disconnect on as ReadOnly, Clear off)",
+            type="webmessaging",
+            allowed_domains=("localhost", "127.0.0.1", "parley.example.com"),
+            queue_id="5b7e1d9a-3c2f-4e81-9a6b-d4f08c2e7a13",
+            conversation_disconnect=True,
+            disconnect_type="ReadOnly",
+        ),
+        Deployment(
+            id="5f9b2c6d-8e1a-4d73-a0f4-6c2e8b9d3a15",
+            name="Parley Messenger (Disconnect on as Send, Clear off)",
+            type="webmessaging",
+            allowed_domains=("localhost", "127.0.0.1", "parley.example.com"),
+            queue_id="5b7e1d9a-3c2f-4e81-9a6b-d4f08c2e7a13",
+            conversation_disconnect=True,
+            disconnect_type="Send",
         ),
         Deployment(id="9f2d7b4c-1a6e-4c38-b5d9-e08f3a2c6b71", name="Parley Guest Chat Widget", type="guestchat"),
     ),
@@ -163,6 +200,8 @@ SECOND = Fixtures(
             type="webmessaging",
             allowed_domains=("localhost", "127.0.0.1", "northwind.example.com"),
             queue_id="9aa92af9-f7e5-4c55-8260-9bebc49156bb",
+            conversation_disconnect=True,
+            conversation_clear=True,
         ),
         Deployment(id="161db3e3-8c80-46f2-95cb-5f350b6be52f", name="Northwind Guest Chat Widget", type="guestchat"),
     ),

@@ -71,7 +71,7 @@ class Emulator:
         self.links = LinkRegistry()
         conversations = self.state.conversations
         self.session_sockets = SessionSockets(
-            self.ledger, self.clock, self.config, self.links, conversations, self.state.webmessaging
+            self.ledger, self.clock, self.config, self.links, conversations, self.state.webmessaging, fixtures
         )
         self.guest_sockets = GuestSockets(
             fixtures=fixtures,

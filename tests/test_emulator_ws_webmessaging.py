@@ -24,7 +24,7 @@ from tests.support.emulator_server import (
     fetch_token,
     running_emulator,
 )
-from tests.support.ws_client import ORIGIN, Frame, refused_status, wm_guest, ws_base
+from tests.support.ws_client import ORIGIN, Frame, WmGuest, refused_status, wm_guest, ws_base
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -441,3 +441,58 @@ async def test_the_shape_switch_duplicates_or_reorders_the_next_frames(base: str
         assert texts == ["second", "first"]
         await http.post(f"{conv}/agent/messages", json={"text": "in order again"})
         assert (await guest.outbound())["body"]["text"] == "in order again"
+
+
+# --- the Messenger configuration's conversation settings (issue 13.2) ------------------------------------------
+DEFAULTS_DEPLOYMENT = "7a1d4e92-5c3b-4f08-9e6a-2b8d1f5c7e30"  # Genesys' defaults: Disconnect off, Clear off
+READ_ONLY_DEPLOYMENT = "c4e8b1f7-2d6a-4a93-8b5e-9f0c3d7a1e62"
+SEND_DEPLOYMENT = "5f9b2c6d-8e1a-4d73-a0f4-6c2e8b9d3a15"
+
+
+async def _agent_ends(http: httpx.AsyncClient, guest: WmGuest) -> str:
+    """The guest writes, the agent answers and then ends the conversation; the conversation's id."""
+    await guest.configure()
+    await guest.answer(await guest.say("hello"))
+    await guest.outbound()  # the agent's greeting
+    [session] = [s for s in await sessions(http) if s["deployment_id"] == guest.deployment_id]
+    conversation_id = session["conversation_id"]
+    (await http.post(f"/__emulator/conversations/{conversation_id}/agent/disconnect", json={})).raise_for_status()
+    return str(conversation_id)
+
+
+async def test_under_genesys_defaults_the_guest_is_not_told_the_agent_ended(base: str, http: httpx.AsyncClient) -> None:
+    async with wm_guest(base, deployment_id=DEFAULTS_DEPLOYMENT) as guest:
+        ended = await _agent_ends(http, guest)
+        # The guest's next message is accepted and starts another conversation; nothing said the first ended.
+        assert (await guest.answer(await guest.say("one more thing")))["class"] == "StructuredMessage"
+        assert not any(is_presence(f, "Disconnect") for f in guest.frames)
+    [session] = [s for s in await sessions(http) if s["deployment_id"] == DEFAULTS_DEPLOYMENT]
+    assert session["read_only"] is False and session["conversation_id"] != ended
+    assert [e["conversation_id"] for e in await ledger(http, kind="conversation.disconnected")] == [ended]
+
+
+async def test_under_genesys_defaults_presence_clear_is_refused(base: str, http: httpx.AsyncClient) -> None:
+    await no_agent(http)
+    async with wm_guest(base, deployment_id=DEFAULTS_DEPLOYMENT) as guest:
+        await guest.configure()
+        await guest.answer(await guest.say("hello"))
+        refused = await guest.answer(await guest.event(PRESENCE_CLEAR))
+        assert refused["class"] == "string" and refused["code"] == 403
+        assert refused["body"] == "Presence events Conversation Clear are not supported"
+        closed = await guest.answer(await guest.send("closeSession"))  # what a client does instead
+        assert closed["body"]["connected"] is False
+    [session] = [s for s in await sessions(http) if s["deployment_id"] == DEFAULTS_DEPLOYMENT]
+    assert session["cleared"] is False
+
+
+@pytest.mark.parametrize(("deployment", "read_only"), [(READ_ONLY_DEPLOYMENT, True), (SEND_DEPLOYMENT, False)])
+async def test_a_deployments_disconnect_type_is_its_own(base: str, http: httpx.AsyncClient, deployment: str,
+                                                       read_only: bool) -> None:
+    # The emulator-wide switch says the opposite: the deployment's own configuration wins.
+    await http.patch("/__emulator/config", json={"webmessaging_disconnect_read_only": not read_only})
+    async with wm_guest(base, deployment_id=deployment) as guest:
+        await _agent_ends(http, guest)
+        disconnect = await guest.expect(lambda f: is_presence(f, "Disconnect"))
+        assert (disconnect["body"].get("metadata") == {"readOnly": "true"}) is read_only
+        refused = await guest.event(PRESENCE_CLEAR)  # Clear is off on both
+        assert (await guest.answer(refused))["code"] == 403

@@ -88,11 +88,12 @@ def send(command_id: str, text: str) -> Loaded:
 class Session:
     """A lifecycle, its fake machine, and the effects it asked for so far."""
 
-    def __init__(self, protocol: str = "webmessaging", last_own_id: str | None = None) -> None:
+    def __init__(self, protocol: str = "webmessaging", last_own_id: str | None = None, idle_end_s: float = 0) -> None:
         self.machine = FakeMachine()
         self.conversation_id: str | None = "conv-1" if protocol == "guestchat" else None
         facts = SessionFacts(label="test", session_key="sk", org="o", protocol=protocol, start_command_id=START_ID,
-                             last_own_id=last_own_id, settle_timeout_s=60, clock_slack_s=30, checkpoint_every_s=60)
+                             last_own_id=last_own_id, settle_timeout_s=60, clock_slack_s=30, checkpoint_every_s=60,
+                             idle_end_s=idle_end_s)
         self.life = CommandLifecycle(facts, self.machine, lambda: self.conversation_id, T0)
         self.now = T0
 
@@ -355,3 +356,39 @@ def test_guest_chat_relays_joins_and_typing_as_they_come() -> None:
                                                  "agent_name": "Grace"})]
     (relay,) = s.event(AgentTyping(sender_id="agent-1"))
     assert shape(relay) == [("", {"session_key": "sk", "org": "o", "type": "guest.typing"})]
+
+
+# --- idle sessions (Genesys' default Messenger never tells the guest the agent ended) ----------------------------
+
+
+def test_a_session_idle_for_the_limit_is_ended_by_the_system() -> None:
+    s = Session(idle_end_s=300)
+    s.live()
+    assert s.life.next_deadline() == T0 + 300
+    s.now = T0 + 200
+    s.event(AgentMessage(message_id="m1", text="still there?", time="2026-01-01T00:03:20Z"))
+    assert s.life.next_deadline() == T0 + 500  # a message either way starts the wait again
+    s.life.timer(T0 + 499)
+    assert ("end",) not in s.machine.calls
+    s.life.timer(T0 + 500)
+    assert s.machine.calls[-1] == ("end",)
+    assert s.life.next_deadline() is None  # asked once
+    [end] = [e for e in s.event(ConnectionClosed(reason="closed by guest", by_guest=True)) if isinstance(e, End)]
+    assert end.by == "system" and "no message either way for 300 s" in end.reason
+
+
+def test_without_an_idle_limit_a_quiet_session_stays() -> None:
+    s = Session()
+    s.live()
+    assert s.life.next_deadline() is None
+    s.life.timer(T0 + 10 * 86_400)
+    assert ("end",) not in s.machine.calls
+
+
+def test_an_agents_end_told_before_the_idle_end_stays_the_agents() -> None:
+    s = Session(idle_end_s=60)
+    s.live()
+    s.life.timer(T0 + 60)
+    s.event(ConversationDisconnected(read_only=True))
+    [end] = [e for e in s.event(ConnectionClosed(reason="closed by guest", by_guest=True)) if isinstance(e, End)]
+    assert end.by == "agent"

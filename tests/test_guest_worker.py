@@ -606,3 +606,47 @@ def test_guestchat_adopter_retries_a_failed_backfill_before_sending_a_handed_mes
     finally:
         second.stop()
     assert len(harness.ledger("guest.message.received")) == 3, "the handed message must reach Genesys once"
+
+
+# --- the Messenger configuration's conversation settings (issue 13.2) ------------------------------------------
+DEFAULTS_DEPLOYMENT = "7a1d4e92-5c3b-4f08-9e6a-2b8d1f5c7e30"  # Genesys' defaults: Disconnect off, Clear off
+READ_ONLY_DEPLOYMENT = "c4e8b1f7-2d6a-4a93-8b5e-9f0c3d7a1e62"  # Disconnect on as ReadOnly, Clear off
+
+
+def test_under_genesys_defaults_guest_end_closes_the_session_clear_being_refused(
+        harness: Harness, worker: WorkerThread) -> None:
+    sk = f"cust-{uuid.uuid4().hex[:8]}"
+    assert harness.run(start(sk, first_message="hello", deployment_id=DEFAULTS_DEPLOYMENT))["type"] == \
+        "command.succeeded"
+    harness.wait(has_message(sk, "You said: hello"))
+    ended = harness.run(simple("guest.end", sk))
+    assert ended["type"] == "command.succeeded", ended
+    assert [e["by"] for e in harness.session_events(sk, "guest.ended")] == ["guest"]
+    [session] = [s for s in harness.http.get("/__emulator/webmessaging/sessions").json()["sessions"]
+                 if s["deployment_id"] == DEFAULTS_DEPLOYMENT]
+    assert session["cleared"] is False and session["connections"] == 0  # closed, since Clear was refused
+
+
+def test_under_genesys_defaults_an_untold_agent_end_ends_the_session_once_idle(harness: Harness) -> None:
+    sk = f"cust-{uuid.uuid4().hex[:8]}"
+    idle = WorkerThread(harness.settings, fast_settings().model_copy(update={"idle_end_s": 2.0})).start()
+    try:
+        assert harness.run(start(sk, first_message="hello", deployment_id=DEFAULTS_DEPLOYMENT))["type"] == \
+            "command.succeeded"
+        assert harness.run(send(sk, "bye"))["type"] == "command.succeeded"  # the emulator's agent ends on "bye"
+        harness.wait(has_message(sk, "Goodbye!"))
+        harness.wait(lambda ev: any(e["type"] == "guest.ended" and e.get("session_key") == sk for e in ev))
+    finally:
+        idle.stop()
+    [ended] = harness.session_events(sk, "guest.ended")
+    assert ended["by"] == "system" and "PARLEY_GUEST_IDLE_END_S" in ended["reason"]
+    assert len(harness.ledger("conversation.disconnected")) == 1  # the agent's: the session was closed, not cleared
+
+
+def test_a_told_agent_end_is_reported_on_a_read_only_deployment(harness: Harness, worker: WorkerThread) -> None:
+    sk = f"cust-{uuid.uuid4().hex[:8]}"
+    assert harness.run(start(sk, first_message="hello", deployment_id=READ_ONLY_DEPLOYMENT))["type"] == \
+        "command.succeeded"
+    assert harness.run(send(sk, "bye"))["type"] == "command.succeeded"
+    harness.wait(lambda ev: any(e["type"] == "guest.ended" and e.get("session_key") == sk for e in ev))
+    assert [e["by"] for e in harness.session_events(sk, "guest.ended")] == ["agent"]

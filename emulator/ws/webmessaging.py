@@ -177,6 +177,8 @@ class GuestConnection:
         for event in request.message.events:
             kind = event.presence.type if event.event_type == "Presence" and event.presence else event.event_type
             if kind == "Clear":
+                if not self._deployment.conversation_clear:
+                    raise RequestRefused(403, "Presence events Conversation Clear are not supported")
                 sessions.clear(session, request.tracing_id)
                 return
             if kind not in ("Typing", "Join"):

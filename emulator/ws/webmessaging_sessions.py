@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from emulator.clock import Clock
 from emulator.config import EmulatorConfig
+from emulator.fixtures import Fixtures
 from emulator.ledger import Ledger, LedgerEntry
 from emulator.state.model import new_id
 from emulator.state.store import Conversations
@@ -43,8 +44,10 @@ class SessionSockets:
         links: LinkRegistry,
         conversations: Conversations,
         sessions: WebMessagingSessions,
+        fixtures: Fixtures,
     ) -> None:
         self._clock = clock
+        self._fixtures = fixtures
         self._config = config
         self._links = links
         self._conversations = conversations
@@ -165,7 +168,11 @@ class SessionSockets:
         ):
             forced = session.id in self._forced_read_only
             self._forced_read_only.discard(session.id)
-            read_only = forced or self._config.webmessaging_disconnect_read_only
+            deployment = self._fixtures.deployment(session.deployment_id, "webmessaging")
+            if not forced and deployment is not None and not deployment.conversation_disconnect:
+                return  # Conversation Disconnect off (Genesys' default): the guest is not told
+            type_ = deployment.disconnect_type if deployment is not None else None
+            read_only = forced or (type_ == "ReadOnly" if type_ else self._config.webmessaging_disconnect_read_only)
             body = frames.presence(self._sessions.end_conversation(session, read_only=read_only))
         if body is not None:
             self.fanout(session.id, frames.encode("message", "StructuredMessage", body))

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
+from guest.common import earliest
 from guest.events import (
     AgentJoined,
     AgentMessage,
@@ -224,6 +225,7 @@ class SessionFacts:
     settle_timeout_s: float = 60.0
     clock_slack_s: float = 30.0
     checkpoint_every_s: float = 60.0
+    idle_end_s: float = 0.0  # end the session after this long without a message either way; 0: never
 
 
 class CommandLifecycle:
@@ -241,6 +243,8 @@ class CommandLifecycle:
         self._started = False  # the machine said the session started
         self._ending = False  # the machine was asked to end the session
         self._agent_ended = False  # the agent ended it: whatever closes next, the end is theirs
+        self._idle_ended = False  # Parley ended it for idleness (the agent's end may be untold: Disconnect off)
+        self._active_at = now  # the last message either way, or command taken
         self._joined_announced = False  # web messaging: the first human message says an agent joined
         self._last_own_id = facts.last_own_id  # the id of the last message confirmed
         # The first checkpoint comes a period after opening, not with the first agent message: until then
@@ -257,7 +261,13 @@ class CommandLifecycle:
 
     def next_deadline(self) -> float | None:
         settling = self._settling
-        return settling.deadline if settling is not None else None
+        return earliest((settling.deadline if settling is not None else None, self._idle_deadline()))
+
+    def _idle_deadline(self) -> float | None:
+        idle_s = self._facts.idle_end_s
+        if not idle_s or not self._started or self._ending or self.finished:
+            return None
+        return self._active_at + idle_s
 
     @property
     def in_hand(self) -> bool:
@@ -308,6 +318,7 @@ class CommandLifecycle:
             case AgentMessage():
                 self._relay_message(event, now)
             case GuestMessageConfirmed() if hand is not None and hand.tracing_id == event.tracing_id:
+                self._active_at = now
                 self._text_delivered(event.message_id)
             case SessionStarted():
                 self._on_started(event, now)
@@ -361,6 +372,13 @@ class CommandLifecycle:
         settling = self._settling
         if settling is not None and now >= settling.deadline:
             self._settle(None, now)
+        idle_at = self._idle_deadline()
+        if idle_at is not None and now >= idle_at:
+            # Under Genesys' default Messenger configuration the agent's end is never told to the guest:
+            # a session nobody wrote in for this long is over, and Parley closes it rather than hold it.
+            log.info("session %s: idle for %g s; ending it", self._facts.label, self._facts.idle_end_s)
+            self._idle_ended = self._ending = True
+            self._machine.end(now)
 
     # --- commands ---------------------------------------------------------------------------------------
 
@@ -371,6 +389,7 @@ class CommandLifecycle:
 
     def _begin(self, hand: Hand, now: float) -> None:
         self._hand = hand
+        self._active_at = now
         command = hand.command
         match command:
             case GuestStart() if hand.record.command_id == self._facts.start_command_id:
@@ -489,12 +508,16 @@ class CommandLifecycle:
             self._fail(f"message refused: {event.reason}{maybe}", error, hint)
 
     def _ended_by(self, by: EndedBy) -> EndedBy:
-        return "agent" if self._agent_ended else by
+        if self._agent_ended:
+            return "agent"
+        return "system" if self._idle_ended else by
 
     def _terminal(self, by: EndedBy, reason: str) -> None:
         if self.finished:
             return
         self.finished = True
+        if self._idle_ended and not self._agent_ended:
+            reason = f"no message either way for {self._facts.idle_end_s:g} s (PARLEY_GUEST_IDLE_END_S)"
         hand, self._hand = self._hand, None
         ending: Ending | None = None
         if hand is not None:
@@ -509,6 +532,7 @@ class CommandLifecycle:
     # --- relaying ---------------------------------------------------------------------------------------
 
     def _relay_message(self, event: AgentMessage, now: float) -> None:
+        self._active_at = now
         bot = (event.originating_entity or "").lower() == "bot"
         batch: Relayed = []
         if not bot and not self._joined_announced and self._facts.protocol == "webmessaging":

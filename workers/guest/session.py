@@ -407,7 +407,7 @@ class SessionRunner:
                              protocol=record.protocol, start_command_id=record.start_command_id,
                              last_own_id=record.last_own_id, settle_timeout_s=settings.reconcile_timeout_s,
                              clock_slack_s=settings.history_clock_slack_s,
-                             checkpoint_every_s=settings.checkpoint_every_s)
+                             checkpoint_every_s=settings.checkpoint_every_s, idle_end_s=settings.idle_end_s)
         self._adapter = adapter
         self._lifecycle = lifecycle = CommandLifecycle(facts, adapter.machine, lambda: adapter.ids()[0], now)
         log.info("session %s: %s %s (%s)", self.short, "resuming" if adapter.resuming else "starting",

@@ -72,6 +72,12 @@ class GuestSettings(BaseSettings):
     reconcile_timeout_s: float = Field(
         default=60.0, gt=0, description="Longest wait for history to settle a send a dead worker left unconfirmed."
     )
+    idle_end_s: float = Field(
+        default=0.0, ge=0,
+        description="End a guest session after this long without a message either way (guest.ended by system); "
+                    "0 = never. Under Genesys' default Messenger configuration (Conversation Disconnect off) the "
+                    "agent's end is never told to the guest, so an idle limit is how such a session ends.",
+    )
 
 
 @lru_cache(maxsize=8)
