@@ -24,6 +24,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
 from genesys.effects import LuaScript, Pause, Plan, RedisCommand, text
+from genesys.errors import GenesysTransportError
 from genesys.keys import ClientKeys
 from genesys.models import OAuthToken
 from genesys.wire import USER_AGENT, error_from_response, parse_model, plan_send
@@ -149,9 +150,15 @@ class TokenProvider:
             yield from _DELETE_IF_EQUAL.call((self._keys.token_lock,), (owner,))
 
     def _plan_fetch(self) -> Plan[CachedToken]:
-        response = yield from plan_send(self._token_request())
+        try:
+            response = yield from plan_send(self._token_request())
+        except GenesysTransportError as exc:
+            exc.changed_nothing = True  # no call was made yet: nothing of the command can have happened
+            raise
         if not response.is_success:
-            raise error_from_response(response)
+            error = error_from_response(response)
+            error.changed_nothing = True
+            raise error
         token = parse_model(OAuthToken, response)
         now = self._clock()
         # Short-lived tokens (the emulator's) would be "due" at once with a 5-minute margin.

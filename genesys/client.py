@@ -86,7 +86,7 @@ class _Pipeline:
                 response = yield from plan_send(build_request(op, self.endpoints.api_url, bearer))
             return decode(op, response)
         except (GenesysError, GenesysTransportError) as exc:
-            exc.changed_nothing = op.changes_nothing
+            exc.changed_nothing = exc.changed_nothing or op.changes_nothing  # (a failed token fetch: True)
             raise
 
     def _plan_oauth(self, op: Operation[T]) -> Plan[httpx.Response]:

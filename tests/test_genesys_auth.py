@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from genesys.auth import CachedToken, ClientCredentials, TokenProvider, credentials_from
 from genesys.client import GenesysClient, GenesysConfigError
 from genesys.effects import Pause, Plan, SyncRunner
-from genesys.errors import GenesysError
+from genesys.errors import GenesysError, GenesysTransportError
 from genesys.keys import ClientKeys
 from parley.settings import Settings
 from tests.support.genesys_mock import FakeGenesys, error
@@ -111,6 +111,25 @@ def test_token_endpoint_error_is_typed_and_releases_the_lock(r: fakeredis.FakeRe
     assert caught.value.message == "Invalid client credentials"
     assert r.exists(KEYS.token_lock) == 0
     assert r.exists(KEYS.token) == 0
+
+
+def test_a_failed_token_fetch_changed_nothing_whatever_the_call(r: fakeredis.FakeRedis, fake: FakeGenesys) -> None:
+    """The retry policy must not take a 503 on the token for a write that may have happened (which would
+    send the command looking for its effect, after the analytics lag), nor a write's 503 for a read's."""
+    c = client(r, fake)
+    fake.queue("POST", "/oauth/token", httpx.Response(503), httpx.ConnectError("refused"))
+    for _ in range(2):
+        with pytest.raises((GenesysError, GenesysTransportError)) as caught:
+            c.disconnect_conversation("c-1")
+        assert caught.value.changed_nothing is True
+    fake.queue("POST", "/api/v2/conversations/{id}/disconnect", httpx.Response(503))
+    with pytest.raises(GenesysError) as write:
+        c.disconnect_conversation("c-1")
+    assert write.value.status == 503 and write.value.changed_nothing is False
+    fake.queue("GET", "/api/v2/conversations/{id}", httpx.Response(503))
+    with pytest.raises(GenesysError) as read:
+        c.get_conversation("c-1")
+    assert read.value.changed_nothing is True
 
 
 # --- Caching and sharing -------------------------------------------------------------------------
