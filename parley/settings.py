@@ -63,7 +63,7 @@ class Settings(BaseSettings):
         default=300, ge=1, description="Requests per minute shared by every process using the OAuth client."
     )
     genesys_rate_wait_max_s: float = Field(
-        default=1.0, ge=0,
+        default=0.25, ge=0,
         description="A command whose first Genesys request would wait longer than this for its org's rate "
         "budget is parked and comes back when its turn nears, instead of holding a Celery worker.",
     )
