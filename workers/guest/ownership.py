@@ -9,6 +9,10 @@ sessions is adopted by exactly one other worker: :data:`_ADOPT` moves a batch fr
 whose renewal fails has been declared dead (it stalled past its TTL): it stops touching its sessions,
 and its late writes fail the fence anyway.
 
+The renewal has a Redis connection of its own (``lease_client``): on the worker's shared pool it queued
+behind session work (ten thousand runners opening at once) past its TTL, and the worker declared itself
+dead. Nothing else uses that connection, so a renewal waits for Redis only, never for sessions.
+
 On SIGTERM a worker closes its sockets, then deletes its lease and says so on ``announce``: the others
 adopt at once instead of waiting for the TTL.
 
@@ -93,12 +97,14 @@ class WorkerLoad:
 
 
 class Ownership:
-    def __init__(self, client: aredis.Redis, worker_id: str, lease_ttl_ms: int) -> None:
+    def __init__(self, client: aredis.Redis, worker_id: str, lease_ttl_ms: int, *,
+                 lease_client: aredis.Redis | None = None) -> None:
         self.redis = client
         self.worker_id = worker_id
         self.lease_ttl_ms = lease_ttl_ms
-        self._renew = client.register_script(_RENEW)
-        self._release = client.register_script(_RELEASE)
+        leases = lease_client or client  # renewal and release only: see the module docstring
+        self._renew = leases.register_script(_RENEW)
+        self._release = leases.register_script(_RELEASE)
         self._adopt = client.register_script(_ADOPT)
         self._heartbeat = parley_keys.heartbeat(HEARTBEAT_COMPONENT, worker_id)
         self._heartbeat_ttl_s = max(1, -(-lease_ttl_ms // 1000))
