@@ -35,6 +35,8 @@ from schemas.validation import parse_command
 from tests.support.emulator_server import ROOT, EmulatorServer, running_emulator
 from tests.support.events import await_events, read_events
 from tests.support.processes import parley_env, stop
+from workers.guest import keys as guest_keys
+from workers.guest.keys import session_ident
 from workers.guest.session import SessionRunner
 from workers.guest.settings import GuestSettings
 from workers.guest.store import SessionStore
@@ -516,14 +518,26 @@ def _last_key(harness: Harness, session_key: str) -> str:
 # --- a message in flight when its owner died ---------------------------------------------------------------
 
 
+def leave_a_handed_send(harness: Harness, session_key: str, text: str) -> dict[str, Any]:
+    """What an owner that died mid-send leaves: the guest.send taken from the session's inbox and marked
+    handed (it may be on Genesys), no outcome yet. The command, as submitted."""
+    command = send(session_key, text)
+    raw = json.dumps(command)
+    command_id = uuid.uuid4().hex
+    harness.records.claim(parse_command(raw), command_id, raw, "0-1")
+    ident = session_ident("default", session_key)
+    inbox_id = harness.client.xadd(guest_keys.inbox(ident), {"command_id": command_id, "type": "guest.send"})
+    harness.client.hset(guest_keys.session(ident), mapping={"cursor": inbox_id, "current": command_id,
+                                                       "current_type": "guest.send", "handed": "1",
+                                                       "taken_at": str(time.time())})
+    return command
+
+
 @pytest.mark.parametrize("delivered", [True, False])
 def test_adopter_sends_a_handed_message_only_if_history_lacks_it(harness: Harness, delivered: bool) -> None:
     """The owner put ``guest.send`` on the wire (or was about to) and died before the echo: the adopter
     looks in history first, so the message reaches Genesys exactly once either way."""
     from websockets.sync.client import connect
-
-    from workers.guest import keys as guest_keys
-    from workers.guest.keys import session_ident
 
     sk = f"cust-{uuid.uuid4().hex[:8]}"
     # Genesys checks Origin on the socket and on the history GET the adopter makes.
@@ -534,15 +548,8 @@ def test_adopter_sends_a_handed_message_only_if_history_lacks_it(harness: Harnes
     first.crash()
 
     # What the dead owner left: the send taken from the inbox and marked handed, no outcome yet.
+    command = leave_a_handed_send(harness, sk, "sent before the crash")
     ident = session_ident("default", sk)
-    command = send(sk, "sent before the crash")
-    raw = json.dumps(command)
-    command_id = uuid.uuid4().hex
-    harness.records.claim(parse_command(raw), command_id, raw, "0-1")
-    inbox_id = harness.client.xadd(guest_keys.inbox(ident), {"command_id": command_id, "type": "guest.send"})
-    harness.client.hset(guest_keys.session(ident), mapping={"cursor": inbox_id, "current": command_id,
-                                                       "current_type": "guest.send", "handed": "1",
-                                                       "taken_at": str(time.time())})
     if delivered:  # it did reach Genesys: send it on the session's own token, as the dead owner did
         token = json.loads(harness.client.get(guest_keys.secret(ident)))["token"]
         url = harness.emulator.base_url.replace("http://", "ws://") + f"/v1?deploymentId={WM_DEPLOYMENT}"
@@ -570,9 +577,6 @@ def test_guestchat_adopter_retries_a_failed_backfill_before_sending_a_handed_mes
     """Chaos finding (a Guest Chat message reached Genesys twice): the adopter's history backfill got a
     503; the machine asks again after a backoff, but the runner took the gap between the failed page and
     its retry for the backfill's end, concluded the message was absent and sent it again."""
-    from workers.guest import keys as guest_keys
-    from workers.guest.keys import session_ident
-
     sk = f"cust-{uuid.uuid4().hex[:8]}"
     first = WorkerThread(harness.settings, fast_settings()).start()
     assert harness.run(start(sk, "guestchat", first_message="hello"))["type"] == "command.succeeded"
@@ -580,15 +584,8 @@ def test_guestchat_adopter_retries_a_failed_backfill_before_sending_a_handed_mes
     first.crash()
 
     # What the dead owner left: the send taken from the inbox, marked handed, and on Genesys already.
+    command = leave_a_handed_send(harness, sk, "sent before the crash")
     ident = session_ident("default", sk)
-    command = send(sk, "sent before the crash")
-    raw = json.dumps(command)
-    command_id = uuid.uuid4().hex
-    harness.records.claim(parse_command(raw), command_id, raw, "0-1")
-    inbox_id = harness.client.xadd(guest_keys.inbox(ident), {"command_id": command_id, "type": "guest.send"})
-    harness.client.hset(guest_keys.session(ident), mapping={"cursor": inbox_id, "current": command_id,
-                                                       "current_type": "guest.send", "handed": "1",
-                                                       "taken_at": str(time.time())})
     created = json.loads(json.loads(harness.client.get(guest_keys.secret(ident)))["created"])
     harness.http.post(f"/api/v2/webchat/guest/conversations/{created['id']}/members/{created['member']['id']}"
                       "/messages", json={"body": command["text"], "bodyType": "standard"},
