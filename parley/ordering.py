@@ -10,9 +10,11 @@ per conversation it names and one per customer it messages, and waits in one Red
 * **Leave** (:meth:`Sequencer.leave`, in the transaction that writes the command's outcome): a
   command that succeeded, failed for good or expired leaves its lists.
 * **Wake** (:meth:`Sequencer.wake`, right after that transaction): every command that is now first in
-  all of its lists is marked dispatched and returned, to be published. A crash between the outcome
-  and the publish is healed by the sweeper (:mod:`workers.sweeper`), which wakes the lists of a
-  command that has waited too long; waking also drops a first entry whose record is finished or gone.
+  all of its lists and has not started is marked dispatched and returned, to be published. A crash
+  between the outcome and the publish is healed by the finished command's next delivery (its Celery
+  message was not acked), which wakes again, or by the sweeper (:mod:`workers.sweeper`), which wakes
+  the lists of a command that has waited too long; waking also drops a first entry whose record is
+  finished or gone.
 
 A waiting command holds nothing but its places in the lists: no Celery message, no worker slot. The
 runner refuses to start a command that is not first (:meth:`Sequencer.ready`), so a duplicated or
@@ -66,8 +68,11 @@ return 1
 
 # KEYS: order lists a finished command left. ARGV: command key prefix, in-flight index, now (epoch s).
 # Drops first entries whose command finished or whose record is gone (a crash or retention left them),
-# then marks every first entry that is first in all of its lists, not finished and not yet dispatched,
-# as dispatched (and progressing, for the sweeper). Returns {id, type, org, idempotency key} per command.
+# then marks every first entry that is first in all of its lists and has not started (accepted, never
+# delivered to an execution) as dispatched (and progressing, for the sweeper). Returns {id, type, org,
+# idempotency key} per command. Not started, rather than not dispatched: a publish lost with its Redis
+# write (a failover) was followed by the finished command's ack, lost with it, so the finished command's
+# redelivery publishes the next one again; a second message of a command that did start is skipped.
 _WAKE = """
 local function finished(state)
   return state == false or state == 'succeeded' or state == 'failed' or state == 'expired'
@@ -81,8 +86,8 @@ for _, list in ipairs(KEYS) do
   end
   if head then
     local record = ARGV[1] .. head
-    local r = redis.call('HMGET', record, 'order_keys', 'dispatched', 'type', 'org', 'idempotency_key')
-    local first = r[2] ~= '1'
+    local r = redis.call('HMGET', record, 'order_keys', 'state', 'deliveries', 'type', 'org', 'idempotency_key')
+    local first = r[2] == 'accepted' and (not r[3] or r[3] == '0')
     for other in string.gmatch(r[1] or '', '%S+') do
       if not first then break end
       first = redis.call('LINDEX', other, 0) == head
@@ -91,9 +96,9 @@ for _, list in ipairs(KEYS) do
       redis.call('HSET', record, 'dispatched', '1')
       redis.call('ZADD', ARGV[2], ARGV[3], head)
       woken[#woken + 1] = head
-      woken[#woken + 1] = r[3]
       woken[#woken + 1] = r[4]
       woken[#woken + 1] = r[5]
+      woken[#woken + 1] = r[6]
     end
   end
 end

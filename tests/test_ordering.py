@@ -129,7 +129,7 @@ def finish(client: redis.Redis, command_id: str, lists: list[str], state: State 
     pipe.execute()
 
 
-def test_when_the_first_ends_the_next_is_woken_once_and_marked_dispatched(client, settings) -> None:
+def test_when_the_first_ends_the_next_is_woken_and_marked_dispatched_until_it_starts(client, settings) -> None:
     body = on(CONVERSATION)
     first, second, third = (accept(client, settings, dict(body, idempotency_key=k)) for k in "abc")
     finish(client, first.command_id, keys_of(body))
@@ -138,7 +138,10 @@ def test_when_the_first_ends_the_next_is_woken_once_and_marked_dispatched(client
     assert (woken.command_id, woken.type, woken.org, woken.idempotency_key) == (
         second.command_id, "cobrowse.start", "default", "b")
     assert Records(client, settings).get(second.command_id).dispatched
-    assert sequencer.wake(keys_of(body)) == []  # a second wake (another finisher, the sweeper) publishes nothing
+    # Woken again (the first's redelivery: its publish may have been lost with its ack), until it starts.
+    assert [w.command_id for w in sequencer.wake(keys_of(body))] == [second.command_id]
+    client.hset(keys.command(second.command_id), mapping={"state": "running", "deliveries": 1})
+    assert sequencer.wake(keys_of(body)) == []
     assert not sequencer.ready(third.command_id)
 
 
@@ -228,6 +231,20 @@ def test_a_redelivery_of_a_finished_command_hands_the_turn_on_if_its_worker_died
     assert died.run(first).state is State.succeeded
     published: list[CommandRef] = []
     assert Runner(client, settings, publish=published.append).run(first).state is State.succeeded
+    assert [p.command_id for p in published] == [second.command_id]
+
+
+def test_a_publish_lost_after_the_wake_is_made_again_by_the_finished_commands_redelivery(client, settings,
+                                                                                          handlers) -> None:
+    """A failover can lose the next command's Celery message after its wake was replicated; the finished
+    command's ack, sent after that publish, is lost with it, so the finished command is delivered again."""
+    first = accept(client, settings, on(CONVERSATION, idempotency_key="first"))
+    second = accept(client, settings, on(CONVERSATION, idempotency_key="second"))
+    lost: list[CommandRef] = []
+    assert Runner(client, settings, publish=lost.append).run(first).state is State.succeeded
+    assert [p.command_id for p in lost] == [second.command_id]  # ... and this message never reached the broker
+    published: list[CommandRef] = []
+    Runner(client, settings, publish=published.append).run(first)
     assert [p.command_id for p in published] == [second.command_id]
 
 

@@ -34,12 +34,13 @@ class Sweeper:
         self.records = Records(client, settings)
         self.sequencer = Sequencer(client)
 
-    def _wake_behind(self, record: CommandRecord) -> set[str]:
+    def _wake_behind(self, record: CommandRecord, published: set[str]) -> set[str]:
         """A command waiting its turn (:mod:`parley.ordering`) for this long: the command before it may have
         ended without publishing the next one (its worker died in between), or left no record. Waking its
-        lists publishes whoever's turn it is; the waiting command itself stays unpublished until then."""
+        lists publishes whoever's turn it is (once per sweep: ``published``); the waiting command itself stays
+        unpublished until then."""
         self.records.touch(record.command_id)
-        woken = self.sequencer.wake(lists_of(record.order_keys))
+        woken = [w for w in self.sequencer.wake(lists_of(record.order_keys)) if w.command_id not in published]
         for command in woken:
             log.warning("command %s waited past its turn; dispatching it", command.command_id)
             dispatch(self._celery, CommandRef(**asdict(command)))
@@ -59,7 +60,7 @@ class Sweeper:
                 self.records.touch(command_id)  # running right now
                 continue
             if not self.sequencer.ready(command_id):
-                sent |= self._wake_behind(record)
+                sent |= self._wake_behind(record, sent)
                 continue
             log.warning("command %s (%s) made no progress for %ss; dispatching it again",
                         command_id, record.type, self._settings.stall_after_s)
