@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import redis
+from kombu.exceptions import OperationalError
 
 from genesys.errors import GenesysError
 from genesys.ratelimit import RateBudgetWait
@@ -254,11 +255,16 @@ class Runner:
         return [cls._end_execution_lease(record), lambda pipe: Sequencer.leave(pipe, record.command_id, order)]
 
     def _next_in_order(self, record: CommandRecord) -> None:
-        """Publish the commands that waited for this finished one and whose turn came."""
+        """Publish the commands that waited for this finished one and whose turn came. A publish that fails
+        (the broker stayed away past Celery's publish retries) fails the delivery as a Redis outage does: it
+        is delivered again, finds the command finished and wakes the next ones again."""
         for woken in self.sequencer.wake(lists_of(record.order_keys)):
             log.info("command %s follows %s on its conversation or customer", woken.command_id, record.command_id)
             if self.publish is not None:
-                self.publish(CommandRef(**asdict(woken)))
+                try:
+                    self.publish(CommandRef(**asdict(woken)))
+                except OperationalError as exc:
+                    raise redis.ConnectionError(f"could not publish command {woken.command_id}") from exc
 
     def _lost_record(self, ref: CommandRef) -> Outcome:
         log.error("command %s has no record (retention passed before execution?)", ref.command_id)

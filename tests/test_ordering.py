@@ -11,6 +11,7 @@ from typing import Any
 import fakeredis
 import pytest
 import redis
+from kombu.exceptions import OperationalError
 
 import tasks.commands  # noqa: F401 - registers the real handlers first, so the fixture's fakes replace them
 from parley import keys
@@ -243,6 +244,21 @@ def test_a_publish_lost_after_the_wake_is_made_again_by_the_finished_commands_re
     lost: list[CommandRef] = []
     assert Runner(client, settings, publish=lost.append).run(first).state is State.succeeded
     assert [p.command_id for p in lost] == [second.command_id]  # ... and this message never reached the broker
+    published: list[CommandRef] = []
+    Runner(client, settings, publish=published.append).run(first)
+    assert [p.command_id for p in published] == [second.command_id]
+
+
+def test_a_publish_that_fails_fails_the_delivery_so_the_next_one_publishes_it(client, settings, handlers) -> None:
+    first = accept(client, settings, on(CONVERSATION, idempotency_key="first"))
+    second = accept(client, settings, on(CONVERSATION, idempotency_key="second"))
+
+    def broker_away(ref: CommandRef) -> None:
+        raise OperationalError("Error 111 connecting to the broker")
+
+    with pytest.raises(redis.ConnectionError):  # tasks.commands retries the task on a Redis error
+        Runner(client, settings, publish=broker_away).run(first)
+    assert Records(client, settings).get(first.command_id).state is State.succeeded
     published: list[CommandRef] = []
     Runner(client, settings, publish=published.append).run(first)
     assert [p.command_id for p in published] == [second.command_id]
