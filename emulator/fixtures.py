@@ -34,6 +34,12 @@ class Deployment(_Fixture):
     disconnect_type: Literal["ReadOnly", "Send"] | None = None
     """With conversation_disconnect: None lets the emulator's ``webmessaging_disconnect_read_only`` decide."""
     conversation_clear: bool = False
+    # Web Messaging guest limits: new guest sockets per minute (more are refused with HTTP 429 on the
+    # upgrade) and messages per second per session (more get TooManyRequestsErrorMessage with retryAfter).
+    # Genesys: 1,000 connections a minute per deployment; 5 messages a second in its reference, 2 for
+    # guest messages since December 2023.
+    connections_per_minute: int = 1000
+    messages_per_second: int = 5
 
     def allows_origin(self, origin: str | None, *, require: bool) -> bool:
         """Is a guest socket (or history read) with this ``Origin`` header allowed here? A missing
@@ -159,6 +165,19 @@ SEED = Fixtures(
             queue_id="5b7e1d9a-3c2f-4e81-9a6b-d4f08c2e7a13",
             conversation_disconnect=True,
             disconnect_type="Send",
+        ),
+        # Genesys' guest message limit as announced in December 2023, and a connection limit small enough
+        # for a test to pass it in seconds.
+        Deployment(
+            id="b3f1c8e5-4a27-4d69-9e0b-7c2d5a8f1e46",
+            name="Parley Messenger (2 guest messages/s, 120 new connections/min)",
+            type="webmessaging",
+            allowed_domains=("localhost", "127.0.0.1", "parley.example.com"),
+            queue_id="5b7e1d9a-3c2f-4e81-9a6b-d4f08c2e7a13",
+            conversation_disconnect=True,
+            conversation_clear=True,
+            connections_per_minute=120,
+            messages_per_second=2,
         ),
         Deployment(id="9f2d7b4c-1a6e-4c38-b5d9-e08f3a2c6b71", name="Parley Guest Chat Widget", type="guestchat"),
     ),

@@ -28,6 +28,7 @@ LedgerKind = Literal[
     "cobrowse.ended",
     "chat.created",
     "guest.session.created",
+    "guest.socket.refused",
     "guest.event_stream.attached",
     "guest.event_stream.detached",
     "guest.message.received",

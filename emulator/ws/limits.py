@@ -1,9 +1,10 @@
 """Sliding-window limits of the Web Messaging guest socket (Genesys' org limits page).
 
-5 messages per second per session, 60 requests per minute per connection, 2 echoes per minute per
-connection. A sliding window (not the fixed window of the REST limiter) because these limits are
-short and a client that waits ``retryAfter`` must then get through. Time comes from the emulator's
-clock, so a test can advance it instead of sleeping.
+Per deployment (its fixture's ``connections_per_minute``, 1,000 by default, and ``messages_per_second``,
+5 by default): new guest sockets per minute and messages per second per session. Fixed: 60 requests per
+minute per connection, 2 echoes per minute per connection. A sliding window (not the fixed window of
+the REST limiter) because these limits are short and a client that waits ``retryAfter`` must then get
+through. Time comes from the emulator's clock, so a test can advance it instead of sleeping.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import math
 from collections import deque
 
-MESSAGES_PER_SECOND = 5
 REQUESTS_PER_MINUTE = 60
 ECHOES_PER_MINUTE = 2
 

@@ -1,7 +1,9 @@
 """The Web Messaging guest socket: ``ws://host:port/v1?deploymentId=<id>&application=<name>``.
 
 The upgrade is refused with HTTP 403 (as Genesys does; clients must not retry) for an unknown or
-non-messaging deployment and for an ``Origin`` outside the deployment's allowed domains. A missing
+non-messaging deployment and for an ``Origin`` outside the deployment's allowed domains, and with HTTP
+429 (``Retry-After``) past the deployment's ``connections_per_minute`` new sockets in any minute (a
+``guest.socket.refused`` ledger entry each). A missing
 ``Origin`` is allowed unless ``webmessaging_require_origin`` is set: browsers always send one, and
 server-side clients (the Java SDK, Parley's guest worker) often do not.
 
@@ -9,8 +11,9 @@ Each accepted socket answers the guest actions (``configureSession``, ``onMessag
 ``getJwt``, ``closeSession``, ``getConfiguration``) with the frames of
 :mod:`emulator.ws.webmessaging_frames`; what concerns the whole session goes through
 :class:`emulator.ws.webmessaging_sessions.SessionSockets`. Limits: 60 requests per minute
-per connection and 2 echoes per minute per connection (429 TooManyRequestsErrorMessage), 5
-messages per second per session, 4096 bytes of text (4011), 2048 bytes of custom attributes (4013).
+per connection and 2 echoes per minute per connection (429 TooManyRequestsErrorMessage), the
+deployment's ``messages_per_second`` per session (5 unless its fixture says otherwise), 4096 bytes of
+text (4011), 2048 bytes of custom attributes (4013).
 Attachments and authenticated sessions are not emulated (4000 / 403).
 """
 
@@ -21,6 +24,7 @@ import logging
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ValidationError
+from starlette.responses import JSONResponse
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
@@ -61,6 +65,13 @@ class GuestSockets:
         origin = websocket.headers.get("origin")
         if deployment is None or not deployment.allows_origin(origin, require=self.config.webmessaging_require_origin):
             await websocket.close()  # before accept: the server answers the upgrade with 403
+            return
+        retry_after_s = self.sessions.upgrade_allowed(deployment)
+        if retry_after_s is not None:
+            self.ledger.record(self.clock.now(), "guest.socket.refused", by="system")
+            await websocket.send_denial_response(JSONResponse(
+                {"message": "Too many new connections for this deployment", "code": "too.many.requests",
+                 "status": 429}, status_code=429, headers={"Retry-After": str(retry_after_s)}))
             return
         await websocket.accept()
         link = Link("webmessaging", websocket, self.clock.now())

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from emulator.clock import Clock
 from emulator.config import EmulatorConfig
-from emulator.fixtures import Fixtures
+from emulator.fixtures import Deployment, Fixtures
 from emulator.ledger import Ledger, LedgerEntry
 from emulator.state.model import new_id
 from emulator.state.store import Conversations
 from emulator.state.webmessaging import WebMessagingSession, WebMessagingSessions
 from emulator.ws import webmessaging_frames as frames
-from emulator.ws.limits import MESSAGES_PER_SECOND, SlidingWindow
+from emulator.ws.limits import SlidingWindow
 from emulator.ws.links import Link, LinkRegistry
 from emulator.ws.webmessaging_frames import RequestRefused
 
@@ -53,11 +53,13 @@ class SessionSockets:
         self._conversations = conversations
         self._sessions = sessions
         self._message_rates: dict[str, SlidingWindow] = {}
+        self._upgrade_rates: dict[str, SlidingWindow] = {}  # per deployment
         self._forced_read_only: set[str] = set()
         ledger.subscribe(self._on_entry)
 
     def reset(self) -> None:
         self._message_rates.clear()
+        self._upgrade_rates.clear()
         self._forced_read_only.clear()
 
     # --- sockets --------------------------------------------------------------------------------------
@@ -89,11 +91,26 @@ class SessionSockets:
             self.expire(session)
             raise RequestRefused(4006, "Session has expired")
 
+    def upgrade_allowed(self, deployment: Deployment) -> int | None:
+        """None when a new guest socket may open on ``deployment``; else the seconds until one may
+        (its ``connections_per_minute``, counted over any minute)."""
+        if not self._config.webmessaging_limits_enabled:
+            return None
+        window = self._upgrade_rates.get(deployment.id)
+        if window is None:
+            window = self._upgrade_rates[deployment.id] = SlidingWindow(deployment.connections_per_minute, 60.0)
+        return window.hit(self._clock.time())
+
     def message_allowed(self, session: WebMessagingSession) -> None:
-        """5 messages per second per session, across its sockets."""
+        """The deployment's messages per second per session, across its sockets."""
         if not self._config.webmessaging_limits_enabled:
             return
-        window = self._message_rates.setdefault(session.id, SlidingWindow(MESSAGES_PER_SECOND, 1.0))
+        window = self._message_rates.get(session.id)
+        if window is None:
+            deployment = self._fixtures.deployment(session.deployment_id, "webmessaging")
+            limit = deployment.messages_per_second if deployment is not None else Deployment.model_fields[
+                "messages_per_second"].default
+            window = self._message_rates[session.id] = SlidingWindow(limit, 1.0)
         retry_after = window.hit(self._clock.time())
         if retry_after is not None:
             raise frames.TooManyRequests(retry_after, "Message rate too high for this session")
