@@ -199,6 +199,28 @@ def test_own_pending_entries_are_replayed_after_restart(redis_client, settings, 
     assert len(celery_messages(redis_client)) == 1
 
 
+def test_a_restarted_worker_takes_over_the_backlog_before_new_entries_so_order_holds(redis_client, settings,
+                                                                                     celery_app) -> None:
+    """A restarted ingest worker has a new consumer name: the dead one's pending entries must be claimed
+    before newer ones, or a later command on the same conversation would be accepted (and run) first."""
+    dead = make_worker(redis_client, settings, celery_app, "host-100")
+    producer = Producer(redis_client, settings)
+    bodies = [dict(VALID["cobrowse.start"], idempotency_key=f"o{i}") for i in range(3)]
+    for body in bodies:
+        producer.submit(body)
+    entries = dead._read(">", 10)
+    dead.process(entries[0])  # then it died, the other two read but not processed
+    producer.submit(dict(VALID["conversation.end"], conversation_id=VALID["cobrowse.start"]["conversation_id"]))
+    restarted = make_worker(redis_client, settings, celery_app, "host-101")
+    restarted.take_over_backlog()
+    restarted.run_once(block_ms=10)
+    [order] = [k for k in redis_client.scan_iter("parley:order:conversation:*")]
+    keys_in_order = [Records(redis_client, settings).get(c).idempotency_key for c in redis_client.lrange(order, 0, -1)]
+    assert keys_in_order == ["o0", "o1", "o2", VALID["conversation.end"]["idempotency_key"]]
+    assert len(celery_messages(redis_client)) == 1  # only the first: the others wait their turn
+    assert redis_client.xpending(settings.commands_stream, settings.consumer_group)["pending"] == 0
+
+
 def test_entry_delivered_too_often_is_dead_lettered(redis_client, settings, celery_app) -> None:
     worker = make_worker(redis_client, settings, celery_app, "a")
     Producer(redis_client, settings).submit(VALID["cobrowse.end"])

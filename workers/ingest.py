@@ -2,8 +2,10 @@
 
 At-least-once from the stream (:mod:`workers.streams`): entries are read through a consumer group and
 XACKed only after the command is safely handed on (Celery message published, or dead letter written).
-On start a consumer first replays its own pending entries; entries left pending by a dead consumer
-are reclaimed with XAUTOCLAIM once idle for ``claim_idle_ms``. An entry delivered more than
+On start a consumer first takes over every entry still pending in the group (its own, then a dead
+consumer's, whatever their idle time), before any new one, so commands keep their order across a restart;
+later, entries left pending by a consumer that died are reclaimed with XAUTOCLAIM once idle for
+``claim_idle_ms``. An entry delivered more than
 ``max_deliveries`` times goes to the dead letters instead of looping. Duplicates are caught by the
 idempotency record (:mod:`parley.records`), so a crash between publish and XACK costs at most a
 duplicate Celery message, which the runner's execution guard skips.
@@ -114,6 +116,14 @@ class IngestWorker:
         """Entries this consumer read before a restart but never acknowledged."""
         return self._read("0", None)
 
+    def take_over_backlog(self) -> None:
+        """Before any new entry: this consumer's own pending entries, then every entry still pending in the
+        group whatever its idle time (a dead consumer's: a restarted worker has a new name), in stream order,
+        so commands keep their order across an ingest restart (:mod:`parley.ordering`). An entry a live
+        consumer holds is at worst handled twice, which its idempotency key absorbs."""
+        self._process_all(self.own_pending())
+        self._process_all([Entry.of(entry) for entry in self._read_run(self.source.claim(0))])
+
     def reclaim(self) -> list[Entry]:
         """Entries of consumers that stopped acknowledging (dead), taken over by this one."""
         return [Entry.of(entry) for entry in self._read_run(self.source.claim(self.settings.claim_idle_ms))]
@@ -223,8 +233,7 @@ class IngestWorker:
 
     def run(self, on_ready: Callable[[], None] | None = None) -> None:
         self.ensure_group()
-        self._process_all(self.own_pending())
-        self._process_all(self.reclaim())
+        self.take_over_backlog()
         if on_ready:
             on_ready()
         log.info("ingesting %s as %s/%s", self.stream, self.group, self.consumer)
