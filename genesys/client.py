@@ -73,9 +73,12 @@ class _Pipeline:
                 lock_ttl_s=settings.genesys_connect_timeout_s + settings.genesys_read_timeout_s + 5,
             )
             self.limiter = RateLimiter(keys.rate, keys.pause, target.rate_limit_per_minute,
-                                       come_back_key=keys.come_back, org=org)
+                                       org=org)
+        self.keys = keys if credentials is not None else None
         self.rate_wait_max_s: float | None = None
         """Set on a :meth:`GenesysClient.bounded` view until its first request is sent."""
+        self.rate_slot_key: str | None = None
+        """Where a bounded view's slot is kept while its command is parked."""
 
     def plan_call(self, op: Operation[T]) -> Plan[T]:
         try:
@@ -95,8 +98,8 @@ class _Pipeline:
                 "PARLEY_GENESYS_CLIENT_ID and PARLEY_GENESYS_CLIENT_SECRET are needed for " + op.path
             )
         token = yield from self.tokens.plan_token()
-        yield from self.limiter.plan_acquire(self.rate_wait_max_s)
-        self.rate_wait_max_s = None  # a request leaves: the view's later ones may not be put off
+        yield from self.limiter.plan_acquire(self.rate_wait_max_s, self.rate_slot_key)
+        self.rate_wait_max_s = self.rate_slot_key = None  # a request leaves: later ones may not be put off
         response = yield from plan_send(build_request(op, self.endpoints.api_url, token.access_token))
         if response.status_code == 401:
             # Expired or revoked before its time: refresh (once for the fleet) and retry once.
@@ -155,15 +158,19 @@ class GenesysClient:
     def call(self, op: Operation[T]) -> T:
         return self._runner.run(self._pipeline.plan_call(op))
 
-    def bounded(self, max_wait_s: float) -> GenesysClient:
-        """This client for one command execution, whose first request raises
+    def bounded(self, max_wait_s: float, holder: str) -> GenesysClient:
+        """This client for one execution of ``holder`` (a command id), whose first request raises
         :class:`genesys.ratelimit.RateBudgetWait` instead of waiting longer than ``max_wait_s`` for the
-        org's rate budget: nothing was sent, so the command can come back later without holding a
-        worker meanwhile. Later requests wait as usual (an earlier one may have had an effect). The view
-        shares the client's connections, token and limiter."""
+        org's rate budget: nothing was sent, so the command can come back when told without holding a
+        worker meanwhile, and its slot is kept for it (its next execution takes it). Later requests wait
+        as usual (an earlier one may have had an effect). The view shares the client's connections,
+        token and limiter."""
         view = copy.copy(self)
         view._pipeline = copy.copy(self._pipeline)
-        view._pipeline.rate_wait_max_s = max_wait_s
+        keys = self._pipeline.keys
+        if keys is not None:
+            view._pipeline.rate_wait_max_s = max_wait_s
+            view._pipeline.rate_slot_key = keys.slot(holder)
         return view
 
     def close(self) -> None:

@@ -16,13 +16,16 @@ class ClientKeys(BaseModel):
 
     token: str
     token_lock: str
+    client: str
     rate: str
     pause: str
-    come_back: str
 
     @classmethod
     def for_client(cls, login_url: str, client_id: str) -> ClientKeys:
         client = keys.genesys_client(login_url, client_id)
         return cls(token=keys.genesys_token(client), token_lock=keys.genesys_token_lock(client),
-                   rate=keys.genesys_rate(client), pause=keys.genesys_pause(client),
-                   come_back=keys.genesys_come_back(client))
+                   client=client, rate=keys.genesys_rate(client), pause=keys.genesys_pause(client))
+
+    def slot(self, holder: str) -> str:
+        """A request slot kept for ``holder`` (a parked command) until it comes back for it."""
+        return keys.genesys_slot(self.client, holder)

@@ -15,10 +15,11 @@ A 429 that gets through anyway (another application on the same client, a lower 
 limit) sets a pause key with the Retry-After as its PTTL: every process waits it out.
 
 A caller that must not wait long (a Celery task holds a worker slot while it waits, which another
-org's commands could use) passes ``max_wait_s``: when the slot (or the pause) is further off, nothing
-is reserved and :class:`RateBudgetWait` says when to come back. Those come-back times are handed out
-one slot apart, after the ones already given (the ``parked`` key), so a backlog returns at the
-budget's pace instead of all at once.
+org's commands could use) passes ``max_wait_s`` and a ``slot_key`` of its own: when its slot is further
+off, the slot stays reserved for it under that key and :class:`RateBudgetWait` says when to come back
+for it. Its place in line is kept (no later caller takes it), each parked caller comes back once, when
+its slot is due, and a backlog drains at the budget's pace. A caller back later than the burst
+tolerance after its slot loses it and queues again (a slot used late could exceed the limit).
 """
 
 from __future__ import annotations
@@ -32,28 +33,42 @@ log = logging.getLogger(__name__)
 
 _ACQUIRE = LuaScript("""
 -- KEYS[1]: theoretical arrival time of the next free slot (ms); KEYS[2]: pause flag;
--- KEYS[3]: the next come-back time to hand out (ms).
--- ARGV[1]: slot interval (ms); ARGV[2]: burst tolerance (ms); ARGV[3]: longest wait accepted (ms; < 0: any).
+-- KEYS[3]: a slot this caller reserved earlier (its time, ms), or a key never set.
+-- ARGV[1]: slot interval (ms); ARGV[2]: burst tolerance (ms); ARGV[3]: longest wait accepted (ms; < 0: any);
+-- ARGV[4]: how long the caller may take to come back for a slot it did not wait for (ms).
 -- Returns {paused_ms, wait_ms, come_back_ms}. paused_ms > 0: nothing reserved, retry after it.
--- come_back_ms > 0: the wait is longer than accepted; nothing reserved, come back after it.
+-- come_back_ms > 0: a slot is reserved in KEYS[3] (or the client is paused) further off than accepted:
+-- come back after it.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local paused = redis.call('PTTL', KEYS[2])
 local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local longest = tonumber(ARGV[3])
+local paused = redis.call('PTTL', KEYS[2])
+if paused > 0 then
+  if longest >= 0 and paused > longest then return {0, 0, paused} end
+  return {paused, 0, 0}
+end
+local held = tonumber(redis.call('GET', KEYS[3]))
+if held and now <= held + tolerance then
+  -- Back for the slot reserved earlier: no later caller has taken it.
+  local wait = held - now - tolerance
+  if longest >= 0 and wait > longest then return {0, 0, math.ceil(wait)} end
+  redis.call('DEL', KEYS[3])
+  if wait < 0 then wait = 0 end
+  return {0, math.ceil(wait), 0}
+end
+if held then redis.call('DEL', KEYS[3]) end  -- came back too late for it: a used-late slot could burst
 local tat = tonumber(redis.call('GET', KEYS[1])) or now
 if tat < now then tat = now end
-local wait = tat - now - tonumber(ARGV[2])
-if wait < 0 then wait = 0 end
-local longest = tonumber(ARGV[3])
-if longest >= 0 and math.max(paused, wait) > longest then
-  local back = tonumber(redis.call('GET', KEYS[3])) or 0
-  if back < now + math.max(paused, wait) then back = now + math.max(paused, wait) end
-  redis.call('SET', KEYS[3], string.format('%.3f', back + interval), 'PX', math.ceil(back + interval - now) + 1000)
-  return {0, 0, math.ceil(back - now)}
-end
-if paused > 0 then return {paused, 0, 0} end
 local next_tat = tat + interval
 redis.call('SET', KEYS[1], string.format('%.3f', next_tat), 'PX', math.ceil(next_tat - now) + 1000)
+local wait = tat - now - tolerance
+if wait < 0 then wait = 0 end
+if longest >= 0 and wait > longest then
+  redis.call('SET', KEYS[3], string.format('%.3f', tat), 'PX', math.ceil(tat - now + tonumber(ARGV[4])))
+  return {0, 0, math.ceil(wait)}
+end
 return {0, math.ceil(wait), 0}
 """)
 
@@ -65,11 +80,12 @@ return 0
 """)
 
 DEFAULT_GUARD_MS = 250.0
+SLOT_KEPT_MS = 600_000  # a parked caller's slot is forgotten this long after it was due (it never came back)
 
 
 class RateBudgetWait(Exception):
-    """No request slot within the caller's ``max_wait_s``: nothing was reserved or sent; come back
-    after ``delay_s`` (a place in the line of such callers)."""
+    """No request slot within the caller's ``max_wait_s``: nothing was sent; come back after ``delay_s``,
+    when the slot kept for the caller is due."""
 
     def __init__(self, delay_s: float) -> None:
         self.delay_s = delay_s
@@ -84,7 +100,6 @@ class RateLimiter:
         pause_key: str,
         limit_per_minute: int,
         *,
-        come_back_key: str | None = None,
         burst: int | None = None,
         guard_ms: float = DEFAULT_GUARD_MS,
         org: str = "default",
@@ -93,7 +108,6 @@ class RateLimiter:
             raise ValueError("limit_per_minute must be >= 1")
         self.rate_key = rate_key
         self.pause_key = pause_key
-        self.come_back_key = come_back_key  # needed to acquire with a max_wait_s
         self.limit_per_minute = limit_per_minute
         # A small burst keeps short sequences (disconnect, then verify) from waiting a slot each.
         self.burst = limit_per_minute // 50 if burst is None else burst
@@ -108,16 +122,17 @@ class RateLimiter:
         """Admissions per minute under constant demand (the share of the limit actually used)."""
         return 60_000.0 / self.interval_ms
 
-    def plan_acquire(self, max_wait_s: float | None = None) -> Plan[None]:
-        """Wait for and take one slot; with ``max_wait_s``, :class:`RateBudgetWait` instead of a longer wait."""
-        if max_wait_s is not None and self.come_back_key is None:
-            raise ValueError("a RateLimiter without come_back_key cannot bound its wait")
+    def plan_acquire(self, max_wait_s: float | None = None, slot_key: str | None = None) -> Plan[None]:
+        """Wait for and take one slot. With ``max_wait_s``, a slot further off is kept for the caller under
+        ``slot_key`` and :class:`RateBudgetWait` raised; the caller's next acquire with the same key takes it."""
+        if (max_wait_s is None) != (slot_key is None):
+            raise ValueError("max_wait_s and slot_key go together")
         longest_ms = "-1" if max_wait_s is None else f"{max_wait_s * 1000:.3f}"
         waited_s = 0.0
         while True:
             paused_ms, wait_ms, come_back_ms = yield from _ACQUIRE.call(
-                (self.rate_key, self.pause_key, self.come_back_key or self.pause_key),
-                (f"{self.interval_ms:.3f}", f"{self.tolerance_ms:.3f}", longest_ms),
+                (self.rate_key, self.pause_key, slot_key or self.pause_key),
+                (f"{self.interval_ms:.3f}", f"{self.tolerance_ms:.3f}", longest_ms, f"{SLOT_KEPT_MS}"),
             )
             if come_back_ms > 0:
                 raise RateBudgetWait(come_back_ms / 1000)

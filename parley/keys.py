@@ -152,6 +152,6 @@ def genesys_pause(client: str) -> str:
     return key("genesys", client, "pause")
 
 
-def genesys_come_back(client: str) -> str:
-    """The next come-back time the rate limiter hands a command it will not keep waiting."""
-    return key("genesys", client, "comeback")
+def genesys_slot(client: str, holder: str) -> str:
+    """A request slot the rate limiter keeps for a parked command (``holder``, its id) until it is back."""
+    return key("genesys", client, "slot", holder)

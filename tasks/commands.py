@@ -47,14 +47,15 @@ def runner() -> Runner:
                   publish=functools.partial(dispatch, app))
 
 
-def _genesys_factory(settings: Settings) -> Callable[[str], GenesysClient]:
+def _genesys_factory(settings: Settings) -> Callable[[str, str], GenesysClient]:
     """One Genesys client per worker process and org, made on the org's first command: its connection
-    pool and token are reused by every task for that org. Each execution gets a view of it that does
-    not wait long for the org's rate budget (the command is parked instead, freeing the worker)."""
+    pool and token are reused by every task for that org. Each execution (org, command id) gets a view
+    of it that does not wait long for the org's rate budget (the command is parked instead, freeing the
+    worker, and its slot kept for it)."""
     from genesys.client import GenesysClient
 
     client_of = cache(lambda org: GenesysClient(settings, connect(settings, decode=False), org=org))
-    return lambda org: client_of(org).bounded(settings.genesys_rate_wait_max_s)
+    return lambda org, command_id: client_of(org).bounded(settings.genesys_rate_wait_max_s, command_id)
 
 
 def _execute(task: Task, **ref: Any) -> str:

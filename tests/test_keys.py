@@ -33,8 +33,9 @@ def test_genesys_client_keys_keep_their_names() -> None:
     client = ClientKeys.for_client("https://login.mypurecloud.ie", "client-1")
     base = "parley:genesys:" + keys.genesys_client("https://login.mypurecloud.ie", "client-1")
     assert len(base) == len("parley:genesys:") + 20
-    assert client == ClientKeys(token=f"{base}:token", token_lock=f"{base}:token:lock", rate=f"{base}:rate",
-                                pause=f"{base}:pause", come_back=f"{base}:comeback")
+    assert client == ClientKeys(client=base.removeprefix("parley:genesys:"), token=f"{base}:token",
+                                token_lock=f"{base}:token:lock", rate=f"{base}:rate", pause=f"{base}:pause")
+    assert client.slot("cmd-1") == f"{base}:slot:cmd-1"
 
 
 def test_guest_worker_keys_keep_their_names() -> None:

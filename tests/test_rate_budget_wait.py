@@ -1,9 +1,11 @@
 """A command does not hold a worker while its org's rate budget has no slot for it (issue 15.2): the
-limiter refuses a wait longer than the caller accepts (reserving nothing) and hands out come-back
-times one slot apart; a client view refuses only its first request. The runner parking the command is
+limiter keeps the slot for a caller that will not wait that long and gives it to that caller when
+it comes back; a client view parks only its first request. The runner parking the command is
 tested in tests/test_runner.py."""
 
 from __future__ import annotations
+
+import time
 
 import fakeredis
 import pytest
@@ -11,7 +13,7 @@ from pydantic import SecretStr
 
 from genesys.client import GenesysClient
 from genesys.keys import ClientKeys
-from genesys.ratelimit import RateBudgetWait, RateLimiter
+from genesys.ratelimit import SLOT_KEPT_MS, RateBudgetWait, RateLimiter
 from genesys.regions import resolve
 from parley.settings import Settings
 from tests.support.genesys_mock import FakeGenesys
@@ -22,52 +24,64 @@ KEYS = ClientKeys.for_client(resolve(SETTINGS).login_url, "c")
 
 
 def limiter(limit: int = 60) -> RateLimiter:
-    return RateLimiter(KEYS.rate, KEYS.pause, limit, burst=0, come_back_key=KEYS.come_back)
+    return RateLimiter(KEYS.rate, KEYS.pause, limit, burst=0)
 
 
-def test_a_wait_within_the_bound_is_waited_and_a_longer_one_reserves_nothing() -> None:
+def test_a_wait_within_the_bound_is_waited_and_a_longer_one_keeps_the_slot_for_the_caller() -> None:
     r = fakeredis.FakeRedis()
     runner, rl = RecordingRunner(r), limiter(60)  # one slot a second
-    runner.run(rl.plan_acquire(max_wait_s=1.5))
-    runner.run(rl.plan_acquire(max_wait_s=1.5))  # the next slot, about 1 s off: waited
-    assert runner.pauses == [pytest.approx(rl.interval_ms / 1000, abs=0.05)]
-    reserved = r.get(KEYS.rate)
+    interval = rl.interval_ms / 1000
+    runner.run(rl.plan_acquire(1.5, KEYS.slot("a")))
+    runner.run(rl.plan_acquire(1.5, KEYS.slot("b")))  # the next slot, about 1 s off: waited
+    assert runner.pauses == [pytest.approx(interval, abs=0.05)]
     with pytest.raises(RateBudgetWait) as caught:
-        runner.run(rl.plan_acquire(max_wait_s=1.5))  # about 2 s off: refused
-    assert caught.value.delay_s == pytest.approx(2 * rl.interval_ms / 1000, abs=0.05)
-    assert r.get(KEYS.rate) == reserved  # nothing reserved for it
-    assert runner.pauses == [pytest.approx(rl.interval_ms / 1000, abs=0.05)]  # and nothing slept
+        runner.run(rl.plan_acquire(1.5, KEYS.slot("c")))  # about 2 s off: parked, nothing slept
+    assert caught.value.delay_s == pytest.approx(2 * interval, abs=0.05)
+    assert runner.pauses == [pytest.approx(interval, abs=0.05)]
+    assert r.exists(KEYS.slot("c")) and r.pttl(KEYS.slot("c")) > SLOT_KEPT_MS  # kept until well after it is due
+    # A later caller queues behind the kept slot: it does not take it.
+    with pytest.raises(RateBudgetWait) as later:
+        runner.run(rl.plan_acquire(1.5, KEYS.slot("d")))
+    assert later.value.delay_s == pytest.approx(3 * interval, abs=0.05)
 
 
-def test_refused_callers_come_back_one_slot_apart_in_the_order_refused() -> None:
+def test_a_parked_caller_comes_back_for_its_slot_and_takes_it_without_queueing_again() -> None:
     r = fakeredis.FakeRedis()
     runner, rl = RecordingRunner(r), limiter(60)
     runner.run(rl.plan_acquire())
-    delays = []
-    for _ in range(4):
-        with pytest.raises(RateBudgetWait) as caught:
-            runner.run(rl.plan_acquire(max_wait_s=0.0))
-        delays.append(caught.value.delay_s)
-    interval = rl.interval_ms / 1000
-    assert delays == pytest.approx([interval, 2 * interval, 3 * interval, 4 * interval], abs=0.05)
-    assert 0 < r.pttl(KEYS.come_back) <= 5 * rl.interval_ms + 1000  # forgotten once the line is past
+    with pytest.raises(RateBudgetWait):
+        runner.run(rl.plan_acquire(0.0, KEYS.slot("parked")))
+    next_free = r.get(KEYS.rate)
+    with pytest.raises(RateBudgetWait):  # back too early: still parked, its slot kept, nothing new reserved
+        runner.run(rl.plan_acquire(0.0, KEYS.slot("parked")))
+    assert r.get(KEYS.rate) == next_free and r.exists(KEYS.slot("parked"))
+    runner.run(rl.plan_acquire(2.0, KEYS.slot("parked")))  # accepts the wait now: takes its own slot
+    assert r.get(KEYS.rate) == next_free and not r.exists(KEYS.slot("parked"))
 
 
-def test_a_pause_longer_than_the_bound_is_refused_too() -> None:
+def test_a_caller_back_later_than_the_burst_tolerance_queues_again() -> None:
+    r = fakeredis.FakeRedis()
+    runner, rl = RecordingRunner(r), limiter(60)
+    r.set(KEYS.slot("late"), f"{(time.time() - 5) * 1000:.3f}")  # its slot was due 5 s ago
+    runner.run(rl.plan_acquire(0.0, KEYS.slot("late")))  # a fresh slot (free now), the stale one dropped
+    assert not r.exists(KEYS.slot("late")) and float(r.get(KEYS.rate)) > time.time() * 1000
+
+
+def test_a_pause_longer_than_the_bound_parks_without_reserving() -> None:
     r = fakeredis.FakeRedis()
     r.set(KEYS.pause, "1", px=30_000)  # a 429's Retry-After of 30 s
     with pytest.raises(RateBudgetWait) as caught:
-        RecordingRunner(r).run(limiter().plan_acquire(max_wait_s=1.0))
+        RecordingRunner(r).run(limiter().plan_acquire(1.0, KEYS.slot("x")))
     assert 29 < caught.value.delay_s <= 30
+    assert not r.exists(KEYS.rate) and not r.exists(KEYS.slot("x"))
 
 
-def test_a_bound_needs_the_come_back_key() -> None:
-    with pytest.raises(ValueError, match="come_back_key"):
-        RecordingRunner(fakeredis.FakeRedis()).run(
-            RateLimiter(KEYS.rate, KEYS.pause, 60).plan_acquire(max_wait_s=1.0))
+def test_a_bound_needs_a_slot_key() -> None:
+    with pytest.raises(ValueError, match="go together"):
+        RecordingRunner(fakeredis.FakeRedis()).run(limiter().plan_acquire(max_wait_s=1.0))
 
 
-def test_a_bounded_view_refuses_only_its_first_request_and_sends_nothing() -> None:
+def test_a_bounded_view_parks_only_its_first_request_and_sends_nothing() -> None:
     r = fakeredis.FakeRedis()
     fake = FakeGenesys()
     settings = SETTINGS.model_copy(update={"genesys_rate_limit_per_minute": 60})
@@ -75,14 +89,14 @@ def test_a_bounded_view_refuses_only_its_first_request_and_sends_nothing() -> No
     client.get_conversation("c-0")
     client.get_conversation("c-0")  # the burst is used: the next slot is about 1 s off
     with pytest.raises(RateBudgetWait):
-        client.bounded(0.2).get_conversation("c-1")
+        client.bounded(0.2, "cmd-1").get_conversation("c-1")
     assert [req.path for req in fake.api_requests] == ["/api/v2/conversations/c-0"] * 2
+    assert r.exists(KEYS.slot("cmd-1"))
     # A view whose first request went out waits for the later ones (that request may have had an effect).
-    r.delete(KEYS.rate, KEYS.come_back)
-    view = client.bounded(0.2)
+    r.delete(KEYS.rate, KEYS.slot("cmd-1"))
+    view = client.bounded(0.2, "cmd-2")
     for n in (2, 3, 4):
-        view.get_conversation(f"c-{n}")  # c-4's slot is about 1 s off: waited, not refused
+        view.get_conversation(f"c-{n}")  # c-4's slot is about 1 s off: waited, not parked
     assert [req.path for req in fake.api_requests][-3:] == [f"/api/v2/conversations/c-{n}" for n in (2, 3, 4)]
     # The shared client is not bounded by its views.
-    assert client._pipeline.rate_wait_max_s is None
-
+    assert client._pipeline.rate_wait_max_s is None and client._pipeline.rate_slot_key is None
