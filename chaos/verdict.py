@@ -16,6 +16,7 @@ from chaos.guestcheck import check_guests
 from chaos.load import Plan
 from chaos.models import Findings
 from chaos.observe import Observed
+from chaos.ordercheck import check_order
 from chaos.outcomes import Outcomes, permanent, reason_class
 from chaos.recovery import Recovery, check_recovery
 
@@ -28,6 +29,7 @@ def judge(plan: Plan, submitted: Submitted, observed: Observed, faults: list[Fau
     _invalid(plan, submitted, outcomes, observed, found)
     found.merge(check_rest(plan, outcomes, observed, targets))
     found.merge(check_guests(plan, outcomes, observed))
+    found.merge(check_order(plan, outcomes))
     recovered, recoveries = check_recovery(plan, submitted, outcomes, faults, limit_s)
     found.merge(recovered)
     died: Counter[tuple[str, int, str]] = Counter()
