@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
+from genesys.regions import EMULATOR_CLIENT_ID, EMULATOR_CLIENT_SECRET
+
 
 class _Fixture(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -118,8 +120,8 @@ class Fixtures(_Fixture):
 
 
 SEED = Fixtures(
-    client_id="7c3f9a52-1e4b-4d8a-b6f2-93d0c5e8a417",
-    client_secret="Zq8vR2mW5tY1kP9sX3nB7cL0dF4hJ6gA2eU8iO5rT1w",
+    client_id=EMULATOR_CLIENT_ID,  # what Parley uses when no Genesys is configured
+    client_secret=EMULATOR_CLIENT_SECRET,
     organization_id="4a9e2c71-8b3d-4f06-a5e2-c17d90b3f6e8",
     deployments=(
         Deployment(

@@ -27,6 +27,7 @@ from genesys.effects import LuaScript, Pause, Plan, RedisCommand, text
 from genesys.errors import GenesysTransportError
 from genesys.keys import ClientKeys
 from genesys.models import OAuthToken
+from genesys.regions import EMULATOR_CLIENT_ID, EMULATOR_CLIENT_SECRET
 from genesys.wire import USER_AGENT, error_from_response, parse_model, plan_send
 from parley import logs
 from parley.leases import DELETE_IF_EQUAL
@@ -53,11 +54,7 @@ def credentials_from(settings: Settings) -> ClientCredentials | None:
     if settings.genesys_client_id and settings.genesys_client_secret is not None:
         return ClientCredentials(client_id=settings.genesys_client_id, client_secret=settings.genesys_client_secret)
     if settings.uses_emulator:
-        try:
-            from emulator.fixtures import SEED
-        except ImportError:  # a deployment without the emulator package
-            return None
-        return ClientCredentials(client_id=SEED.client_id, client_secret=SecretStr(SEED.client_secret))
+        return ClientCredentials(client_id=EMULATOR_CLIENT_ID, client_secret=SecretStr(EMULATOR_CLIENT_SECRET))
     return None
 
 

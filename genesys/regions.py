@@ -38,6 +38,13 @@ REGION_API_HOSTS: dict[str, str] = {
 }
 
 
+# The emulator's seeded OAuth client: with no Genesys configured, Parley talks to the local emulator
+# (:func:`resolve`) as this client (``make run``'s documented default). The emulator seeds its default
+# org with it (:mod:`emulator.fixtures`), so the one pair lives here, below both.
+EMULATOR_CLIENT_ID = "7c3f9a52-1e4b-4d8a-b6f2-93d0c5e8a417"
+EMULATOR_CLIENT_SECRET = "Zq8vR2mW5tY1kP9sX3nB7cL0dF4hJ6gA2eU8iO5rT1w"  # a public fixture, not a secret
+
+
 class Endpoints(BaseModel):
     """Base URLs without a trailing slash, e.g. ``https://api.mypurecloud.ie``."""
 

@@ -13,7 +13,7 @@ Every process talks to Redis the same way, whichever of three shapes the setting
 
 Four kinds of connection are built here: :func:`connect` (sync redis-py, every worker and the CLI),
 :func:`connect_async` (the guest worker's pool, whose connection class its multiplexed connection also
-opens, so it too resolves the master through Sentinel on every reconnect), :func:`celery_broker` (the
+opens, so it too resolves the master through Sentinel on every reconnect), :func:`tasks.transport.celery_broker` (the
 Celery broker through :mod:`tasks.transport`) and :func:`describe` (what may be printed: never a
 password).
 
@@ -262,7 +262,7 @@ def _login(t: RedisTarget) -> dict[str, Any]:
     return {"username": t.username, "password": t.password, "db": t.db}
 
 
-def _sentinel_kwargs(t: RedisTarget) -> dict[str, Any]:
+def sentinel_kwargs(t: RedisTarget) -> dict[str, Any]:
     """How to reach the Sentinels themselves: their login, short timeouts, and TLS when the data nodes use it."""
     kwargs: dict[str, Any] = {"username": t.sentinel_username, "password": t.sentinel_password,
                               "socket_connect_timeout": SENTINEL_TIMEOUT_S, "socket_timeout": SENTINEL_TIMEOUT_S,
@@ -278,7 +278,7 @@ def connect(settings: Settings, *, decode: bool = True) -> redis.Redis:
     t = target(settings)
     if not t.uses_sentinel:
         return redis.Redis.from_url(t.url, decode_responses=decode, **COMMON, **t.tls)
-    watchers = sentinel.Sentinel(list(t.sentinels), sentinel_kwargs=_sentinel_kwargs(t))
+    watchers = sentinel.Sentinel(list(t.sentinels), sentinel_kwargs=sentinel_kwargs(t))
     return watchers.master_for(
         t.master, redis_class=redis.Redis, decode_responses=decode, **COMMON, **_login(t), **t.tls,
         connection_class=SentinelSSLConnection if t.uses_tls else SentinelConnection)
@@ -293,32 +293,8 @@ def connect_async(settings: Settings, *, max_connections: int, decode: bool = Tr
         pool = aredis.BlockingConnectionPool.from_url(
             t.url, decode_responses=decode, max_connections=max_connections, timeout=None, **COMMON, **t.tls)
         return aredis.Redis(connection_pool=pool)
-    watchers = asentinel.Sentinel(list(t.sentinels), sentinel_kwargs=_sentinel_kwargs(t))
+    watchers = asentinel.Sentinel(list(t.sentinels), sentinel_kwargs=sentinel_kwargs(t))
     return watchers.master_for(
         t.master, redis_class=aredis.Redis, connection_pool_class=BlockingSentinelConnectionPool,
         max_connections=max_connections, timeout=None, decode_responses=decode, **COMMON, **_login(t), **t.tls,
         connection_class=AsyncSentinelSSLConnection if t.uses_tls else AsyncSentinelConnection)
-
-
-def celery_broker(settings: Settings) -> dict[str, Any]:
-    """The Celery settings that choose the broker: URL, transport (Parley's, see :mod:`tasks.transport`),
-    TLS, and for Sentinel the transport options naming the master and the Sentinels' login (merged into
-    the visibility-timeout options by the caller, so those stay the same in all three places)."""
-    from tasks.transport import SENTINEL_TRANSPORT, TRANSPORT  # the transport imports kombu: only workers need it
-
-    if not configured(settings):  # the app imported with no Redis set (kombu's default until a URL is)
-        return {"broker_url": None, "broker_transport": TRANSPORT, "transport_options": {}}
-    t = target(settings)
-    config: dict[str, Any] = {"broker_url": t.url, "broker_transport": TRANSPORT, "transport_options": {}}
-    if t.uses_tls:
-        config["broker_use_ssl"] = {k: v for k, v in t.tls.items() if v is not None}
-    if t.uses_sentinel:
-        parts = urlsplit(t.url)
-        login = parts.netloc.rpartition("@")[0]
-        login = f"{login}@" if login else ""
-        # kombu reads every Sentinel from the list, and the master's login and db from the URL it is on: after
-        # a connection error it moves on to the next one, so each carries them.
-        config["broker_url"] = ";".join(f"sentinel://{login}{h}:{p}/{t.db}" for h, p in t.sentinels)
-        config["broker_transport"] = SENTINEL_TRANSPORT
-        config["transport_options"] = {"master_name": t.master, "sentinel_kwargs": _sentinel_kwargs(t)}
-    return config

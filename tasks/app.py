@@ -6,7 +6,7 @@ one visibility timeout set in all three places and kept above every runtime and 
 Redis redelivers running or waiting tasks), soft shutdown (held tasks are requeued on SIGTERM),
 connection retry forever (a Redis restart must not end the worker).
 
-The broker is whatever :func:`parley.connections.celery_broker` makes of the Redis settings (one server,
+The broker is whatever :func:`tasks.transport.celery_broker` makes of the Redis settings (one server,
 TLS, or a Sentinel master); its own transport options (the master name, the Sentinels' login) join the
 reliability options, which stay the same in all three places whichever it is.
 """
@@ -17,9 +17,9 @@ from celery import Celery
 
 import tasks.logging_hooks  # noqa: F401 - the worker logs through parley.logs, each task bound to its command
 from parley import keys, metrics
-from parley.connections import celery_broker
 from parley.settings import Settings, get_settings
 from parley.startup import settings_errors_exit
+from tasks.transport import celery_broker
 
 
 def make_config(settings: Settings) -> dict[str, object]:

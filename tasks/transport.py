@@ -20,7 +20,7 @@ and the next channel that reaches Redis restores them (``restore_by_tag`` is one
 does nothing for a tag already acked or restored, so restoring late or twice loses and doubles nothing).
 
 Through Redis Sentinel (``PARLEY_REDIS_SENTINELS``) the same channel behaviour sits on kombu's
-``SentinelChannel`` (:data:`SENTINEL_TRANSPORT`, chosen by :func:`parley.connections.celery_broker`): its
+``SentinelChannel`` (:data:`SENTINEL_TRANSPORT`, chosen by :func:`celery_broker`): its
 pools ask the Sentinels for the master on every new connection, and its connections are Parley's
 (:class:`parley.connections.SentinelConnection`), which drop a connection to a master a failover left behind
 at its first READONLY or NOREPLICAS instead of failing the command, so the call is retried on the new master.
@@ -33,11 +33,14 @@ import contextlib
 import logging
 import os
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 from kombu.transport import redis as kombu_redis
 
+from parley import connections
 from parley.connections import SentinelConnection, SentinelSSLConnection
+from parley.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -136,3 +139,25 @@ TRANSPORT = f"{__name__}:Transport"
 """The ``broker_transport`` setting that selects this transport for a ``redis://`` broker URL."""
 SENTINEL_TRANSPORT = f"{__name__}:SentinelTransport"
 """The ``broker_transport`` setting for a ``sentinel://`` broker URL (Redis Sentinel)."""
+
+
+def celery_broker(settings: Settings) -> dict[str, Any]:
+    """The Celery settings that choose the broker: URL, transport (Parley's, see :mod:`tasks.transport`),
+    TLS, and for Sentinel the transport options naming the master and the Sentinels' login (merged into
+    the visibility-timeout options by the caller, so those stay the same in all three places)."""
+    if not connections.configured(settings):  # the app imported with no Redis set (kombu's default until a URL is)
+        return {"broker_url": None, "broker_transport": TRANSPORT, "transport_options": {}}
+    t = connections.target(settings)
+    config: dict[str, Any] = {"broker_url": t.url, "broker_transport": TRANSPORT, "transport_options": {}}
+    if t.uses_tls:
+        config["broker_use_ssl"] = {k: v for k, v in t.tls.items() if v is not None}
+    if t.uses_sentinel:
+        parts = urlsplit(t.url)
+        login = parts.netloc.rpartition("@")[0]
+        login = f"{login}@" if login else ""
+        # kombu reads every Sentinel from the list, and the master's login and db from the URL it is on: after
+        # a connection error it moves on to the next one, so each carries them.
+        config["broker_url"] = ";".join(f"sentinel://{login}{h}:{p}/{t.db}" for h, p in t.sentinels)
+        config["broker_transport"] = SENTINEL_TRANSPORT
+        config["transport_options"] = {"master_name": t.master, "sentinel_kwargs": connections.sentinel_kwargs(t)}
+    return config

@@ -23,7 +23,6 @@ from parley.connections import (
     RedisNotConfigured,
     RedisSettingsError,
     SentinelConnection,
-    celery_broker,
     connect,
     connect_async,
     describe,
@@ -34,7 +33,7 @@ from parley.redis_server import RedisServer, redis_server_binary
 from parley.settings import Settings, get_settings
 from parley.startup import settings_errors_exit
 from tasks.app import make_config
-from tasks.transport import SENTINEL_TRANSPORT, TRANSPORT, SentinelChannel
+from tasks.transport import SENTINEL_TRANSPORT, TRANSPORT, SentinelChannel, celery_broker
 from tests.support.tls import Certificates, have_openssl, make_certificates, tls_proxy
 from workers.guest.batch import RedisBatcher, pack_with_hiredis
 
