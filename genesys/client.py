@@ -31,6 +31,7 @@ from genesys.regions import Endpoints
 from genesys.wire import GuestJwt, OAuth, Operation, build_request, decode, plan_send, rate_limit_info
 from parley.orgs import DEFAULT_ORG
 from parley.settings import Settings
+from schemas.common import Lane
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -79,6 +80,8 @@ class _Pipeline:
         """Set on a :meth:`GenesysClient.bounded` view until its first request is sent."""
         self.rate_slot_key: str | None = None
         """Where a bounded view's slot is kept while its command is parked."""
+        self.rate_lane = Lane.normal
+        """The bounded view's command's lane: its turn for the rate budget (:mod:`genesys.lanes`)."""
 
     def plan_call(self, op: Operation[T]) -> Plan[T]:
         try:
@@ -98,7 +101,7 @@ class _Pipeline:
                 "PARLEY_GENESYS_CLIENT_ID and PARLEY_GENESYS_CLIENT_SECRET are needed for " + op.path
             )
         token = yield from self.tokens.plan_token()
-        yield from self.limiter.plan_acquire(self.rate_wait_max_s, self.rate_slot_key)
+        yield from self.limiter.plan_acquire(self.rate_wait_max_s, self.rate_slot_key, self.rate_lane)
         self.rate_wait_max_s = self.rate_slot_key = None  # a request leaves: later ones may not be put off
         response = yield from plan_send(build_request(op, self.endpoints.api_url, token.access_token))
         if response.status_code == 401:
@@ -158,19 +161,20 @@ class GenesysClient:
     def call(self, op: Operation[T]) -> T:
         return self._runner.run(self._pipeline.plan_call(op))
 
-    def bounded(self, max_wait_s: float, holder: str) -> GenesysClient:
+    def bounded(self, max_wait_s: float, holder: str, lane: Lane = Lane.normal) -> GenesysClient:
         """This client for one execution of ``holder`` (a command id), whose first request raises
         :class:`genesys.ratelimit.RateBudgetWait` instead of waiting longer than ``max_wait_s`` for the
         org's rate budget: nothing was sent, so the command can come back when told without holding a
         worker meanwhile, and its slot is kept for it (its next execution takes it). Later requests wait
         as usual (an earlier one may have had an effect). The view shares the client's connections,
-        token and limiter."""
+        token and limiter. ``lane`` is the command's turn for the budget (:mod:`genesys.lanes`)."""
         view = copy.copy(self)
         view._pipeline = copy.copy(self._pipeline)
         keys = self._pipeline.keys
         if keys is not None:
             view._pipeline.rate_wait_max_s = max_wait_s
             view._pipeline.rate_slot_key = keys.slot(holder)
+            view._pipeline.rate_lane = lane
         return view
 
     def close(self) -> None:

@@ -15,11 +15,11 @@ A 429 that gets through anyway (another application on the same client, a lower 
 limit) sets a pause key with the Retry-After as its PTTL: every process waits it out.
 
 A caller that must not wait long (a Celery task holds a worker slot while it waits, which another
-org's commands could use) passes ``max_wait_s`` and a ``slot_key`` of its own: when its slot is further
-off, the slot stays reserved for it under that key and :class:`RateBudgetWait` says when to come back
-for it. Its place in line is kept (no later caller takes it), each parked caller comes back once, when
-its slot is due, and a backlog drains at the budget's pace. A caller back later than the burst
-tolerance after its slot loses it and queues again (a slot used late could exceed the limit).
+org's commands could use) passes ``max_wait_s``, a ``slot_key`` of its own and its lane: it takes its
+turn in the client's line (:mod:`genesys.lanes`), and when that turn is further off,
+:class:`RateBudgetWait` says when to come back. Its place in line is kept (no later caller of its lane
+or a lower one takes it), a slot is kept for it under that key once it is due, each parked caller comes
+back about once, when its turn is due, and a backlog drains at the budget's pace, higher lanes first.
 """
 
 from __future__ import annotations
@@ -27,49 +27,27 @@ from __future__ import annotations
 import logging
 
 from genesys.effects import LuaScript, Pause, Plan, RedisCommand
+from genesys.lanes import plan_take_in_line
 from parley import metrics
+from schemas.common import Lane
 
 log = logging.getLogger(__name__)
 
 _ACQUIRE = LuaScript("""
--- KEYS[1]: theoretical arrival time of the next free slot (ms); KEYS[2]: pause flag;
--- KEYS[3]: a slot this caller reserved earlier (its time, ms), or a key never set.
--- ARGV[1]: slot interval (ms); ARGV[2]: burst tolerance (ms); ARGV[3]: longest wait accepted (ms; < 0: any);
--- ARGV[4]: how long the caller may take to come back for a slot it did not wait for (ms).
--- Returns {paused_ms, wait_ms, come_back_ms}. paused_ms > 0: nothing reserved, retry after it.
--- come_back_ms > 0: a slot is reserved in KEYS[3] (or the client is paused) further off than accepted:
--- come back after it.
+-- KEYS[1]: theoretical arrival time of the next free slot (ms); KEYS[2]: pause flag.
+-- ARGV[1]: slot interval (ms); ARGV[2]: burst tolerance (ms).
+-- Returns {paused_ms, wait_ms}. paused_ms > 0: nothing reserved, retry after it.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local longest = tonumber(ARGV[3])
 local paused = redis.call('PTTL', KEYS[2])
-if paused > 0 then
-  if longest >= 0 and paused > longest then return {0, 0, paused} end
-  return {paused, 0, 0}
-end
-local held = tonumber(redis.call('GET', KEYS[3]))
-if held and now <= held + tolerance then
-  -- Back for the slot reserved earlier: no later caller has taken it.
-  local wait = held - now - tolerance
-  if longest >= 0 and wait > longest then return {0, 0, math.ceil(wait)} end
-  redis.call('DEL', KEYS[3])
-  if wait < 0 then wait = 0 end
-  return {0, math.ceil(wait), 0}
-end
-if held then redis.call('DEL', KEYS[3]) end  -- came back too late for it: a used-late slot could burst
+if paused > 0 then return {paused, 0} end
 local tat = tonumber(redis.call('GET', KEYS[1])) or now
 if tat < now then tat = now end
-local next_tat = tat + interval
+local next_tat = tat + tonumber(ARGV[1])
 redis.call('SET', KEYS[1], string.format('%.3f', next_tat), 'PX', math.ceil(next_tat - now) + 1000)
-local wait = tat - now - tolerance
+local wait = tat - now - tonumber(ARGV[2])
 if wait < 0 then wait = 0 end
-if longest >= 0 and wait > longest then
-  redis.call('SET', KEYS[3], string.format('%.3f', tat), 'PX', math.ceil(tat - now + tonumber(ARGV[4])))
-  return {0, 0, math.ceil(wait)}
-end
-return {0, math.ceil(wait), 0}
+return {0, math.ceil(wait)}
 """)
 
 _PAUSE = LuaScript("""
@@ -113,6 +91,7 @@ class RateLimiter:
         self.burst = limit_per_minute // 50 if burst is None else burst
         self.interval_ms = (60_000.0 + guard_ms) / max(1, limit_per_minute - self.burst - 1)
         self.tolerance_ms = self.burst * self.interval_ms
+        self.guard_ms = guard_ms
         # In metrics: the org, and the client's ident as in its Redis keys (a hash, not the client id).
         self.metric_labels = {"org": org, "client": rate_key.split(":")[-2 if ":" in rate_key else 0][:8]}
         metrics.rate_limit_per_minute.labels(**self.metric_labels).set(limit_per_minute)
@@ -122,18 +101,24 @@ class RateLimiter:
         """Admissions per minute under constant demand (the share of the limit actually used)."""
         return 60_000.0 / self.interval_ms
 
-    def plan_acquire(self, max_wait_s: float | None = None, slot_key: str | None = None) -> Plan[None]:
-        """Wait for and take one slot. With ``max_wait_s``, a slot further off is kept for the caller under
-        ``slot_key`` and :class:`RateBudgetWait` raised; the caller's next acquire with the same key takes it."""
+    def plan_acquire(self, max_wait_s: float | None = None, slot_key: str | None = None,
+                     lane: Lane = Lane.normal) -> Plan[None]:
+        """Wait for and take one slot. With ``max_wait_s``, the caller takes its turn in ``lane``
+        (:mod:`genesys.lanes`) and, when that is further off, :class:`RateBudgetWait` says when to come back;
+        its place is kept under ``slot_key``, and the caller's next acquire with the same key takes it."""
         if (max_wait_s is None) != (slot_key is None):
             raise ValueError("max_wait_s and slot_key go together")
-        longest_ms = "-1" if max_wait_s is None else f"{max_wait_s * 1000:.3f}"
         waited_s = 0.0
         while True:
-            paused_ms, wait_ms, come_back_ms = yield from _ACQUIRE.call(
-                (self.rate_key, self.pause_key, slot_key or self.pause_key),
-                (f"{self.interval_ms:.3f}", f"{self.tolerance_ms:.3f}", longest_ms, f"{SLOT_KEPT_MS}"),
-            )
+            if max_wait_s is None or slot_key is None:
+                paused_ms, wait_ms = yield from _ACQUIRE.call(
+                    (self.rate_key, self.pause_key), (f"{self.interval_ms:.3f}", f"{self.tolerance_ms:.3f}"))
+                come_back_ms = 0
+            else:
+                paused_ms, wait_ms, come_back_ms = yield from plan_take_in_line(
+                    self.rate_key, self.pause_key, slot_key, lane, interval_ms=self.interval_ms,
+                    tolerance_ms=self.tolerance_ms, grace_ms=max(self.tolerance_ms, self.guard_ms),
+                    max_wait_ms=max_wait_s * 1000, kept_ms=SLOT_KEPT_MS)
             if come_back_ms > 0:
                 raise RateBudgetWait(come_back_ms / 1000)
             if paused_ms > 0:

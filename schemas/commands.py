@@ -11,7 +11,18 @@ from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter, field_validator, model_validator
 
-from schemas.common import Address, GenesysId, Key, NonEmptyText, OrgAlias, StrictModel, Timestamp, json_bytes, utf8_len
+from schemas.common import (
+    Address,
+    GenesysId,
+    Key,
+    Lane,
+    NonEmptyText,
+    OrgAlias,
+    StrictModel,
+    Timestamp,
+    json_bytes,
+    utf8_len,
+)
 from schemas.limits import (
     CUSTOM_ATTRIBUTES_MAX_BYTES,
     GUESTCHAT_TEXT_MAX_CHARS,
@@ -30,6 +41,11 @@ class Envelope(StrictModel):
     correlation_id: Key | None = Field(default=None, description="Echoed on every event about this command.")
     expires_at: Timestamp | None = Field(
         default=None, description="ISO-8601 with offset; after it the command is not executed."
+    )
+    lane: Lane = Field(
+        default=Lane.normal,
+        description="high, normal or bulk: which commands take the org's Genesys request budget first when it "
+        "is the bottleneck (not chat.create's routing priority).",
     )
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
@@ -33,6 +34,15 @@ Key = Annotated[
     AfterValidator(_no_control_chars),
 ]
 """A producer-chosen identifier: idempotency_key, correlation_id, session_key."""
+
+class Lane(StrEnum):
+    """Which commands take an org's Genesys request budget first when it is the bottleneck
+    (:mod:`genesys.lanes`); not ``chat.create``'s ``priority``, which is Genesys routing."""
+
+    high = "high"
+    normal = "normal"
+    bulk = "bulk"
+
 
 OrgAlias = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 

@@ -27,6 +27,7 @@ from parley.connections import connect
 from parley.records import State
 from parley.settings import Settings, get_settings
 from schemas.commands import REST_COMMAND_TYPES
+from schemas.common import Lane
 from tasks.app import app
 from tasks.dispatch import CommandRef, dispatch, task_name
 from tasks.runner import Outcome, RetryLater, Runner
@@ -47,15 +48,15 @@ def runner() -> Runner:
                   publish=functools.partial(dispatch, app))
 
 
-def _genesys_factory(settings: Settings) -> Callable[[str, str], GenesysClient]:
+def _genesys_factory(settings: Settings) -> Callable[[str, str, Lane], GenesysClient]:
     """One Genesys client per worker process and org, made on the org's first command: its connection
     pool and token are reused by every task for that org. Each execution (org, command id) gets a view
     of it that does not wait long for the org's rate budget (the command is parked instead, freeing the
-    worker, and its slot kept for it)."""
+    worker, and its place in its lane's line kept for it)."""
     from genesys.client import GenesysClient
 
     client_of = cache(lambda org: GenesysClient(settings, connect(settings, decode=False), org=org))
-    return lambda org, command_id: client_of(org).bounded(settings.genesys_rate_wait_max_s, command_id)
+    return lambda org, command_id, lane: client_of(org).bounded(settings.genesys_rate_wait_max_s, command_id, lane)
 
 
 def _execute(task: Task, **ref: Any) -> str:

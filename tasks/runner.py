@@ -30,7 +30,7 @@ from parley.records import CommandRecord, Records, State
 from parley.settings import Settings
 from parley.state_cache import LeaseTimeout, StateCache
 from schemas.commands import COMMAND_ADAPTER, Command
-from schemas.common import utcnow
+from schemas.common import Lane, utcnow
 from schemas.events import (
     CommandFailed,
     CommandResult,
@@ -70,9 +70,9 @@ class Outcome:
 
 class Runner:
     def __init__(self, client: redis.Redis, settings: Settings,
-                 genesys_factory: Callable[[str, str], GenesysClient] | None = None,
+                 genesys_factory: Callable[[str, str, Lane], GenesysClient] | None = None,
                  publish: Callable[[CommandRef], None] | None = None) -> None:
-        """``genesys_factory(org, command_id)`` gives the Genesys client of an execution of the command."""
+        """``genesys_factory(org, command_id, lane)`` gives the Genesys client of an execution of the command."""
         self.client = client
         self.settings = settings
         self.records = Records(client, settings)
@@ -147,7 +147,7 @@ class Runner:
             recovering=recovering,
             previous_attempt_started_at=_when(unknown_since) if recovering else None,
             unknown_until=_when(unknown_until) if recovering else None,
-            genesys_factory=self._genesys_of(record),
+            genesys_factory=self._genesys_of(record, command.lane),
         )
         try:
             result = handler(ctx, command)
@@ -174,10 +174,10 @@ class Runner:
         finally:
             ctx.release_held()  # leases not released by a success's commit (failure, retry, Redis error)
 
-    def _genesys_of(self, record: CommandRecord) -> Callable[[], GenesysClient] | None:
+    def _genesys_of(self, record: CommandRecord, lane: Lane) -> Callable[[], GenesysClient] | None:
         """The client of the command's org, made when the handler first asks for it."""
         factory = self.genesys_factory
-        return None if factory is None else lambda: factory(record.org, record.command_id)
+        return None if factory is None else lambda: factory(record.org, record.command_id, lane)
 
     def _park(self, record: CommandRecord, recovering: bool) -> None:
         """Back to accepted without using an attempt; a recovering command stays recovering (a record

@@ -143,6 +143,17 @@ def test_a_command_for_an_unknown_org_is_dead_lettered_naming_the_known_orgs(red
     assert celery_messages(redis_client) == [] and count(read_events(redis_client), "command.accepted") == 0
 
 
+def test_an_unknown_lane_is_rejected_naming_the_lanes(redis_client, settings, celery_app) -> None:
+    worker = make_worker(redis_client, settings, celery_app)
+    Producer(redis_client, settings).submit_raw(json.dumps(dict(VALID["conversation.end"], lane="urgent")))
+    drain(worker)
+    [rejected] = [e for e in read_events(redis_client) if e["type"] == "command.rejected"]
+    [error] = rejected["errors"]
+    assert error["field"] == "lane" and "'high', 'normal' or 'bulk'" in error["message"]
+    assert "conversation.end" in rejected["reason"] and len(DeadLetters(redis_client, settings).list()) == 1
+    assert celery_messages(redis_client) == []
+
+
 def test_bytes_that_are_not_utf8_are_dead_lettered_and_ingest_goes_on(redis_client, settings, celery_app) -> None:
     worker = make_worker(redis_client, settings, celery_app)
     redis.Redis.from_url(settings.redis_url).xadd(settings.commands_stream, {"command": b'{"type": "\xff\xfe"}'})

@@ -325,7 +325,7 @@ def test_a_command_without_a_slot_is_parked_without_an_attempt_or_an_event(redis
 def test_each_command_gets_the_client_of_its_org(redis_client, settings, behaviour) -> None:
     calls = behaviour.pop(0)
     asked: list[str] = []
-    runner = Runner(redis_client, settings, genesys_factory=lambda org, command_id: asked.append(org) or SENTINEL)  # type: ignore[arg-type,func-returns-value]
+    runner = Runner(redis_client, settings, genesys_factory=lambda org, command_id, lane: asked.append(org) or SENTINEL)  # type: ignore[arg-type,func-returns-value]
     runner.run(accept(redis_client, settings, dict(VALID["cobrowse.start"], org="emea")))
     assert calls[0].genesys is SENTINEL and asked == ["emea"]
 

@@ -21,7 +21,8 @@ VALID: dict[str, dict[str, Any]] = {
                                   "from_address": DEP, "external_contact_id": CID, "text": "Your order shipped"},
     "message.send/sms": {"type": "message.send", "idempotency_key": "k2", "channel": "sms",
                          "from_address": "+13175550100", "to_address": "+13175550111", "text": "hi",
-                         "correlation_id": "crm-42", "org": "emea", "expires_at": "2030-01-01T00:00:00Z"},
+                         "correlation_id": "crm-42", "org": "emea", "expires_at": "2030-01-01T00:00:00Z",
+                         "lane": "bulk"},
     "message.send/whatsapp": {"type": "message.send", "idempotency_key": "k12", "channel": "whatsapp",
                               "from_address": DEP, "to_address": "447700900123",
                               "template": {"response_id": CID, "parameters": {"name": "Ada"}}},
@@ -83,6 +84,8 @@ def _with(name: str, **changes: Any) -> dict[str, Any]:
         (_with("cobrowse.start", colour="red"), "colour", "unknown field"),
         (_with("cobrowse.start", org="has space"), "org", "pattern"),
         (_with("cobrowse.start", expires_at="2030-01-01T00:00:00"), "expires_at", "timezone"),
+        (_with("conversation.end", lane="urgent"), "lane", "'high', 'normal' or 'bulk'"),
+        (_with("chat.create", lane=5), "lane", "'high', 'normal' or 'bulk'"),
         (_with("message.send/sms", channel="fax"), "channel", "webmessaging"),
         (_with("message.send/sms", text=""), "text", "at least 1"),
         (_with("chat.create", priority=-1), "priority", "greater than or equal"),
@@ -174,3 +177,9 @@ def test_events_round_trip(event: dict[str, Any]) -> None:
 def test_events_reject_unknown_fields() -> None:
     with pytest.raises(ValueError, match="Extra inputs"):
         EVENT_ADAPTER.validate_python({"type": "guest.typing", "session_key": "s", "secret": "x"})
+
+
+def test_lane_defaults_to_normal_and_is_apart_from_chat_creates_routing_priority() -> None:
+    assert parse_command(json.dumps(VALID["cobrowse.start"])).lane == "normal"
+    chat = parse_command(json.dumps(_with("chat.create", lane="high")))
+    assert chat.lane == "high" and chat.priority == 5  # type: ignore[union-attr]
