@@ -33,9 +33,9 @@ from genesys.client import GenesysClient
 from genesys.effects import SyncRunner
 from genesys.models import Conversation
 from genesys.ratelimit import RateLimiter
-from parley.redis_server import RedisServer
+from harness.emulator_server import EmulatorServer, running_emulator
+from parley.app.redis_server import RedisServer
 from parley.settings import Settings
-from tests.support.emulator_server import EmulatorServer, running_emulator
 
 UNLIMITED = 100_000_000  # per minute: the slot is taken (its cost measured) but never waited for
 

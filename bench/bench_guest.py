@@ -55,12 +55,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import results  # noqa: E402
+from harness.emulator_server import running_emulator  # noqa: E402
 from parley import keys  # noqa: E402
+from parley.app.redis_server import RedisServer  # noqa: E402
 from parley.records import Records  # noqa: E402
-from parley.redis_server import RedisServer  # noqa: E402
 from parley.settings import Settings  # noqa: E402
 from schemas.validation import parse_command  # noqa: E402
-from tests.support.emulator_server import running_emulator  # noqa: E402
 from workers.guest.worker import use_fast_event_loop  # noqa: E402
 
 DEPLOYMENT = "e1b6f3a8-52c9-4d7e-8a10-b4c3d2e5f607"
@@ -217,7 +217,7 @@ def run_parley(redis_url: str, api_url: str, n: int, rate: float, seconds: float
     settings = Settings(redis_url=redis_url)
     records = Records(client, settings)
     env = {**os.environ, "PARLEY_REDIS_URL": redis_url, "PARLEY_GENESYS_API_URL": api_url, "PYTHONPATH": str(ROOT)}
-    worker = subprocess.Popen([sys.executable, "-m", "parley.cli", "guest"], env=env, cwd=ROOT,
+    worker = subprocess.Popen([sys.executable, "-m", "parley.app.cli", "guest"], env=env, cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               preexec_fn=cores.pin_child if cores else None)
     try:

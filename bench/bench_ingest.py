@@ -2,7 +2,7 @@
 
 Both run against the same real redis-server in the same invocation, alternating rounds, and the
 report is the ratio of medians. Parley's side runs `parley ingest` and a real `celery worker`
-subprocess whose handler only records that it ran (tests/support/celery_app.py).
+subprocess whose handler only records that it ran (harness/celery_app.py).
 
     .venv/bin/python bench/bench_ingest.py --commands 2000 --rounds 3
 """
@@ -23,9 +23,9 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import results
-from parley.redis_server import RedisServer
-from tests.support.celery_app import EXECUTIONS
-from tests.support.processes import parley_env, running, start_celery, start_ingest
+from harness.celery_app import EXECUTIONS
+from harness.processes import parley_env, running, start_celery, start_ingest
+from parley.app.redis_server import RedisServer
 
 
 def command(i: int, run: int) -> str:

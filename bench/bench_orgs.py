@@ -43,11 +43,11 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from emulator.fixtures import SECOND, SEED
+from harness.emulator_server import EmulatorServer, running_emulator
+from harness.processes import parley_env, running, start_celery, start_ingest
+from parley.app.redis_server import RedisServer
 from parley.producer import Producer
-from parley.redis_server import RedisServer
 from parley.settings import Settings
-from tests.support.emulator_server import EmulatorServer, running_emulator
-from tests.support.processes import parley_env, running, start_celery, start_ingest
 
 EVENTS = "parley:events"
 WAITING_BOUND_S = "3600"  # the ``waiting`` mode: no command is ever parked

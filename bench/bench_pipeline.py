@@ -38,9 +38,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench import results  # noqa: E402
 from bench.bare_celery import DONE  # noqa: E402
-from parley.redis_server import RedisServer  # noqa: E402
-from tests.support.emulator_server import running_emulator  # noqa: E402
-from tests.support.processes import parley_env, running, start_celery, start_ingest  # noqa: E402
+from harness.emulator_server import running_emulator  # noqa: E402
+from harness.processes import parley_env, running, start_celery, start_ingest  # noqa: E402
+from parley.app.redis_server import RedisServer  # noqa: E402
 
 DEPLOYMENT = "e1b6f3a8-52c9-4d7e-8a10-b4c3d2e5f607"
 

@@ -33,7 +33,7 @@ from bench import results
 from genesys.effects import SyncRunner
 from genesys.keys import ClientKeys
 from genesys.ratelimit import RateLimiter
-from parley.redis_server import RedisServer
+from parley.app.redis_server import RedisServer
 
 COUNTER = "bench:ratelimit:admitted"
 OFFERED = "bench:ratelimit:offered"

@@ -51,9 +51,9 @@ sys.path.insert(0, str(ROOT))
 from bench import results  # noqa: E402
 from emulator import EmulatorConfig, create_app  # noqa: E402
 from emulator.fixtures import SEED  # noqa: E402
-from parley.redis_server import RedisServer  # noqa: E402
-from tests.support.emulator_server import running_emulator  # noqa: E402
-from tests.support.processes import parley_env, start_celery, start_ingest, stop  # noqa: E402
+from harness.emulator_server import running_emulator  # noqa: E402
+from harness.processes import parley_env, start_celery, start_ingest, stop  # noqa: E402
+from parley.app.redis_server import RedisServer  # noqa: E402
 
 DEPLOYMENT = SEED.deployments[0].id
 QUEUE = SEED.queues[0].id

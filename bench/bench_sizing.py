@@ -42,10 +42,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from emulator.fixtures import SEED  # noqa: E402
+from harness.emulator_server import running_emulator  # noqa: E402
+from harness.processes import parley_env, start_celery, start_ingest, stop  # noqa: E402
 from parley import keys  # noqa: E402
-from parley.redis_server import RedisServer  # noqa: E402
-from tests.support.emulator_server import running_emulator  # noqa: E402
-from tests.support.processes import parley_env, start_celery, start_ingest, stop  # noqa: E402
+from parley.app.redis_server import RedisServer  # noqa: E402
 
 DEPLOYMENT = SEED.deployments[0].id
 QUEUE = SEED.queues[0].id
@@ -313,7 +313,8 @@ def guest_cases(product: Product, sessions: int) -> list[Case]:
 
 def start_guest_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     out = log.open("ab")
-    return subprocess.Popen([sys.executable, "-m", "parley.cli", "guest"], env=env, cwd=ROOT, stdout=out, stderr=out)
+    return subprocess.Popen([sys.executable, "-m", "parley.app.cli", "guest"], env=env, cwd=ROOT,
+                            stdout=out, stderr=out)
 
 
 def measure(commands: int, sessions: int, concurrency: int, tmp: Path) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import httpx
 import redis
 from celery import Celery
 
-from parley.redis_server import RedisServer, free_port
+from parley.app.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 STOP_TIMEOUT_S = 30.0
@@ -125,14 +125,15 @@ class Cluster:
         for key in [k for k in self.parley_env if k.startswith("PARLEY_EMULATOR_")]:
             del self.parley_env[key]
         py = sys.executable
-        self._launch(Proc("ingest", "ingest", [py, "-m", "parley.cli", "ingest"], self.parley_env, self._log("ingest")))
+        ingest = [py, "-m", "parley.app.cli", "ingest"]
+        self._launch(Proc("ingest", "ingest", ingest, self.parley_env, self._log("ingest")))
         for i in range(1, self.celery_workers + 1):
             # The product's worker command line (parley run), with a pool size and a node name of our own.
             argv = [py, "-m", "celery", "-A", "tasks.app", "worker", "-Q", "parley.commands", "-P", "prefork",
                     "-c", str(self.celery_concurrency), "-n", f"w{i}@%h", "--loglevel", "INFO"]
             self._launch(Proc(f"celery-w{i}", "celery", argv, self.parley_env, self._log(f"celery-w{i}")))
         for i in range(1, self.guest_workers + 1):
-            self._launch(Proc(f"guest-{i}", "guest", [py, "-m", "parley.cli", "guest"], self.parley_env,
+            self._launch(Proc(f"guest-{i}", "guest", [py, "-m", "parley.app.cli", "guest"], self.parley_env,
                               self._log(f"guest-{i}")))
         for proc in list(self.procs.values()):
             if proc.role != "emulator":

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from parley.redis_server import RedisServer
+from parley.app.redis_server import RedisServer
 
 # Emulator fixtures (emulator_app, emu_client, emu_api, ...); listed here so its asserts are rewritten.
 pytest_plugins = ["tests.support.emulator_server"]

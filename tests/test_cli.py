@@ -12,9 +12,9 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
-from parley.cli import app
+from parley.app.cli import app
+from parley.app.redis_server import free_port
 from parley.deadletters import DeadLetters
-from parley.redis_server import free_port
 from parley.settings import Settings, get_settings
 from schemas.dead import DeadLetter
 from tests.support.emulator_server import ROOT
@@ -81,7 +81,7 @@ def test_typed_commands_find_the_redis_parley_run_embeds(cli_without_url: CliRun
     # status, as its own process (its Celery app is built on import), probes Celery through the same
     # Redis: nothing consumes here, so it reports celery down rather than failing on localhost:6379
     env = {k: v for k, v in os.environ.items() if k != "PARLEY_REDIS_URL"} | {"PYTHONPATH": str(ROOT)}
-    status = subprocess.run([sys.executable, "-m", "parley.cli", "status", "--timeout", "0.2"], env=env,
+    status = subprocess.run([sys.executable, "-m", "parley.app.cli", "status", "--timeout", "0.2"], env=env,
                             capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert status.returncode == 1 and "DOWN  celery" in status.stdout, status.stdout + status.stderr
 

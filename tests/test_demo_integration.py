@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.processes import ROOT
 from tests.support.parley_run import parley_run
-from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +19,7 @@ SCENARIOS = ("000", "001", "002", "003", "004", "oth")
 
 def test_demo_runs_every_scenario_and_prints_what_genesys_saw(tmp_path: Path) -> None:
     with parley_run(tmp_path) as run:
-        demo = subprocess.run([sys.executable, "-m", "parley.cli", "demo"], env=run.env, cwd=ROOT,
+        demo = subprocess.run([sys.executable, "-m", "parley.app.cli", "demo"], env=run.env, cwd=ROOT,
                               capture_output=True, text=True, timeout=120)
     assert demo.returncode == 0, demo.stderr
     cells = [re.split(r"\s{2,}", line) for line in demo.stdout.splitlines() if line[:3] in SCENARIOS]

@@ -12,7 +12,8 @@ import websockets
 from websockets.asyncio.client import connect
 
 from emulator.fixtures import SEED
-from tests.support.emulator_server import WEBMESSAGING_DEPLOYMENT, EmulatorServer, running_emulator
+from harness.emulator_server import EmulatorServer, running_emulator
+from tests.support.emulator_server import WEBMESSAGING_DEPLOYMENT
 from tests.support.ws_client import ORIGIN, refused_status, wm_guest, ws_base
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.support.emulator_server import EmulatorServer, agentless_body, running_emulator
+from harness.emulator_server import EmulatorServer, running_emulator
+from tests.support.emulator_server import agentless_body
 
 pytestmark = pytest.mark.integration
 

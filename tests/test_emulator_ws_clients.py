@@ -33,14 +33,8 @@ from guest.events import (
 )
 from guest.guestchat import ChatRequest, GuestChatConfig, GuestChatSession
 from guest.webmessaging import FetchMessageHistory, WebMessagingConfig, WebMessagingSession
-from tests.support.emulator_server import (
-    FAST_AGENT_ENV,
-    GUESTCHAT_DEPLOYMENT,
-    QUEUE,
-    WEBMESSAGING_DEPLOYMENT,
-    EmulatorServer,
-    running_emulator,
-)
+from harness.emulator_server import FAST_AGENT_ENV, EmulatorServer, running_emulator
+from tests.support.emulator_server import GUESTCHAT_DEPLOYMENT, QUEUE, WEBMESSAGING_DEPLOYMENT
 from tests.support.ws_client import ORIGIN, ws_base
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]

@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from emulator.app import RedactTokenPaths
-from tests.support.emulator_server import FAST_AGENT_ENV, EmulatorServer, guest_chat_body, running_emulator
+from harness.emulator_server import FAST_AGENT_ENV, EmulatorServer, running_emulator
+from tests.support.emulator_server import guest_chat_body
 from tests.support.ws_client import ChatStream, chat_stream, refused_status
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]

@@ -15,15 +15,9 @@ import httpx
 import pytest
 
 from emulator.fixtures import SEED
+from harness.emulator_server import FAST_AGENT_ENV, EmulatorServer, running_emulator
 from tests.support import contract
-from tests.support.emulator_server import (
-    FAST_AGENT_ENV,
-    WEBMESSAGING_DEPLOYMENT,
-    EmulatorServer,
-    agentless_body,
-    fetch_token,
-    running_emulator,
-)
+from tests.support.emulator_server import WEBMESSAGING_DEPLOYMENT, agentless_body, fetch_token
 from tests.support.ws_client import ORIGIN, Frame, WmGuest, refused_status, wm_guest, ws_base
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]

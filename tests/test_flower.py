@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from parley.flower import flower_environment, protect_metrics
+from parley.app.flower import flower_environment, protect_metrics
 from parley.settings import Settings
 
 

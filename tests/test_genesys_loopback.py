@@ -13,8 +13,8 @@ from pydantic import SecretStr
 from emulator.fixtures import SEED
 from genesys.client import GenesysClient
 from genesys.errors import GenesysConnectionError, GenesysTimeout
+from harness.emulator_server import EmulatorServer, free_port, running_emulator
 from parley.settings import Settings
-from tests.support.emulator_server import EmulatorServer, free_port, running_emulator
 
 pytestmark = pytest.mark.integration
 WEBMESSAGING = SEED.deployments[0].id

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.support.emulator_server import EmulatorServer, running_emulator
+from harness.emulator_server import EmulatorServer, running_emulator
 from tests.test_guest_worker import Harness, WorkerThread
 from workers.guest.settings import GuestSettings
 

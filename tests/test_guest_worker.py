@@ -27,14 +27,15 @@ import httpx
 import pytest
 import redis
 
+from harness.emulator_server import EmulatorServer, running_emulator
+from harness.processes import parley_env, stop
 from parley import keys
+from parley.app.redis_server import RedisServer
 from parley.records import Records
-from parley.redis_server import RedisServer
 from parley.settings import Settings
 from schemas.validation import parse_command
-from tests.support.emulator_server import ROOT, EmulatorServer, running_emulator
+from tests.support.emulator_server import ROOT
 from tests.support.events import await_events, read_events
-from tests.support.processes import parley_env, stop
 from workers.guest import keys as guest_keys
 from workers.guest.keys import session_ident
 from workers.guest.session import SessionRunner
@@ -208,7 +209,7 @@ def worker(harness: Harness) -> Iterator[WorkerThread]:
 @contextmanager
 def guest_process(harness: Harness) -> Iterator[subprocess.Popen[bytes]]:
     env = parley_env(harness.redis_url, PARLEY_GENESYS_API_URL=harness.emulator.base_url, **FAST)
-    process = subprocess.Popen([sys.executable, "-m", "parley.cli", "guest"], env=env, cwd=ROOT,
+    process = subprocess.Popen([sys.executable, "-m", "parley.app.cli", "guest"], env=env, cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         yield process

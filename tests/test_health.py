@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from parley.health import check
+from parley.app.health import check
 
 
 @pytest.mark.parametrize("component", ["ingest", "guest", "webhook"])

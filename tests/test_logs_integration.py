@@ -21,11 +21,11 @@ import httpx
 import pytest
 import redis
 
+from harness.processes import ROOT
 from parley import logs
-from parley.redis_server import RedisServer
+from parley.app.redis_server import RedisServer
 from schemas.commands import COMMAND_MODELS
 from tests.support.parley_run import ParleyRun, parley_run
-from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +102,7 @@ def run_demo_with_faults(run: ParleyRun) -> None:
             time.sleep(0.2)  # polling a starting server: there is no event to await
         for fault in FAULTS:
             emulator.post("/__emulator/faults", json=fault).raise_for_status()
-        demo = subprocess.run([sys.executable, "-m", "parley.cli", "demo"], env=run.env, cwd=ROOT,
+        demo = subprocess.run([sys.executable, "-m", "parley.app.cli", "demo"], env=run.env, cwd=ROOT,
                               capture_output=True, text=True, timeout=120)
         assert demo.returncode == 0, demo.stderr
         fired = [f["fired"] for f in emulator.get("/__emulator/faults").json()["faults"]]

@@ -17,13 +17,13 @@ from pydantic import ValidationError
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from harness.processes import ROOT
 from parley import metrics
+from parley.app.redis_server import free_port
 from parley.outcomes import Endings
 from parley.records import CommandRecord, State
-from parley.redis_server import free_port
 from parley.settings import Settings
 from schemas.events import CommandResult
-from tests.support.processes import ROOT
 
 EXPECTED_LABELS = {
     "parley_commands": ("type", "outcome"),

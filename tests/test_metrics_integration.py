@@ -16,15 +16,15 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.emulator_server import running_emulator
+from harness.processes import running, start_celery, start_ingest
 from parley import metrics
+from parley.app.redis_server import RedisServer, free_port
 from parley.producer import Producer
-from parley.redis_server import RedisServer, free_port
 from parley.settings import Settings
-from tests.support.emulator_server import running_emulator
 from tests.support.events import await_events
 from tests.support.parley_run import ParleyRun, parley_run
 from tests.support.pipeline import TERMINAL, pipeline_env
-from tests.support.processes import running, start_celery, start_ingest
 
 pytestmark = pytest.mark.integration
 

@@ -105,7 +105,7 @@ def test_each_mistake_is_one_sentence_naming_the_org_and_field_never_the_secret(
 def test_a_bad_orgs_setting_stops_an_entry_point_with_exit_code_2() -> None:
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT),
            "PARLEY_ORGS": json.dumps({"acme": {**ACME, "client_secret_env": "NOT_SET_ANYWHERE"}})}
-    done = subprocess.run([sys.executable, "-m", "parley.cli", "status"], env=env, cwd=ROOT, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "parley.app.cli", "status"], env=env, cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 2
     assert "PARLEY_ORGS is not valid: org 'acme': client_secret_env" in done.stderr

@@ -22,13 +22,14 @@ import pytest
 import redis
 
 from emulator.fixtures import SECOND, SEED
+from harness.emulator_server import EmulatorServer, running_emulator
+from harness.processes import start_celery, start_ingest
+from parley.app.redis_server import RedisServer
 from parley.deadletters import DeadLetters
-from parley.redis_server import RedisServer
 from parley.settings import Settings
-from tests.support.emulator_server import ROOT, EmulatorServer, running_emulator
+from tests.support.emulator_server import ROOT
 from tests.support.events import await_events, read_events
 from tests.support.pipeline import Pipeline, key, pipeline_env
-from tests.support.processes import start_celery, start_ingest
 
 pytestmark = pytest.mark.integration
 
@@ -77,7 +78,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pipeline, 
         pipeline.start("celery", start_celery(env, app="tasks.app", concurrency=2, log=log_dir / "celery.log"))
         guest_log = (log_dir / "guest.log").open("ab")
         stack.callback(guest_log.close)
-        pipeline.start("guest", subprocess.Popen([sys.executable, "-m", "parley.cli", "guest"], env=env, cwd=ROOT,
+        pipeline.start("guest", subprocess.Popen([sys.executable, "-m", "parley.app.cli", "guest"], env=env, cwd=ROOT,
                                                  stdout=guest_log, stderr=guest_log))
         yield pipeline, Org("default", default_emulator), Org(NORTHWIND, second_emulator)
 

@@ -8,11 +8,11 @@ import signal
 import pytest
 import redis
 
+from harness.celery_app import EXECUTIONS
+from harness.processes import parley_env, running, start_celery, start_ingest, stop
 from parley.producer import Producer
 from parley.settings import Settings
-from tests.support.celery_app import EXECUTIONS
 from tests.support.events import await_events, count
-from tests.support.processes import parley_env, running, start_celery, start_ingest, stop
 from tests.test_schemas import VALID
 
 pytestmark = pytest.mark.integration

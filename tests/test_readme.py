@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from parley.cli import app
+from parley.app.cli import app
 from parley.settings import Settings
 from schemas.commands import COMMAND_MODELS, Channel, GuestProtocol
 from schemas.events import EVENT_ADAPTER

@@ -17,7 +17,8 @@ import redis.sentinel
 from kombu import Connection
 from typer.testing import CliRunner
 
-from parley.cli import app as cli_app
+from parley.app.cli import app as cli_app
+from parley.app.redis_server import RedisServer, redis_server_binary
 from parley.connections import (
     AsyncSentinelConnection,
     RedisNotConfigured,
@@ -29,7 +30,6 @@ from parley.connections import (
     redact,
     target,
 )
-from parley.redis_server import RedisServer, redis_server_binary
 from parley.settings import Settings, get_settings
 from parley.startup import settings_errors_exit
 from tasks.app import make_config

@@ -24,12 +24,12 @@ import httpx
 import pytest
 import redis
 
+from harness.emulator_server import running_emulator
+from harness.processes import start_celery, start_ingest
 from parley.connections import connect, connect_async
 from parley.settings import Settings
-from tests.support.emulator_server import running_emulator
 from tests.support.events import await_events, count
 from tests.support.pipeline import TERMINAL, Pipeline, pipeline_env
-from tests.support.processes import start_celery, start_ingest
 from tests.support.sentinel import MASTER_NAME, PARLEY_PASSWORD, SENTINEL_PASSWORD, SentinelSet, running_sentinels
 from tests.test_reliability_integration import open_conversations, send
 from workers.guest.batch import RedisBatcher, pack_with_hiredis

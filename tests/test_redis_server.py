@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from parley.redis_server import RedisServer
+from parley.app.redis_server import RedisServer
 
 
 def test_real_redis_server_persists_across_restart(tmp_path: Path) -> None:

@@ -14,9 +14,9 @@ import httpx
 import pytest
 import redis
 
+from harness.processes import ROOT
 from tests.support.events import await_events
 from tests.support.parley_run import parley_run
-from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -41,8 +41,8 @@ def test_parley_run_starts_everything_and_status_goes_green(tmp_path: Path) -> N
         deadline = time.monotonic() + 90
         status = None
         while time.monotonic() < deadline:
-            status = subprocess.run([sys.executable, "-m", "parley.cli", "status", "--timeout", "5"], env=client_env,
-                                    cwd=ROOT, capture_output=True, text=True)
+            status = subprocess.run([sys.executable, "-m", "parley.app.cli", "status", "--timeout", "5"],
+                                    env=client_env, cwd=ROOT, capture_output=True, text=True)
             if status.returncode == 0:
                 break
         assert status is not None and status.returncode == 0, status.stdout + status.stderr
@@ -52,7 +52,7 @@ def test_parley_run_starts_everything_and_status_goes_green(tmp_path: Path) -> N
         command = {"type": "message.send", "idempotency_key": "run-1", "channel": "webmessaging",
                    "from_address": "e1b6f3a8-52c9-4d7e-8a10-b4c3d2e5f607",
                    "external_contact_id": "2e6b9d14-7f3a-4c85-a1e0-5d8c3b7f9a26", "text": "hello from make run"}
-        submitted = subprocess.run([sys.executable, "-m", "parley.cli", "submit", "-"], input=json.dumps(command),
+        submitted = subprocess.run([sys.executable, "-m", "parley.app.cli", "submit", "-"], input=json.dumps(command),
                                    env=client_env, cwd=ROOT, capture_output=True, text=True)
         assert submitted.returncode == 0, submitted.stderr
         client = redis.Redis(port=redis_port, decode_responses=True)

@@ -12,8 +12,8 @@ import redis
 
 from bench import bench_sizing
 from bench.bench_sizing import KeyInfo, footprint, pattern, snapshot
+from parley.app.redis_server import RedisServer
 from parley.records import Records
-from parley.redis_server import RedisServer
 from parley.settings import Settings
 from schemas.validation import parse_command
 

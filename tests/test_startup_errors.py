@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
+from harness.processes import ROOT
 from tests.support.pipeline import environ_without_parley
-from tests.support.processes import ROOT
 
-PARLEY = [sys.executable, "-m", "parley.cli"]
+PARLEY = [sys.executable, "-m", "parley.app.cli"]
 ENTRY_POINTS = {
     "parley status": [*PARLEY, "status"],
     "parley submit": [*PARLEY, "submit", "-"],

@@ -158,7 +158,7 @@ def test_secrets_never_reach_the_log(receiver, redis_client, redis_url, caplog) 
 
 
 def test_the_relay_loop_beats_for_parley_health(receiver, redis_client, redis_url) -> None:
-    from parley.health import check
+    from parley.app.health import check
 
     relay = make_relay(redis_client, redis_url, receiver.url, SECRET)
     assert not check("webhook", redis_client).ok

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from kombu import Connection
 
-from parley.redis_server import RedisServer
+from parley.app.redis_server import RedisServer
 from tasks.transport import TRANSPORT
 from tests.support.pipeline import TERMINAL, Pipeline, running_pipeline
 from tests.test_reliability_integration import open_conversations, send
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.integration
 RESTARTS = 3
 HELD_PER_RESTART = 2
 AGENTLESS = "/api/v2/conversations/messages/agentless"
-VISIBILITY_TIMEOUT_S = 60  # tests.support.processes.parley_env
+VISIBILITY_TIMEOUT_S = 60  # harness.processes.parley_env
 BACK_WITHIN_S = VISIBILITY_TIMEOUT_S / 2
 """Held commands must finish this soon after a restart: well before the visibility timeout would bring
 their messages back (and the sweeper's re-dispatch is pushed out of the way below)."""

@@ -12,8 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from parley.redis_server import free_port
-from tests.support.processes import ROOT
+from harness.processes import ROOT
+from parley.app.redis_server import free_port
 
 
 @dataclass
@@ -42,7 +42,7 @@ def parley_run(tmp_path: Path, **settings: str) -> Iterator[ParleyRun]:
                 "PARLEY_EMULATOR_PORT": str(emulator_port), "PARLEY_FLOWER_PORT": str(flower_port),
                 "PARLEY_METRICS_PORT": str(free_port()),  # /metrics; tests read it from ParleyRun.env
                 "PARLEY_CELERY_CONCURRENCY": "1", "PYTHONPATH": str(ROOT), **settings})
-    process = subprocess.Popen([sys.executable, "-m", "parley.cli", "run"], env=env, cwd=ROOT,
+    process = subprocess.Popen([sys.executable, "-m", "parley.app.cli", "run"], env=env, cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     reader: threading.Thread | None = None
     try:

@@ -20,12 +20,12 @@ from typing import Any
 import httpx
 import redis
 
+from harness.emulator_server import EmulatorServer, running_emulator
+from harness.processes import ROOT, parley_env, start_celery, start_ingest, stop
+from parley.app.redis_server import RedisServer
 from parley.producer import Producer
-from parley.redis_server import RedisServer
 from parley.settings import Settings
-from tests.support.emulator_server import EmulatorServer, running_emulator
 from tests.support.events import await_events
-from tests.support.processes import ROOT, parley_env, start_celery, start_ingest, stop
 
 TERMINAL = {"command.succeeded", "command.failed", "command.expired"}
 
@@ -133,7 +133,7 @@ def running_pipeline(tmp: Path, *, celery_concurrency: int = 2, guest_workers: i
                                               log=log_dir / "celery.log", loglevel="INFO"))
         for n in range(guest_workers):
             log = stack.enter_context((log_dir / f"guest-{n}.log").open("ab"))
-            pipeline.start(f"guest-{n}", subprocess.Popen([sys.executable, "-m", "parley.cli", "guest"], env=env,
+            pipeline.start(f"guest-{n}", subprocess.Popen([sys.executable, "-m", "parley.app.cli", "guest"], env=env,
                                                           cwd=ROOT, stdout=log, stderr=log))
         yield pipeline
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import redis
 
-from parley.redis_server import RedisServer, free_port
+from parley.app.redis_server import RedisServer, free_port
 
 MASTER_NAME = "mymaster"
 PARLEY_USER, PARLEY_PASSWORD = "parley", "parley-Secret-1"

@@ -1,4 +1,4 @@
-"""Real Parley processes for integration tests: the ingestion worker and Celery workers."""
+"""Real Parley processes on loopback (the ingestion worker, Celery workers) for tests, benchmarks and chaos."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def parley_env(redis_url: str, **overrides: str) -> dict[str, str]:
@@ -38,11 +38,11 @@ def _output(log: Path | None) -> Any:
 
 def start_ingest(env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
     out = _output(log)
-    return subprocess.Popen([sys.executable, "-m", "parley.cli", "ingest"], env=env, cwd=ROOT,
+    return subprocess.Popen([sys.executable, "-m", "parley.app.cli", "ingest"], env=env, cwd=ROOT,
                             stdout=out, stderr=out)
 
 
-def start_celery(env: dict[str, str], app: str = "tests.support.celery_app", concurrency: int = 2,
+def start_celery(env: dict[str, str], app: str = "harness.celery_app", concurrency: int = 2,
                  name: str = "w1", log: Path | None = None, loglevel: str = "WARNING") -> subprocess.Popen[bytes]:
     argv = [sys.executable, "-m", "celery", "-A", app, "worker", "-Q", "parley.commands", "-c", str(concurrency),
             "-P", "prefork", "--loglevel", loglevel, "-n", f"{name}@%h", "--without-mingle", "--without-gossip"]

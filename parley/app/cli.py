@@ -20,8 +20,8 @@ app.add_typer(dead_app, name="dead")
 
 def _client() -> redis.Redis:
     """Redis for the commands a user types: PARLEY_REDIS_URL, or else the one ``parley run`` embeds."""
+    from parley.app.redis_server import embedded
     from parley.connections import configured, connect, describe
-    from parley.redis_server import embedded
 
     settings = get_settings()
     hint = "is the Redis up?"
@@ -131,7 +131,7 @@ def events(
 @app.command()
 def status(timeout: Annotated[float, typer.Option(help="Seconds to wait for a worker probe.")] = 10.0) -> None:
     """Exit 0 only when every component is up and consuming; show queue depths and dead letters."""
-    from parley.status import collect
+    from parley.app.status import collect
 
     result = collect(_client(), get_settings(), timeout)
     for c in result.components:
@@ -189,8 +189,8 @@ def ingest() -> None:
 @app.command()
 def health(component: Annotated[str, typer.Argument(help="ingest, webhook, guest or celery")]) -> None:
     """Exit 0 if the COMPONENT running on this host consumes its input (for container health checks)."""
+    from parley.app.health import check
     from parley.connections import connect
-    from parley.health import check
 
     if component not in ("ingest", "webhook", "guest", "celery"):
         typer.echo(f"unknown component {component!r}: ingest, webhook, guest or celery", err=True)
@@ -232,7 +232,7 @@ def webhook() -> None:
 def flower(ctx: typer.Context) -> None:
     """Run Flower for Parley's Celery app (options after it go to Flower); with PARLEY_FLOWER_BASIC_AUTH,
     every page, API call and /metrics need the password."""
-    from parley.flower import main
+    from parley.app.flower import main
 
     _logging("flower")
     main(get_settings(), ctx.args)
@@ -253,7 +253,7 @@ def emulator(
 @app.command()
 def demo() -> None:
     """Run the five seed scenarios and one command of every other type against a running `parley run`."""
-    from parley.demo import DemoError, run_demo, table
+    from parley.app.demo import DemoError, run_demo, table
 
     try:
         rows = run_demo(_client(), get_settings())
@@ -266,7 +266,7 @@ def demo() -> None:
 @app.command()
 def run() -> None:
     """Run the whole product on embedded defaults (Redis, emulator, workers, Flower)."""
-    from parley.run import run as run_all
+    from parley.app.run import run as run_all
 
     _logging("run")
     run_all(get_settings())

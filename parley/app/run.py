@@ -18,12 +18,12 @@ import time
 from dataclasses import dataclass, field
 
 from parley import keys, metrics
+from parley.app.redis_server import RedisServer, embedded
 from parley.connections import configured, connect, describe
-from parley.redis_server import RedisServer, embedded
 from parley.settings import Settings
 
 RESTART_BACKOFF_S = (1, 2, 5, 10, 30)
-log = logging.getLogger("parley.run")
+log = logging.getLogger("parley.app.run")
 
 
 @dataclass
@@ -65,19 +65,19 @@ class Supervisor:
         py = sys.executable
         children = []
         if s.uses_emulator:
-            children.append(Child("emulator", [py, "-m", "parley.cli", "emulator"],
+            children.append(Child("emulator", [py, "-m", "parley.app.cli", "emulator"],
                                   f"http://{s.emulator_host}:{s.emulator_port}/__emulator/fixtures",
                                   reports_metrics=False))
         if s.webhook_url:
-            children.append(Child("webhook-relay", [py, "-m", "parley.cli", "webhook"]))
+            children.append(Child("webhook-relay", [py, "-m", "parley.app.cli", "webhook"]))
         children += [
-            Child("ingest-worker", [py, "-m", "parley.cli", "ingest"]),
-            Child("guest-worker", [py, "-m", "parley.cli", "guest"]),
+            Child("ingest-worker", [py, "-m", "parley.app.cli", "ingest"]),
+            Child("guest-worker", [py, "-m", "parley.app.cli", "guest"]),
             # --quiet: no banner on stdout; the worker's lines (its start included) are JSON logs like the rest.
             Child("celery-worker", [py, "-m", "celery", "-A", "tasks.app", "--quiet", "worker", "-E",
                                     "-Q", keys.CELERY_QUEUE, "-c", str(s.celery_concurrency), "--loglevel", "INFO",
                                     "-n", "parley@%h"]),
-            Child("flower", [py, "-m", "parley.cli", "flower", f"--port={s.flower_port}",
+            Child("flower", [py, "-m", "parley.app.cli", "flower", f"--port={s.flower_port}",
                              "--address=127.0.0.1", "--purge_offline_workers=60"],
                   f"http://127.0.0.1:{s.flower_port}/healthcheck", reports_metrics=False),
         ]
