@@ -307,6 +307,9 @@ def guest_cases(product: Product, sessions: int) -> list[Case]:
         product.measure("guest.send + the agent's reply relayed", "message",
                         [guest("guest.send", s, text="Where is my order?") for s in session_keys],
                         agent_replies=sessions),
+        # The first exchange made the session's relayed-id set; a later one only adds to it.
+        product.measure("guest.send again (a later exchange)", "message",
+                        [guest("guest.send", s, text="Any news?") for s in session_keys], agent_replies=sessions),
         product.measure("guest.end", "session", [guest("guest.end", s) for s in session_keys]),
     ]
 
