@@ -68,7 +68,8 @@ def test_the_script_measures_every_case_through_the_real_pipeline(tmp_path: Path
     cases = {c["name"]: c for c in result["cases"]}
     assert set(cases) == {"message.send, first contact", "message.send, live conversation cached", "cobrowse.start",
                           "cobrowse.end", "conversation.end", "chat.create", "guest.start (web messaging)",
-                          "guest.send + the agent's reply relayed", "guest.end"}
+                          "guest.send + the agent's reply relayed", "guest.send again (a later exchange)",
+                          "guest.end"}
     for name, case in cases.items():
         patterns = {k["pattern"] for k in case["keys"]}
         assert "parley:cmd:{id}" in patterns, name  # every command leaves its record
