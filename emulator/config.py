@@ -51,7 +51,12 @@ class EmulatorConfig(BaseSettings):
         default=False, description="Refuse (403) a guest socket without Origin on a domain-restricted deployment."
     )
     webmessaging_limits_enabled: bool = Field(
-        default=True, description="False lifts the guest socket limits (5 msg/s, 60 requests/min, 2 echoes/min)."
+        default=True, description="False lifts the guest socket limits (per deployment: new sockets per minute, "
+        "messages per second per session; 60 requests/min, 2 echoes/min per connection)."
+    )
+    webmessaging_connection_window_s: float = Field(
+        default=60.0, gt=0, description="The period a deployment's connections_per_minute counts over: a test "
+        "shortens it to compress time (a minute's worth of sockets in 6 s)."
     )
 
     # Analytics (runtime-tunable too).

@@ -43,6 +43,7 @@ class ConfigPatch(BaseModel):
     webmessaging_disconnect_read_only: bool | None = None
     webmessaging_require_origin: bool | None = None
     webmessaging_limits_enabled: bool | None = None
+    webmessaging_connection_window_s: float | None = None
     analytics_lag_s: float | None = None
     disconnect_delay_s: float | None = None
     auto_agent: bool | None = None

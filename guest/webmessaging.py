@@ -159,6 +159,8 @@ class WebMessagingConfig(BaseModel):
     expiry_margin: float = Field(default=310.0, ge=0, description="Health-check this long before expiry.")
     request_timeout: float = Field(default=15.0, gt=0)
     confirm_timeout: float = Field(default=20.0, gt=0, description="No echo of a sent message by then: reconnect.")
+    message_interval: float = Field(default=0.0, ge=0, description="At least this long between two sends of "
+                                    "guest messages (the deployment's messages per second); 0: unpaced.")
     join_settle: float = Field(default=3.0, ge=0, description="Longest wait for the Presence Join echo.")
     reconnect_timeout: float = Field(default=300.0, gt=0)
     backoff: Backoff = Backoff()
@@ -758,6 +760,8 @@ class WebMessagingSession(SansIOMachine):
         if self.state is not WmState.CONFIGURED or not self._can_send() or not self._outbox.ready(now):
             return
         item = self._outbox.take(now)
+        if self.config.message_interval:
+            self._outbox.hold(now + self.config.message_interval)  # the next one waits its turn
         if item.attempts == 1 and self._custom_attributes:
             item.extras, self._custom_attributes = self._fitting_attributes(), {}
         self._frames.append(

@@ -418,13 +418,18 @@ def test_reordered_and_duplicated_frames_are_relayed_once_in_order(harness: Harn
     assert all(n == 1 for n in Counter(received).values()), received
 
 
-def test_webmessaging_rate_limit_holds_and_resends(harness: Harness, worker: WorkerThread) -> None:
+def test_webmessaging_rate_limit_holds_and_resends(harness: Harness) -> None:
     sk = f"cust-{uuid.uuid4().hex[:8]}"
-    assert harness.run(start(sk))["type"] == "command.succeeded"
-    burst = [send(sk, f"burst {i}") for i in range(12)]  # Genesys allows 5 messages per second per session
-    for command in burst:
-        harness.submit(command)
-    outcomes = [harness.outcome(c["idempotency_key"], timeout_s=60) for c in burst]
+    # Unpaced (the worker's own pacing would keep it under the limit): what a 429 does when one comes.
+    worker = WorkerThread(harness.settings, fast_settings().model_copy(update={"messages_per_second": 0})).start()
+    try:
+        assert harness.run(start(sk))["type"] == "command.succeeded"
+        burst = [send(sk, f"burst {i}") for i in range(12)]  # Genesys allows 5 messages per second per session
+        for command in burst:
+            harness.submit(command)
+        outcomes = [harness.outcome(c["idempotency_key"], timeout_s=60) for c in burst]
+    finally:
+        worker.stop()
     assert all(o["type"] == "command.succeeded" for o in outcomes), outcomes
     retrying = [e for e in read_events(harness.client) if e["type"] == "command.retrying"]
     assert retrying and "429" in retrying[0]["reason"]

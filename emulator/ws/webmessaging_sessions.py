@@ -53,7 +53,7 @@ class SessionSockets:
         self._conversations = conversations
         self._sessions = sessions
         self._message_rates: dict[str, SlidingWindow] = {}
-        self._upgrade_rates: dict[str, SlidingWindow] = {}  # per deployment
+        self._upgrade_rates: dict[str, SlidingWindow] = {}  # per deployment (and window)
         self._forced_read_only: set[str] = set()
         ledger.subscribe(self._on_entry)
 
@@ -93,12 +93,14 @@ class SessionSockets:
 
     def upgrade_allowed(self, deployment: Deployment) -> int | None:
         """None when a new guest socket may open on ``deployment``; else the seconds until one may
-        (its ``connections_per_minute``, counted over any minute)."""
+        (its ``connections_per_minute``, counted over any minute: ``webmessaging_connection_window_s``)."""
         if not self._config.webmessaging_limits_enabled:
             return None
-        window = self._upgrade_rates.get(deployment.id)
+        period_s = self._config.webmessaging_connection_window_s
+        key = f"{deployment.id}/{period_s}"
+        window = self._upgrade_rates.get(key)
         if window is None:
-            window = self._upgrade_rates[deployment.id] = SlidingWindow(deployment.connections_per_minute, 60.0)
+            window = self._upgrade_rates[key] = SlidingWindow(deployment.connections_per_minute, period_s)
         return window.hit(self._clock.time())
 
     def message_allowed(self, session: WebMessagingSession) -> None:

@@ -77,3 +77,11 @@ def owned(worker_id: str) -> str:
 def doorbell(worker_id: str) -> str:
     """Stream of idents that have news for the worker (a command, a session handed to it)."""
     return keys.key("guest", "doorbell", worker_id)
+
+
+# --- per deployment --------------------------------------------------------------------------------------
+
+
+def connect_budget(org: str, deployment_id: str) -> str:
+    """Hash (tokens, at): the token bucket of new guest sockets on a deployment, shared by every worker."""
+    return keys.key("guest", "budget", org, deployment_id)

@@ -51,6 +51,7 @@ from parley.state_cache import GuestKey, GuestSession, StateCache
 from schemas.commands import GuestEnd, GuestStart
 from schemas.events import CommandResult, EventBase, GuestEnded
 from workers.guest.adapters import ProtocolAdapter, build_adapter
+from workers.guest.budget import ConnectionBudget, Ticket
 from workers.guest.commands import CommandDesk, UnreadableCommand, Words
 from workers.guest.lifecycle import (
     Checkpoint,
@@ -91,6 +92,8 @@ class RunnerContext:
     cache: StateCache
     org_io: Callable[[str], SessionIO] | None = None
     """The I/O of an org's sessions (its region's endpoints); None: ``io`` serves every org (tests)."""
+    budget: ConnectionBudget | None = None
+    """The fleet's connection budget, which every socket waits for; None: sockets open at once (tests)."""
 
     def io_for(self, org: str) -> SessionIO:
         return self.io if self.org_io is None else self.org_io(org)
@@ -211,6 +214,7 @@ class SessionRunner:
         self._just_ticked = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._ticket: Ticket | None = None  # waiting for the connection budget
         self.task: asyncio.Task[None] | None = None
         self.failed = False
 
@@ -221,6 +225,8 @@ class SessionRunner:
         return self.task
 
     def poke(self) -> None:
+        if self._ticket is not None:
+            self._ticket.promote()  # a command waits: open ahead of idle sessions
         if not self._poked:
             self._poked = True
             self._queue.put_nowait(_POKE)
@@ -586,6 +592,7 @@ class SessionRunner:
                 log.warning("session %s: unknown intent %s", self.short, type(intent).__name__)
 
     async def _connect(self, gen: int, uri: str, origin: str | None) -> None:
+        await self._wait_for_budget()
         try:
             conn = await self._ctx.io.connect(uri, origin)
         except ConnectRefused as exc:
@@ -596,6 +603,20 @@ class SessionRunner:
             self._queue.put_nowait(_Lost(gen))
         else:
             self._queue.put_nowait(_Opened(gen, conn))
+
+    async def _wait_for_budget(self) -> None:
+        """Take a slot of the deployment's connection budget (:mod:`workers.guest.budget`), a session with
+        a command in hand or waiting ahead of the rest; the runner goes on handling inputs meanwhile."""
+        budget = self._ctx.budget
+        if budget is None:
+            return
+        urgent = self._poked or self._require_lifecycle().in_hand
+        ticket = self._ticket = budget.ticket(self._org, self._require_adapter().deployment_id, urgent=urgent)
+        try:
+            await ticket.wait()
+        finally:
+            if self._ticket is ticket:
+                self._ticket = None
 
     async def _read(self, gen: int, conn: Connection) -> None:
         try:

@@ -54,6 +54,22 @@ class GuestSettings(BaseSettings):
     )
     dedup_capacity: int = Field(default=128, ge=16, description="Agent message ids a session keeps in memory.")
 
+    # Genesys' guest limits (see workers.guest.budget): new sockets per deployment, messages per session.
+    connect_per_minute: float = Field(
+        default=900.0, gt=0,
+        description="New guest sockets per minute per deployment, fleet-wide (Genesys refuses more than 1,000).",
+    )
+    connect_burst: int = Field(
+        default=50, ge=1,
+        description="New guest sockets a deployment's idle budget allows at once; with the rate, at most "
+                    "burst + rate in any minute.",
+    )
+    messages_per_second: float = Field(
+        default=2.0, ge=0,
+        description="Guest messages a session sends per second at most (Genesys: 2/s since December 2023); "
+                    "0 = unpaced. A 429 from Genesys is still waited out (retryAfter).",
+    )
+
 
     # Redis.
     batch_window_s: float = Field(
@@ -88,3 +104,8 @@ def _backoff(initial_s: float, maximum_s: float) -> Backoff:
 def backoff(settings: GuestSettings) -> Backoff:
     """The reconnect backoff, one frozen instance shared by every session."""
     return _backoff(settings.backoff_initial_s, settings.backoff_max_s)
+
+
+def message_interval_s(settings: GuestSettings) -> float:
+    """The shortest time between two guest message sends of one session (0: unpaced)."""
+    return 1 / settings.messages_per_second if settings.messages_per_second else 0.0

@@ -21,7 +21,7 @@ from guest.webmessaging import FetchMessageHistory, RelayCheckpoint, WebMessagin
 from guest.webmessaging_frames import HistoryPage
 from schemas.commands import GuestStart
 from workers.guest.network import webmessaging_url
-from workers.guest.settings import GuestSettings, backoff
+from workers.guest.settings import GuestSettings, backoff, message_interval_s
 from workers.guest.store import SessionSecret
 
 SHARED_RNG = random.Random()
@@ -56,6 +56,7 @@ class WebMessagingAdapter:
             origin=start.origin,
             dedup_capacity=settings.dedup_capacity,
             reconnect_timeout=settings.reconnect_timeout_s,
+            message_interval=message_interval_s(settings),
             backoff=backoff(settings),
             checkpoint=resume_from,
         ), rng=SHARED_RNG)

@@ -19,6 +19,9 @@ How the pieces fit (each in its own module):
   set (agent messages, joins and the end, each appended once), the web messaging relay checkpoint,
   and, under a separate key with the session's lifetime as TTL, the session token or guest JWT that
   resuming needs. Secrets never go into events, logs, task arguments or the public state cache.
+* **Connection budget** (:mod:`workers.guest.budget`): every socket a session opens waits for a slot
+  of its deployment's token bucket in Redis, shared by the fleet, so adoption or a fleet restart stays
+  under Genesys' 1,000 new connections a minute per deployment.
 * **Sessions** (:mod:`workers.guest.session`): the runner that drives one sans-I/O machine
   (:mod:`guest.webmessaging`, :mod:`guest.guestchat`) over python-websockets and the Genesys client
   (:mod:`workers.guest.network`), and ends commands through :class:`parley.outcomes.Outcomes`.
@@ -47,6 +50,7 @@ from parley.leases import LeaseLost
 from parley.orgs import DEFAULT_ORG
 from parley.settings import Settings
 from parley.state_cache import StateCache
+from workers.guest import budget as connect_budget
 from workers.guest import keys as guest_keys
 from workers.guest.batch import RedisBatcher, pack_with_hiredis
 from workers.guest.commands import CommandDesk
@@ -97,11 +101,13 @@ class GuestWorker:
         io = self._io or org_io(DEFAULT_ORG)
         batcher = RedisBatcher(self.redis, gs.batch_window_s)
         self.store = SessionStore(batcher, self.settings)
+        self.budget = connect_budget.ConnectionBudget(batcher.script(connect_budget.TAKE), gs.connect_per_minute,
+                                                      gs.connect_burst)
         self.desk = CommandDesk(batcher, self.settings, executor)
         self.ownership = Ownership(self.redis, self.worker_id, gs.lease_ttl_ms, lease_client=lease_redis)
         self.router = Router(self.redis, self.store, self.desk, self.ownership, gs, self.ensure_runner)
         self.context = RunnerContext(self.worker_id, self.store, self.desk, io, gs, StateCache(sync_redis),
-                                     org_io=None if self._io else org_io)
+                                     org_io=None if self._io else org_io, budget=self.budget)
         for step in (batcher.load_scripts, self.ownership.register, self.router.ensure_group):
             await self._when_redis_answers(step)
         loops = [asyncio.create_task(coro, name=name) for name, coro in (
@@ -127,6 +133,7 @@ class GuestWorker:
                 await asyncio.wait_for(asyncio.gather(lease_task, return_exceptions=True), LEASE_STOP_TIMEOUT_S)
             if not self.lease_lost:
                 await self.ownership.release()
+            await self.budget.aclose()
             await org_io.aclose()
             await batcher.aclose()
             await self.redis.aclose()
