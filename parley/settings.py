@@ -109,6 +109,11 @@ class Settings(BaseSettings):
     claim_idle_ms: int = Field(default=30_000, ge=100, description="Reclaim pending entries idle this long.")
     read_batch: int = Field(default=64, ge=1, description="Entries read (and committed) per batch.")
     read_block_ms: int = Field(default=1_000, ge=1, description="How long one XREADGROUP blocks.")
+    commands_keep_s: int = Field(
+        default=3600, ge=0,
+        description="How long a handled entry stays on the commands stream; ingest then trims it (it holds the "
+        "producer's JSON, customer text included; the command's record keeps what it needs).",
+    )
     idempotency_retention_s: int = Field(
         default=7 * DAY_S, ge=60, description="How long idempotency keys and command records are kept."
     )

@@ -653,3 +653,12 @@ def test_a_told_agent_end_is_reported_on_a_read_only_deployment(harness: Harness
     assert harness.run(send(sk, "bye"))["type"] == "command.succeeded"
     harness.wait(lambda ev: any(e["type"] == "guest.ended" and e.get("session_key") == sk for e in ev))
     assert [e["by"] for e in harness.session_events(sk, "guest.ended")] == ["agent"]
+
+
+def test_the_router_trims_routed_entries_from_the_guest_commands_stream(harness: Harness, worker: WorkerThread) -> None:
+    sk = f"cust-{uuid.uuid4().hex[:8]}"
+    assert harness.run(start(sk, first_message="hello"))["type"] == "command.succeeded"
+    assert harness.client.xlen(guest_keys.COMMANDS) >= 1
+    trimmed = asyncio.run_coroutine_threadsafe(worker.worker.router.trim(keep_s=0), worker._loop).result(10)
+    assert trimmed >= 1 and harness.client.xlen(guest_keys.COMMANDS) == 0
+    assert harness.run(send(sk, "still routed"))["type"] == "command.succeeded"

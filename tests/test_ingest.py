@@ -301,3 +301,16 @@ def test_a_stop_that_cuts_a_read_short_is_not_reported_as_an_outage(redis_client
     monkeypatch.setattr(worker, "run_once", read_cut_short_by_the_stop)
     worker.run()
     assert "Redis unavailable" not in caplog.text
+
+
+def test_handled_entries_leave_the_commands_stream_after_commands_keep_s(redis_client, settings, celery_app) -> None:
+    """The stream holds each command's JSON, customer text included: it must not grow forever."""
+    kept = make_worker(redis_client, settings, celery_app)
+    Producer(redis_client, settings).submit(VALID["message.send/webmessaging"])
+    drain(kept)
+    assert kept.trim() == 0  # handled, but younger than commands_keep_s (an hour)
+    trimming = make_worker(redis_client, settings.model_copy(update={"commands_keep_s": 0}), celery_app)
+    assert trimming.trim() == 1
+    assert redis_client.xlen(settings.commands_stream) == 0
+    assert "Your order shipped" in redis_client.hget(keys.command(celery_messages(redis_client)[0]["headers"]["id"]),
+                                                     "body")  # the record keeps the command

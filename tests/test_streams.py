@@ -76,3 +76,29 @@ def test_the_async_runner_reads_the_same_way_with_undecoded_replies(redis_url: s
         await client.aclose()
 
     asyncio.run(scenario())
+
+
+def test_trim_drops_only_what_every_group_handed_on(redis_client: redis.Redis) -> None:
+    """The commands stream holds customer text: handed-on entries go, pending or unread ones stay."""
+    run = SyncRunner(redis_client).run
+    run(group("a").create())
+    ids = [redis_client.xadd(STREAM, {"n": str(i)}, id=f"{1000 + i}-0") for i in range(6)]
+    delivered = run(ConsumerGroup(STREAM, GROUP, "a", count=4).new(None))
+    redis_client.xack(STREAM, GROUP, ids[0], ids[1], ids[3])  # ids[2] still pending; 4 and 5 never read
+    assert [e.entry_id for e in delivered] == ids[:4]
+    assert run(group("a").trim(older_than_ms=10_000)) == 2  # 0 and 1; the pending 2 holds the rest
+    redis_client.xack(STREAM, GROUP, ids[2])
+    assert run(group("a").trim(older_than_ms=1_003)) == 1  # only what is older than the cut-off
+    assert run(group("a").trim(older_than_ms=10_000)) == 1  # up to the last delivered (3): 4, 5 unread
+    assert [e[0] for e in redis_client.xrange(STREAM)] == ids[4:]
+
+
+def test_trim_waits_for_every_group_and_touches_a_stream_nobody_reads_not_at_all(redis_client: redis.Redis) -> None:
+    run = SyncRunner(redis_client).run
+    redis_client.xadd(STREAM, {"n": "0"}, id="1000-0")
+    assert run(group("a").trim(older_than_ms=10_000)) == 0  # no group: nobody said it is done with it
+    run(group("a").create())
+    run(ConsumerGroup(STREAM, "other-group", "b", count=10).create())
+    [entry] = run(group("a").new(None))
+    redis_client.xack(STREAM, GROUP, entry.entry_id)
+    assert run(group("a").trim(older_than_ms=10_000)) == 0  # the other group has not read it yet

@@ -231,6 +231,13 @@ class IngestWorker:
         self._process_all(entries)
         return len(entries)
 
+    def trim(self) -> int:
+        """Drop handled entries older than ``commands_keep_s`` from the commands stream (never a pending one)."""
+        removed = self._run(self.source.trim(int(time.time() * 1000) - self.settings.commands_keep_s * 1000))
+        if removed:
+            log.info("trimmed %d handled entries from %s", removed, self.stream)
+        return removed
+
     def run(self, on_ready: Callable[[], None] | None = None) -> None:
         self.ensure_group()
         self.take_over_backlog()
@@ -245,6 +252,7 @@ class IngestWorker:
                     last_maintenance = time.monotonic()
                     self._process_all(self.reclaim())
                     self.sweeper.sweep()
+                    self.trim()
             except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
                 if self.stop_event.is_set():
                     break  # the stop signal cut a blocking read short: not an outage

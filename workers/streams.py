@@ -84,6 +84,29 @@ class ConsumerGroup:
         entries = yield from self._kept(rows)
         return (yield from self._counted(entries))
 
+    def trim(self, older_than_ms: int) -> Plan[int]:
+        """Delete the entries that every group reading the stream has handed on and that are older than
+        ``older_than_ms`` (ms since the epoch, as stream ids count time); returns how many went.
+
+        Such an entry is of no more use to its readers (what it said lives where it was handed: a
+        command's record), and it holds the producer's JSON, customer text included: without a trim
+        the stream grows by every command ever sent. An entry still pending, or not yet delivered to
+        some group, stays; so does everything when no group reads the stream."""
+        groups = yield RedisCommand("xinfo_groups", (self.stream,))
+        if not groups:
+            return 0
+        bound = (older_than_ms, 0)
+        for group in groups:
+            if int(group["pending"]):
+                summary = yield RedisCommand("xpending", (self.stream, _text(group["name"])))
+                bound = min(bound, _position(_text(summary["min"])))
+            else:
+                ms, seq = _position(_text(group["last-delivered-id"]))
+                bound = min(bound, (ms, seq + 1))  # everything up to the last delivered was acknowledged
+        removed = yield RedisCommand("xtrim", (self.stream,), {"minid": f"{bound[0]}-{bound[1]}",
+                                                               "approximate": False})
+        return int(removed)
+
     def _kept(self, rows: list[Any]) -> Plan[list[StreamEntry]]:
         """The rows as entries, after acknowledging those deleted while pending."""
         # A deleted entry's fields come back as nil or, parsed by redis-py, as {}: XADD needs at least one.
@@ -103,6 +126,11 @@ class ConsumerGroup:
              "consumername": self.consumer})
         counts = {_text(p["message_id"]): int(p["times_delivered"]) for p in pending}
         return [replace(e, deliveries=counts.get(e.entry_id, 1)) for e in entries]
+
+
+def _position(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _text(value: bytes | str) -> str:

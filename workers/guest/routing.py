@@ -77,6 +77,11 @@ class Router:
         await self.route_batch(entries)
         return len(entries)
 
+    async def trim(self, keep_s: int) -> int:
+        """Drop routed entries older than ``keep_s`` from the guest commands stream (never a pending one):
+        each is in its session's inbox by then, and the stream would otherwise grow by every command."""
+        return int(await self._run(self.source.trim(int(time.time() * 1000) - keep_s * 1000)))
+
     async def route_batch(self, entries: list[StreamEntry]) -> None:
         """Route entries in order: their records read in one round trip, their routing steps run in
         another (in stream order), then the few that found no live session are answered."""

@@ -38,6 +38,7 @@ import contextlib
 import gc
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -67,6 +68,7 @@ HANDOVER_TIMEOUT_S = 10.0
 LEASE_STOP_TIMEOUT_S = 5.0
 REDIS_CONNECTIONS = 64
 REDIS_RETRY_S = 1.0
+TRIM_EVERY_S = 60.0  # the router drops routed entries past PARLEY_COMMANDS_KEEP_S this often
 
 
 class GuestWorker:
@@ -238,8 +240,12 @@ class GuestWorker:
             await self._routing.wait()
             claimed = await self.router.take_over()
             log.info("routing guest commands (claimed %d pending)", claimed)
+            trimmed_at = time.monotonic()
             while self._routing.is_set() and not self.stopping.is_set():
                 await self.router.run_once()
+                if time.monotonic() - trimmed_at >= TRIM_EVERY_S:
+                    trimmed_at = time.monotonic()
+                    await self.router.trim(self.settings.commands_keep_s)
 
     async def _doorbell_loop(self) -> None:
         last = "0"
