@@ -49,6 +49,10 @@ def execution_lease(command_id: str) -> str:
     return key("lease", "exec", command_id)
 
 
+WEBHOOK_RELAY_LEASE = key("webhook", "relay")
+"""Held by the one webhook relay that delivers; others stand by (two would deliver twice, out of order)."""
+
+
 def heartbeat(component: str, instance: str) -> str:
     return key("heartbeat", component, instance)
 

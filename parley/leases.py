@@ -21,6 +21,8 @@ Who holds what:
   :mod:`parley.records` and renewed by :mod:`tasks.lease`;
 * the guest worker's routing lease and each session's fencing token live inside its own atomic scripts
   (:mod:`workers.guest.ownership`, :mod:`workers.guest.store`), built from the Lua functions here;
+* :class:`Lease` (a random token, from :func:`try_take`): the webhook relay's, one relay at a time
+  (:mod:`workers.webhook`);
 * the OAuth token lock of :mod:`genesys.auth` is released with :data:`DELETE_IF_EQUAL`.
 
 Genesys cannot check fencing tokens, so a lease is an optimisation: exactly-once comes from the
@@ -181,6 +183,14 @@ class Lease:
         # Losing the lease is reported only when nothing else went wrong, so it never masks the error.
         if not self.release() and exc_type is None:
             raise LeaseLost(f"lease {self.key} (token {self.token}) expired before release")
+
+
+def try_take(client: redis.Redis, key: str, ttl_ms: int) -> Lease | None:
+    """Take the lease on ``key`` with a random token if it is free; never waits."""
+    if ttl_ms < 1:
+        raise ValueError(f"ttl_ms must be >= 1, got {ttl_ms}")
+    token = f"{random.getrandbits(64):016x}"
+    return Lease(client, key, token, ttl_ms) if client.set(key, token, nx=True, px=ttl_ms) else None
 
 
 def try_fenced(client: redis.Redis, key: str, fence_key: str, ttl_ms: int, *, fence_ttl_ms: int,

@@ -13,12 +13,14 @@ import pytest
 import redis
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from parley import keys
 from parley.deadletters import DeadLetters
 from parley.events import EventLog
+from parley.leases import LeaseLost
 from parley.settings import Settings
 from parley.webhook_signing import verify_legacy
 from schemas.events import CommandAccepted
-from workers.webhook import WebhookRelay
+from workers.webhook import Delivery, WebhookRelay
 
 SECRET = "whsec_" + base64.b64encode(b"parley-test-key-of-32-bytes-long").decode()
 OLD_SECRET = "whsec_" + base64.b64encode(b"the-old-key-of-24-bytes!").decode()
@@ -165,3 +167,23 @@ def test_the_relay_loop_beats_for_parley_health(receiver, redis_client, redis_ur
     relay.run_once = lambda block_ms=1000: relay.stop_event.set() or True  # type: ignore[method-assign]
     relay.run()  # one turn of the loop
     assert check("webhook", redis_client).ok
+
+
+def test_one_relay_delivers_a_second_stands_by_and_takes_over_without_doubling(receiver, redis_client,
+                                                                              redis_url) -> None:
+    """Two relays at once would post every event twice, out of order: the lease lets one deliver."""
+    first = make_relay(redis_client, redis_url, receiver.url)
+    second = make_relay(redis_client, redis_url, receiver.url)
+    assert first.lead() and not second.lead()
+    emit(redis_client, redis_url, "a")
+    emit(redis_client, redis_url, "b")
+    receiver.script = [200, 503]  # the first relay delivers a, then b fails: b stays pending
+    assert first.run_once(block_ms=10) is False
+    redis_client.delete(keys.WEBHOOK_RELAY_LEASE)  # the first relay's host stalled past the lease
+    assert second.lead()
+    with pytest.raises(LeaseLost):  # the stalled relay wakes up: it may not deliver any more
+        first.deliver([Delivery(entry_id="0-1", event_id="x", event_type="command.accepted", body=b"{}",
+                                attempts=1)])
+    assert second.run_once(block_ms=10)  # b, left pending by the first, is delivered in order
+    assert [json.loads(b)["idempotency_key"] for _h, b in receiver.requests] == ["a", "b", "b"]
+    assert redis_client.xpending("parley:events", "parley-webhook")["pending"] == 0

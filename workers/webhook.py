@@ -6,6 +6,11 @@ failure holds the line (later events wait) and is retried with exponential backo
 refused ``PARLEY_WEBHOOK_MAX_ATTEMPTS`` times goes to the dead letters so the line moves on.
 Receivers dedupe on the event ``id`` (the ``webhook-id`` and ``X-Parley-Event-Id`` headers).
 
+One relay delivers at a time: it holds a lease (:data:`parley.keys.WEBHOOK_RELAY_LEASE`), and a second
+one started beside it (another host, a restart overlapping) stands by and takes over when the lease
+lapses, from the events its predecessor left pending. Two at once would deliver events twice and out
+of order.
+
 Signatures follow the Standard Webhooks specification (:mod:`parley.webhook_signing`): every attempt
 is signed afresh at its own time, under the same ``webhook-id``.
 """
@@ -27,6 +32,7 @@ from genesys.effects import SyncRunner
 from parley import backoff, keys, metrics
 from parley.deadletters import DeadLetters
 from parley.events import EVENT_FIELD
+from parley.leases import Lease, LeaseLost, try_take
 from parley.settings import Settings
 from parley.webhook_signing import Signer
 from schemas.dead import DeadLetter
@@ -38,6 +44,7 @@ GROUP = "parley-webhook"
 READ_BATCH = 100
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 60.0
+STANDBY_POLL_S = 2.0  # a relay standing by looks this often whether the lease is free
 HEARTBEAT_TTL_S = BACKOFF_CAP_S + 15
 """Outlives the longest hold of the line: a relay waiting out a failing receiver is not stuck."""
 
@@ -75,6 +82,9 @@ class WebhookRelay:
         # start "$": a newly enabled webhook receives events from now on, not the whole history.
         self.source = ConsumerGroup(settings.events_stream, GROUP, consumer, READ_BATCH, start="$")
         self._run = SyncRunner(client).run
+        self.lease: Lease | None = None  # held while this relay is the one delivering
+        # A delivery may take the whole timeout: the lease outlives one, and is extended before each.
+        self._lease_ttl_ms = int((2 * settings.webhook_timeout_s + 5) * 1000)
 
     def ensure_group(self) -> None:
         self._run(self.source.create())
@@ -93,6 +103,8 @@ class WebhookRelay:
     def deliver(self, deliveries: list[Delivery]) -> bool:
         """Deliver in order; stop at the first failure (returns False) so order is kept."""
         for delivery in deliveries:
+            if self.lease is not None:
+                self.lease.extend()  # LeaseLost: another relay took over; it delivers from here
             failure = self._post(delivery)
             metrics.webhook_deliveries.labels(outcome="failed" if failure else "delivered").inc()
             if failure is None:
@@ -130,7 +142,7 @@ class WebhookRelay:
 
     def run(self) -> None:
         self.ensure_group()
-        log.info("relaying %s to the webhook", self.settings.events_stream)
+        log.info("webhook relay for %s started", self.settings.events_stream)
         if self.signer.legacy:
             log.warning("PARLEY_WEBHOOK_SECRET holds a plain (non-whsec_) secret: deliveries also carry "
                         "X-Parley-Signature, which is deprecated; move receivers to the Standard Webhooks headers "
@@ -139,7 +151,24 @@ class WebhookRelay:
         while not self.stop_event.is_set():
             try:
                 self.client.set(heartbeat, "1", ex=int(HEARTBEAT_TTL_S))  # `parley health webhook`
-                if not self.run_once():
+                if not self.lead():
+                    self.stop_event.wait(STANDBY_POLL_S)
+                elif not self.run_once():
                     self.stop_event.wait(self.backoff_s())
+            except LeaseLost:
+                log.warning("another webhook relay took over; standing by")
+                self.lease = None
             except (redis.ConnectionError, redis.TimeoutError):
                 self.stop_event.wait(1.0)
+        if self.lease is not None:
+            self.lease.release()
+
+    def lead(self) -> bool:
+        """Hold the relay lease (take it when free): True while this relay is the one delivering."""
+        if self.lease is None:
+            self.lease = try_take(self.client, keys.WEBHOOK_RELAY_LEASE, self._lease_ttl_ms)
+            if self.lease is None:
+                return False
+            log.info("relaying %s to the webhook (this relay holds the lease)", self.settings.events_stream)
+        self.lease.extend()
+        return True
