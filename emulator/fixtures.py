@@ -6,7 +6,7 @@ org's (UUIDs, a 43-character secret) so that code which validates shapes treats 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
@@ -119,6 +119,14 @@ class Fixtures(_Fixture):
         )
 
 
+def _messenger(deployment_id: str, configuration: str, **settings: Any) -> Deployment:
+    """A web messaging deployment of the seeded org on the loopback domains, routed to Support, with one
+    Messenger configuration (what its name says)."""
+    return Deployment(id=deployment_id, name=f"Parley Messenger ({configuration})", type="webmessaging",
+                      allowed_domains=("localhost", "127.0.0.1", "parley.example.com"),
+                      queue_id="5b7e1d9a-3c2f-4e81-9a6b-d4f08c2e7a13", **settings)
+
+
 SEED = Fixtures(
     client_id=EMULATOR_CLIENT_ID,  # what Parley uses when no Genesys is configured
     client_secret=EMULATOR_CLIENT_SECRET,
@@ -143,44 +151,16 @@ SEED = Fixtures(
             conversation_clear=True,
         ),
         # The same Messenger with each conversation configuration an admin can choose.
-        Deployment(
-            id="7a1d4e92-5c3b-4f08-9e6a-2b8d1f5c7e30",
-            name="Parley Messenger (Genesys defaults: Disconnect off, Clear off)",
-            type="webmessaging",
-            allowed_domains=("localhost", "127.0.0.1", "parley.example.com"),
-            queue_id="5b7e1d9a-3c2f-4e81-9a6b-d4f08c2e7a13",
-        ),
-        Deployment(
-            id="c4e8b1f7-2d6a-4a93-8b5e-9f0c3d7a1e62",
-            name="Parley Messenger (Disconnect on as ReadOnly, Clear off)",
-            type="webmessaging",
-            allowed_domains=("localhost", "127.0.0.1", "parley.example.com"),
-            queue_id="5b7e1d9a-3c2f-4e81-9a6b-d4f08c2e7a13",
-            conversation_disconnect=True,
-            disconnect_type="ReadOnly",
-        ),
-        Deployment(
-            id="5f9b2c6d-8e1a-4d73-a0f4-6c2e8b9d3a15",
-            name="Parley Messenger (Disconnect on as Send, Clear off)",
-            type="webmessaging",
-            allowed_domains=("localhost", "127.0.0.1", "parley.example.com"),
-            queue_id="5b7e1d9a-3c2f-4e81-9a6b-d4f08c2e7a13",
-            conversation_disconnect=True,
-            disconnect_type="Send",
-        ),
+        _messenger("7a1d4e92-5c3b-4f08-9e6a-2b8d1f5c7e30", "Genesys defaults: Disconnect off, Clear off"),
+        _messenger("c4e8b1f7-2d6a-4a93-8b5e-9f0c3d7a1e62", "Disconnect on as ReadOnly, Clear off",
+                   conversation_disconnect=True, disconnect_type="ReadOnly"),
+        _messenger("5f9b2c6d-8e1a-4d73-a0f4-6c2e8b9d3a15", "Disconnect on as Send, Clear off",
+                   conversation_disconnect=True, disconnect_type="Send"),
         # Genesys' guest message limit as announced in December 2023, and a connection limit small enough
         # for a test to pass it in seconds.
-        Deployment(
-            id="b3f1c8e5-4a27-4d69-9e0b-7c2d5a8f1e46",
-            name="Parley Messenger (2 guest messages/s, 120 new connections/min)",
-            type="webmessaging",
-            allowed_domains=("localhost", "127.0.0.1", "parley.example.com"),
-            queue_id="5b7e1d9a-3c2f-4e81-9a6b-d4f08c2e7a13",
-            conversation_disconnect=True,
-            conversation_clear=True,
-            connections_per_minute=120,
-            messages_per_second=2,
-        ),
+        _messenger("b3f1c8e5-4a27-4d69-9e0b-7c2d5a8f1e46", "2 guest messages/s, 120 new connections/min",
+                   conversation_disconnect=True, conversation_clear=True, connections_per_minute=120,
+                   messages_per_second=2),
         Deployment(id="9f2d7b4c-1a6e-4c38-b5d9-e08f3a2c6b71", name="Parley Guest Chat Widget", type="guestchat"),
     ),
     queues=(
