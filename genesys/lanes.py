@@ -27,6 +27,9 @@ guard, whichever is longer (the slot interval already allows for requests reachi
 a command back later than that lost the slot (used later, it could exceed the limit) but goes first in
 line.
 
+A command that ends while parked (it expired, or failed for good) leaves the line in the transaction
+that records its outcome (:func:`line_ticket`): a ticket nobody comes back for would be handed a slot.
+
 Only a command's first request goes through the line (it is the one that may be put off); its later
 requests, and callers that wait in place, take the next free slot directly.
 """
@@ -36,6 +39,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from genesys.effects import LuaScript, Plan
+from genesys.keys import ClientKeys
+from genesys.orgs import target_for
+from parley.orgs import UnknownOrg
+from parley.settings import Settings
 from schemas.common import Lane
 
 WEIGHTS: dict[Lane, int] = {Lane.high: 16, Lane.normal: 4, Lane.bulk: 1}
@@ -158,3 +165,16 @@ def plan_take_in_line(rate_key: str, pause_key: str, ticket_key: str, lane: Lane
          repr(1 / WEIGHTS[lane]), str(LINE_KEPT_MS), str(MOST_GRANTS_PER_CALL), f"{grace_ms:.3f}"),
     )
     return Answer(*(int(x) for x in answer))
+
+
+def line_ticket(settings: Settings, org: str, holder: str) -> tuple[str, str] | None:
+    """``holder``'s ticket in the line of ``org``'s OAuth client: (line key, member), to remove when the
+    command ends; None when the org has no client (then nothing is rate limited) or is no longer known."""
+    try:
+        target = target_for(settings, org)
+    except UnknownOrg:
+        return None
+    if target.credentials is None:
+        return None
+    keys = ClientKeys.for_client(target.endpoints.login_url, target.credentials.client_id)
+    return LineKeys.of(keys.rate).line, keys.slot(holder)

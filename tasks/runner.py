@@ -20,8 +20,9 @@ import redis
 from kombu.exceptions import OperationalError
 
 from genesys.errors import GenesysError
+from genesys.lanes import line_ticket
 from genesys.ratelimit import RateBudgetWait
-from parley import keys, logs, metrics
+from parley import keys, logs, metrics, tracing
 from parley.events import EventLog
 from parley.hints import CONVERSATION_ENDED, hint_for
 from parley.ordering import Sequencer, lists_of
@@ -108,7 +109,8 @@ class Runner:
             return Outcome(record.state)
         lease.keep_renewing()
         try:
-            with logs.command_span(record):
+            with logs.command_span(record), tracing.processing(keys.CELERY_QUEUE, record.traceparent,
+                                                               record.command_id, record.type):
                 outcome = self._begun(record, started)
         except BaseException:
             lease.release()
@@ -247,12 +249,16 @@ class Runner:
         lease_key = keys.execution_lease(record.command_id)
         return lambda pipe: pipe.delete(lease_key)
 
-    @classmethod
-    def _closing(cls, record: CommandRecord) -> list[StagedWrite]:
-        """What every ending commits with the outcome: the execution lease goes, and the command leaves
-        its order lists (:mod:`parley.ordering`), so no later command can start before it ended."""
+    def _closing(self, record: CommandRecord) -> list[StagedWrite]:
+        """What every ending commits with the outcome: the execution lease goes, the command leaves its
+        order lists (:mod:`parley.ordering`), so no later command can start before it ended, and its org's
+        rate-budget line (:mod:`genesys.lanes`), so no slot is handed to it once it is gone."""
         order = lists_of(record.order_keys)
-        return [cls._end_execution_lease(record), lambda pipe: Sequencer.leave(pipe, record.command_id, order)]
+        closing = [self._end_execution_lease(record), lambda pipe: Sequencer.leave(pipe, record.command_id, order)]
+        ticket = line_ticket(self.settings, record.org, record.command_id)
+        if ticket is not None:
+            closing.append(lambda pipe: pipe.zrem(*ticket))
+        return closing
 
     def _next_in_order(self, record: CommandRecord) -> None:
         """Publish the commands that waited for this finished one and whose turn came. A publish that fails

@@ -10,6 +10,7 @@ import redis
 
 import tasks.commands  # noqa: F401 - registers the real handlers first, so the fixture's fake replaces them
 from genesys.errors import GenesysError, GenesysTimeout, RateLimitInfo
+from genesys.lanes import line_ticket
 from genesys.ratelimit import RateBudgetWait
 from parley import keys
 from parley.deadletters import DeadLetters
@@ -320,6 +321,16 @@ def test_a_command_without_a_slot_is_parked_without_an_attempt_or_an_event(redis
     assert types(redis_client) == ["command.accepted"]  # no command.retrying: nothing went wrong
     assert runner.run(ref).state is State.succeeded
     assert [c.attempt for c in calls] == [1, 1] and not calls[1].recovering
+
+
+def test_a_command_that_ends_while_parked_leaves_its_orgs_rate_budget_line(redis_client, settings) -> None:
+    ref = accept(redis_client, settings, dict(VALID["cobrowse.start"], expires_at="2001-01-01T00:00:00Z"))
+    ticket = line_ticket(settings, "default", ref.command_id)
+    assert ticket is not None
+    line, member = ticket
+    redis_client.zadd(line, {member: 1.0, "another command": 2.0})  # parked earlier, in line for a slot
+    assert Runner(redis_client, settings).run(ref).state is State.expired
+    assert redis_client.zrange(line, 0, -1) == ["another command"]  # no slot will be handed to it
 
 
 def test_each_command_gets_the_client_of_its_org(redis_client, settings, behaviour) -> None:
