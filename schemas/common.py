@@ -36,8 +36,8 @@ Key = Annotated[
 """A producer-chosen identifier: idempotency_key, correlation_id, session_key."""
 
 class Lane(StrEnum):
-    """Which commands take an org's Genesys request budget first when it is the bottleneck
-    (:mod:`genesys.lanes`); not ``chat.create``'s ``priority``, which is Genesys routing."""
+    """Which commands take the org's Genesys request budget first when it is the bottleneck: high, then
+    normal, then bulk (never starved). Not chat.create's priority, which is Genesys routing."""
 
     high = "high"
     normal = "normal"

@@ -179,6 +179,13 @@ def test_events_reject_unknown_fields() -> None:
         EVENT_ADAPTER.validate_python({"type": "guest.typing", "session_key": "s", "secret": "x"})
 
 
+def test_the_published_schema_offers_the_three_lanes_on_every_command() -> None:
+    schemas = json_schemas()["command"]
+    assert schemas["$defs"]["Lane"]["enum"] == ["high", "normal", "bulk"]
+    for model in COMMAND_MODELS.values():
+        assert schemas["$defs"][model.__name__]["properties"]["lane"]["default"] == "normal"
+
+
 def test_lane_defaults_to_normal_and_is_apart_from_chat_creates_routing_priority() -> None:
     assert parse_command(json.dumps(VALID["cobrowse.start"])).lane == "normal"
     chat = parse_command(json.dumps(_with("chat.create", lane="high")))
