@@ -65,8 +65,8 @@ class Settings(BaseSettings):
     genesys_rate_wait_max_s: float = Field(
         default=0.0, ge=0,
         description="A command whose first Genesys request would wait longer than this for its org's rate "
-        "budget is parked (its slot kept for it) and comes back when the slot is due, instead of holding a "
-        "Celery worker.",
+        "budget is parked (its place in its lane's line kept for it) and comes back when its turn is due, "
+        "instead of holding a Celery worker.",
     )
     genesys_connect_timeout_s: float = Field(default=5.0, gt=0, description="Connect timeout of Genesys calls.")
     genesys_read_timeout_s: float = Field(default=15.0, gt=0, description="Read timeout of Genesys calls.")
