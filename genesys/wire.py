@@ -27,7 +27,7 @@ from genesys.errors import (
     RateLimitInfo,
 )
 from genesys.models import ErrorBody, OAuthError, RequestModel
-from parley import metrics
+from parley import metrics, tracing
 
 log = logging.getLogger("genesys.http")
 
@@ -99,16 +99,20 @@ def plan_send(request: httpx.Request) -> Plan[httpx.Response]:
     """Send ``request``; transport failures become GenesysTimeout / GenesysConnectionError."""
     method, path = request.method, request.url.path
     started = time.perf_counter()
+    call = tracing.http_call(request)
     try:
         response: httpx.Response = yield HttpExchange(request)
     except httpx.TimeoutException as exc:
+        call.end(error="timeout")
         metrics.genesys_request(metrics.route(method, path), "timeout", time.perf_counter() - started)
         log.warning("genesys %s %s -> timeout (%s)", method, path, type(exc).__name__)
         raise GenesysTimeout(f"{type(exc).__name__} on {method} {path}", method=method, path=path) from exc
     except httpx.TransportError as exc:
+        call.end(error="connection_error")
         metrics.genesys_request(metrics.route(method, path), "connection_error", time.perf_counter() - started)
         log.warning("genesys %s %s -> connection error (%s)", method, path, type(exc).__name__)
         raise GenesysConnectionError(f"{type(exc).__name__} on {method} {path}", method=method, path=path) from exc
+    call.end(response.status_code)
     metrics.genesys_request(metrics.route(method, path), response.status_code, time.perf_counter() - started)
     log.log(
         logging.DEBUG if response.is_success else logging.INFO,

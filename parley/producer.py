@@ -7,6 +7,7 @@ from typing import Any
 
 import redis
 
+from parley import tracing
 from parley.settings import Settings
 from schemas.commands import Command
 from schemas.validation import parse_command
@@ -30,8 +31,12 @@ class Producer:
         else:
             text = command.model_dump_json(exclude_none=True)
         parse_command(text)
-        return str(self._client.xadd(self.stream, {"command": text}))
+        return self.submit_raw(text)
 
     def submit_raw(self, text: str) -> str:
         """Enqueue text without validating it (what a careless producer does; for tests and replays)."""
-        return str(self._client.xadd(self.stream, {"command": text}))
+        with tracing.publishing(self.stream) as traced:
+            fields = {"command": text}
+            if traced.traceparent:  # tracing on: ingest's span continues this trace (parley.tracing)
+                fields[tracing.TRACEPARENT] = traced.traceparent
+            return str(self._client.xadd(self.stream, fields))

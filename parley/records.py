@@ -71,6 +71,8 @@ class CommandRecord(BaseModel):
     finished_at: str | None = None
     order_keys: str = ""
     """The order lists the command waits in, space-separated (:mod:`parley.ordering`)."""
+    traceparent: str | None = None
+    """The W3C trace context of ingest's span, when tracing is on (:mod:`parley.tracing`)."""
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,7 @@ class Records:
         self._begin = client.register_script(_BEGIN)
 
     def claim(self, command: Command, command_id: str, raw: str, source_entry_id: str,
-              order_keys: Sequence[str] = ()) -> Claim:
+              order_keys: Sequence[str] = (), traceparent: str | None = None) -> Claim:
         """Claim the command's idempotency key for ``command_id``, or return who holds it; a new claim
         joins ``order_keys`` (:mod:`parley.ordering`) in the same step."""
         accepted = CommandAccepted(
@@ -183,6 +185,8 @@ class Records:
             fields["correlation_id"] = command.correlation_id
         if order_keys:
             fields["order_keys"] = " ".join(order_keys)
+        if traceparent:
+            fields["traceparent"] = traceparent
         flat = [x for pair in fields.items() for x in pair]
         reply = self._claim(
             keys=[keys.idempotency(command.org, command.type, command.idempotency_key),
@@ -196,7 +200,7 @@ class Records:
                          ready=str(held[0]) == "1")
         if not held:  # the holder's record expired before its key: treat the key as free
             self._client.delete(keys.idempotency(command.org, command.type, command.idempotency_key))
-            return self.claim(command, command_id, raw, source_entry_id, order_keys)
+            return self.claim(command, command_id, raw, source_entry_id, order_keys, traceparent)
         record = CommandRecord.model_validate(dict(zip(held[::2], held[1::2], strict=True)))
         return Claim(new=False, command_id=holder, record=record)
 

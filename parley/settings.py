@@ -171,6 +171,15 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Lowest level logged (any case).")
 
+    # --- Traces (optional) ------------------------------------------------------------------------
+    otel_enabled: bool = Field(
+        default=False,
+        description="Export OpenTelemetry spans of every command (needs the `otel` extra) to the OTLP endpoint of "
+        "the standard OTEL_EXPORTER_OTLP_* variables (see Traces).")
+    otel_spans_file: str | None = Field(
+        default=None, description="With PARLEY_OTEL_ENABLED: append spans to this file as JSON lines instead "
+        "(tests, debugging).")
+
     # --- Events webhook ----------------------------------------------------------------------
     webhook_url: str | None = Field(
         default=None, description="POST every event here, signed per Standard Webhooks (needs the secret)."

@@ -22,7 +22,7 @@ from kombu.exceptions import OperationalError
 from genesys.errors import GenesysError
 from genesys.lanes import line_ticket
 from genesys.ratelimit import RateBudgetWait
-from parley import keys, logs, metrics
+from parley import keys, logs, metrics, tracing
 from parley.events import EventLog
 from parley.hints import CONVERSATION_ENDED, hint_for
 from parley.ordering import Sequencer, lists_of
@@ -109,7 +109,8 @@ class Runner:
             return Outcome(record.state)
         lease.keep_renewing()
         try:
-            with logs.command_span(record):
+            with logs.command_span(record), tracing.processing(keys.CELERY_QUEUE, record.traceparent,
+                                                               record.command_id, record.type):
                 outcome = self._begun(record, started)
         except BaseException:
             lease.release()

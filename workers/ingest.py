@@ -27,7 +27,7 @@ import redis
 from celery import Celery
 
 from genesys.effects import SyncRunner
-from parley import keys, logs, metrics
+from parley import keys, logs, metrics, tracing
 from parley.deadletters import DeadLetters
 from parley.events import EventLog
 from parley.ordering import Sequencer, order_keys
@@ -55,10 +55,12 @@ class Entry:
     entry_id: str
     raw: str | None
     deliveries: int = 1
+    traceparent: str | None = None
 
     @classmethod
     def of(cls, entry: StreamEntry) -> Entry:
-        return cls(entry.entry_id, entry.fields.get(COMMAND_FIELD), entry.deliveries)
+        return cls(entry.entry_id, entry.fields.get(COMMAND_FIELD), entry.deliveries,
+                   tracing.valid_traceparent(entry.fields.get(tracing.TRACEPARENT)))
 
 
 class Dispatcher:
@@ -136,6 +138,10 @@ class IngestWorker:
             self.process(entry, pipe)
             pipe.execute()
             return
+        with tracing.processing(self.stream, entry.traceparent) as traced:
+            self._process(entry, pipe, traced)
+
+    def _process(self, entry: Entry, pipe: redis.client.Pipeline, traced: tracing.Traced) -> None:
         if entry.deliveries > self.settings.max_deliveries:
             reason = (f"delivered {entry.deliveries} times without being processed "
                       f"(limit {self.settings.max_deliveries}); it may crash the ingestion worker")
@@ -154,7 +160,9 @@ class IngestWorker:
         except Rejection as rejection:
             self._reject(entry, rejection, pipe)
             return
-        claim = self.records.claim(command, uuid.uuid4().hex, entry.raw, entry.entry_id, order_keys(command))
+        claim = self.records.claim(command, uuid.uuid4().hex, entry.raw, entry.entry_id, order_keys(command),
+                                   traced.traceparent)
+        traced.set(message_id=claim.command_id, command_type=command.type)
         if claim.new:
             metrics.command(command.type, "accepted")  # the claim appended command.accepted
         with logs.about_command(command, claim.command_id):
