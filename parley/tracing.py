@@ -88,6 +88,22 @@ class _Active(AbstractContextManager[Traced]):
         self._span.end()
 
 
+class _Joined(AbstractContextManager[object]):
+    def __init__(self, traceparent: str | None) -> None:
+        self._parent = _extract(traceparent)
+        self._token: object = None
+
+    def __enter__(self) -> None:
+        from opentelemetry import context
+
+        self._token = context.attach(self._parent)
+
+    def __exit__(self, *_: object) -> None:
+        from opentelemetry import context
+
+        context.detach(self._token)  # type: ignore[arg-type]
+
+
 class HttpCall:
     """A Genesys request's client span, ended by :meth:`end` once the answer (or its absence) is known.
     Never made current: it spans a ``yield`` of a plan, and nothing runs inside it."""
@@ -136,14 +152,39 @@ def processing(destination: str, traceparent: str | None, message_id: str | None
     return _Active(tracer, f"process {destination}", SpanKind.CONSUMER, traceparent, attributes)
 
 
+def frame(traceparent: str | None) -> AbstractContextManager[Traced]:
+    """A producer span ``send websocket`` for a guest socket frame sent while a command is in hand, child of
+    that command's ``traceparent`` (its record's); no command in hand (keepalives, acks): no span."""
+    tracer = _tracer if _tracer is not _UNDECIDED else _decide()
+    if tracer is None or traceparent is None:
+        return Traced(None, traceparent)
+    from opentelemetry.trace import SpanKind
+
+    return _Active(tracer, "send websocket", SpanKind.PRODUCER, traceparent, {"network.protocol.name": "websocket"})
+
+
+def joined(traceparent: str | None) -> AbstractContextManager[object]:
+    """Makes ``traceparent`` the current context for a block, with no span of its own: what the block
+    starts (tasks copy the context) and the Genesys calls it makes join that trace."""
+    tracer = _tracer if _tracer is not _UNDECIDED else _decide()
+    if tracer is None or valid_traceparent(traceparent) is None:
+        return Traced(None, traceparent)
+    return _Joined(traceparent)
+
+
 def http_call(request: httpx.Request) -> HttpCall:
     """A client span for one Genesys request, child of the current span, named by its route
     (:func:`parley.metrics.route`: ``POST /api/v2/conversations/{id}/cobrowse``, every id replaced;
-    no query string, header or body)."""
+    no query string, header or body). Outside any span (a guest session's own keepalive calls): none,
+    rather than a trace of one span each."""
     tracer = _tracer if _tracer is not _UNDECIDED else _decide()
     if tracer is None:
         return _NO_CALL
+    from opentelemetry import trace
     from opentelemetry.trace import SpanKind
+
+    if not trace.get_current_span().get_span_context().is_valid:
+        return _NO_CALL
 
     from parley.metrics import route as route_of
 

@@ -156,3 +156,29 @@ def test_off_unless_configured(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Non
     finally:
         tracing.reset()
         get_settings.cache_clear()
+
+
+def test_a_frame_sent_for_a_command_joins_its_trace_and_a_frame_for_none_makes_no_span(
+        spans: InMemorySpanExporter) -> None:
+    with tracing.frame(TRACEPARENT):
+        pass
+    with tracing.frame(None):
+        pass
+    span = only(spans)
+    assert span.name == "send websocket" and span.kind is SpanKind.PRODUCER
+    assert span.parent is not None and span.parent.span_id == 0xB7AD6B7169203331
+    assert dict(span.attributes or {}) == {"network.protocol.name": "websocket"}
+
+
+def test_genesys_calls_join_the_trace_of_a_joined_block_and_make_no_span_outside_any(
+        spans: InMemorySpanExporter) -> None:
+    request = httpx.Request("POST", "https://api.mypurecloud.ie/api/v2/webchat/guest/conversations")
+    tracing.http_call(request).end(200)  # a session's own call, about no command
+    assert spans.get_finished_spans() == ()
+    with tracing.joined(TRACEPARENT):
+        call = tracing.http_call(request)
+    call.end(200)
+    span = only(spans)
+    assert span.context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
+    assert span.parent is not None and span.parent.span_id == 0xB7AD6B7169203331
+    assert tracing.current_traceparent() is None  # the block's context is gone after it

@@ -81,3 +81,32 @@ def test_one_command_is_one_trace_from_the_producer_to_each_genesys_call(
     # Never customer text, nor the customer's id, in any span of any process.
     written = spans_file.read_text()
     assert TEXT not in written and "7731" not in written and customer not in written and DEPLOYMENT not in written
+
+
+def test_a_guest_send_is_one_trace_from_the_producer_to_its_socket_frame(
+        tmp_path: Path, producer_spans: InMemorySpanExporter) -> None:
+    spans_file = tmp_path / "spans.jsonl"
+    session_key = key("session")
+    text = "Ada here: my parcel 7731 never came"
+    with running_pipeline(tmp_path, celery_concurrency=1, guest_workers=1, PARLEY_OTEL_ENABLED="true",
+                          PARLEY_OTEL_SPANS_FILE=str(spans_file)) as pipeline:
+        started = pipeline.run({"type": "guest.start", "idempotency_key": key("start"), "session_key": session_key,
+                                "deployment_id": DEPLOYMENT})
+        assert started["type"] == "command.succeeded", started
+        producer_spans.clear()
+        sent = pipeline.run({"type": "guest.send", "idempotency_key": key("send"), "session_key": session_key,
+                             "text": text})
+        assert sent["type"] == "command.succeeded", sent
+        (publish,) = producer_spans.get_finished_spans()
+        spans = spans_of_trace(spans_file, f"0x{publish.context.trace_id:032x}", lambda found: any(
+            s["name"] == "send websocket" for s in found))
+
+    (ingest,) = [s for s in spans if s["name"] == "process parley:commands"]
+    frames = [s for s in spans if s["name"] == "send websocket"]
+    assert ingest["parent_id"] == f"0x{publish.context.span_id:016x}"
+    assert ingest["attributes"]["messaging.message.id"] == sent["command_id"]
+    assert frames and all(f["parent_id"] == ingest["context"]["span_id"] and f["kind"] == "SpanKind.PRODUCER"
+                          for f in frames)
+    assert frames[0]["attributes"] == {"network.protocol.name": "websocket"}
+    written = spans_file.read_text()
+    assert text not in written and "7731" not in written and session_key not in written

@@ -274,6 +274,11 @@ class CommandLifecycle:
         return self._hand is not None
 
     @property
+    def traceparent(self) -> str | None:
+        """The trace context of the command in hand (:mod:`parley.tracing`): the frames sent for it join its trace."""
+        return self._hand.record.traceparent if self._hand is not None else None
+
+    @property
     def sought(self) -> OwnMessage | None:
         """The message to look for in a history page (settling), else None."""
         settling = self._settling

@@ -46,7 +46,7 @@ from genesys.errors import GenesysError, GenesysTransportError
 from guest.events import CloseSocket, Intent, OpenSocket
 from guest.guestchat import ChatRequest
 from guest.webmessaging import FetchMessageHistory
-from parley import logs, metrics
+from parley import logs, metrics, tracing
 from parley.state_cache import GuestKey, GuestSession, StateCache
 from schemas.commands import GuestEnd, GuestStart
 from schemas.events import CommandResult, EventBase, GuestEnded
@@ -345,10 +345,12 @@ class SessionRunner:
         while True:
             frames = adapter.frames()
             for frame in frames:
-                await self._send(frame)
+                with tracing.frame(lifecycle.traceparent):
+                    await self._send(frame)
             intents = adapter.machine.intents_to_run()
-            for intent in intents:
-                self._dispatch(intent)
+            with tracing.joined(lifecycle.traceparent):  # its REST calls join the command's trace
+                for intent in intents:
+                    self._dispatch(intent)
             events = adapter.machine.events_received()
             for event in events:
                 lifecycle.event(event, now)
