@@ -143,6 +143,19 @@ def test_a_command_for_an_unknown_org_is_dead_lettered_naming_the_known_orgs(red
     assert celery_messages(redis_client) == [] and count(read_events(redis_client), "command.accepted") == 0
 
 
+def test_a_bulk_commands_message_waits_in_the_list_workers_read_last(redis_client, settings, celery_app) -> None:
+    worker = make_worker(redis_client, settings, celery_app)
+    producer = Producer(redis_client, settings)
+    for lane, body in (("bulk", "cobrowse.start"), ("high", "cobrowse.end"), ("normal", "conversation.end")):
+        producer.submit(dict(VALID[body], lane=lane, conversation_id=str(uuid.uuid4())))  # three conversations
+    drain(worker)
+    # kombu's BRPOP names the queue's own list first, then its priority lists: bulk is taken last.
+    assert [m["headers"]["task"] for m in celery_messages(redis_client)] == ["parley.conversation.end",
+                                                                              "parley.cobrowse.end"]
+    [bulk] = redis_client.lrange(f"{keys.CELERY_QUEUE}\x06\x169", 0, -1)
+    assert json.loads(bulk)["headers"]["task"] == "parley.cobrowse.start"
+
+
 def test_an_unknown_lane_is_rejected_naming_the_lanes(redis_client, settings, celery_app) -> None:
     worker = make_worker(redis_client, settings, celery_app)
     Producer(redis_client, settings).submit_raw(json.dumps(dict(VALID["conversation.end"], lane="urgent")))

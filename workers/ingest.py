@@ -78,7 +78,8 @@ class Dispatcher:
                                                    "session_key": command.targets["session_key"]})
             return
         dispatch(self._celery, CommandRef(command_id=claim.command_id, type=command.type, org=command.org,
-                                          idempotency_key=command.idempotency_key, targets=command.targets))
+                                          idempotency_key=command.idempotency_key, targets=command.targets),
+                 command.lane)
 
 
 class IngestWorker:
