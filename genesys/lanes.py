@@ -4,9 +4,9 @@ A command that will not wait for the rate budget (:mod:`genesys.ratelimit`, ``ma
 client's *line*, a Redis sorted set of tickets, and is parked with a come-back time. Slots are handed
 out only when they are due (within the limiter's burst tolerance, or within the caller's own
 ``max_wait_s``), never far ahead, and always to the ticket with the lowest score: a slot handed to a
-parked ticket is kept for it under its slot key until it comes back (as long as the burst tolerance
-after the slot's time). So a ``high`` command arriving behind thousands of parked ``bulk`` ones is
-next in line, not behind every slot the bulk ones were promised.
+parked ticket is kept for it under its slot key until it comes back (within a grace, below). So a
+``high`` command arriving behind thousands of parked ``bulk`` ones is next in line, not behind every
+slot the bulk ones were promised.
 
 The order is start-time weighted fair queueing. Each lane has a weight (high 16, normal 4, bulk 1);
 a ticket's score is ``max(v, the lane's last score) + 1 / weight``, where ``v`` is the score of the
@@ -31,7 +31,7 @@ A command that ends while parked (it expired, or failed for good) leaves the lin
 that records its outcome (:func:`line_ticket`): a ticket nobody comes back for would be handed a slot.
 
 Only a command's first request goes through the line (it is the one that may be put off); its later
-requests, and callers that wait in place, take the next free slot directly.
+requests, and callers without a ``max_wait_s`` (they wait in place), take the next free slot directly.
 """
 
 from __future__ import annotations
