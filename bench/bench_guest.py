@@ -216,7 +216,12 @@ def run_parley(redis_url: str, api_url: str, n: int, rate: float, seconds: float
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     settings = Settings(redis_url=redis_url)
     records = Records(client, settings)
-    env = {**os.environ, "PARLEY_REDIS_URL": redis_url, "PARLEY_GENESYS_API_URL": api_url, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PARLEY_REDIS_URL": redis_url, "PARLEY_GENESYS_API_URL": api_url, "PYTHONPATH": str(ROOT),
+           # Measured here: traffic on open sessions, as the baseline client has it. How fast sessions may
+           # open (Genesys' 1,000 a minute, the fleet's connection budget) is bench_adoption.py's subject,
+           # and the emulator's limits are lifted for both sides alike.
+           "PARLEY_GUEST_CONNECT_PER_MINUTE": "1e9", "PARLEY_GUEST_CONNECT_BURST": "1000000",
+           "PARLEY_GUEST_MESSAGES_PER_SECOND": "0"}
     worker = subprocess.Popen([sys.executable, "-m", "parley.app.cli", "guest"], env=env, cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               preexec_fn=cores.pin_child if cores else None)
