@@ -33,6 +33,10 @@ COMPONENTS_HASH = key("components")
 CELERY_QUEUE = "parley.commands"
 """The Celery queue REST command tasks are published to (a queue name: kombu spells its keys)."""
 
+CELERY_QUEUE_LISTS = tuple(CELERY_QUEUE if step == 0 else f"{CELERY_QUEUE}\x06\x16{step}" for step in (0, 3, 6, 9))
+"""The Redis lists kombu keeps for that queue, one per priority step (its separator, its default steps):
+the queue's depth is the sum of their lengths (``bulk`` commands wait in the last one)."""
+
 
 def idempotency(org: str, command_type: str, idempotency_key: str) -> str:
     """The record of an idempotency key: holds the command id that owns it."""

@@ -147,14 +147,19 @@ def entry_age_s(entry_id: str, now: float | None = None) -> float:
 
 
 # --- Redis, read when scraped -----------------------------------------------------------------------
-KOMBU_PRIORITY_SEP = "\x06\x16"
-KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
-"""kombu's Redis transport keeps one list per priority step; a queue's depth is their sum."""
 LAG_CAP = 1000
 """Redis < 7 has no lag in XINFO GROUPS: it is counted, up to this many entries."""
 _COUNT_AFTER = """
 return #redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
 """
+
+
+def queue_depth(client: redis.Redis) -> int:
+    """Celery messages waiting on the command queue, every priority list included."""
+    pipe = client.pipeline(transaction=False)
+    for name in keys.CELERY_QUEUE_LISTS:
+        pipe.llen(name)
+    return sum(int(n) for n in pipe.execute())
 
 
 class RedisCollector(Collector):
@@ -190,7 +195,7 @@ class RedisCollector(Collector):
                 lag.add_metric([stream, group["name"]], self._lag(stream, group))
         depth = GaugeMetricFamily("parley_celery_queue_depth", "Celery messages waiting in the broker queue.",
                                   labels=["queue"])
-        depth.add_metric([keys.CELERY_QUEUE], self._queue_depth(keys.CELERY_QUEUE))
+        depth.add_metric([keys.CELERY_QUEUE], queue_depth(self._client))
         dead = GaugeMetricFamily("parley_dead_letters", "Dead letters now in the dead-letter stream.")
         dead.add_metric([], int(self._client.xlen(self._dead)))
         return [pending, lag, depth, dead]
@@ -206,12 +211,6 @@ class RedisCollector(Collector):
             return int(group["lag"])
         return int(self._count_after(keys=[stream], args=[group["last-delivered-id"], LAG_CAP]))
 
-    def _queue_depth(self, queue: str) -> int:
-        names = [queue if step == 0 else f"{queue}{KOMBU_PRIORITY_SEP}{step}" for step in KOMBU_PRIORITY_STEPS]
-        pipe = self._client.pipeline(transaction=False)
-        for name in names:
-            pipe.llen(name)
-        return sum(int(n) for n in pipe.execute())
 
 
 class _ThisProcess(Collector):

@@ -10,7 +10,7 @@ import httpx
 import redis
 from pydantic import BaseModel
 
-from parley import keys
+from parley import keys, metrics
 from parley.settings import Settings
 
 
@@ -83,7 +83,7 @@ def collect(client: redis.Redis, settings: Settings, probe_timeout_s: float = 10
         components=components,
         commands_pending=pending,
         commands_lag=lag,
-        celery_queue_depth=int(client.llen(keys.CELERY_QUEUE)),
+        celery_queue_depth=metrics.queue_depth(client),
         guest_commands=int(client.xlen(keys.GUEST_COMMANDS_STREAM)),
         dead_letters=int(client.xlen(settings.dead_stream)),
     )
