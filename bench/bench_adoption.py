@@ -18,6 +18,7 @@ Reported:
   received K guest messages (none twice) and each answer became one ``guest.message`` event.
 
 Run:  .venv/bin/python bench/bench_adoption.py --sessions 5000 --with-commands 100
+      (``--json PATH``: also the typed record, bench/results.py)
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import results  # noqa: E402
 from bench.bench_guest import DEPLOYMENT, EventReader, claim, hand_over, raise_fd_limit  # noqa: E402
 from harness.emulator_server import running_emulator  # noqa: E402
 from harness.processes import parley_env  # noqa: E402
@@ -86,7 +88,7 @@ def reconnected_since(http: httpx.Client, since: float) -> set[str]:
     return {s["session_id"] for s in sockets if s["session_id"] and epoch(s["opened_at"]) > since}
 
 
-def measure(n: int, with_commands: int) -> dict[str, Any]:
+def measure(n: int, with_commands: int, run: results.RunInfo) -> results.AdoptionResult:
     defaults = GuestSettings()
     with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp) / "redis") as server, \
             running_emulator(EMULATOR_ENV) as emulator:
@@ -139,20 +141,19 @@ def measure(n: int, with_commands: int) -> dict[str, Any]:
             received = http.get("/__emulator/ledger", params={"kind": "guest.message.received"}).json()["entries"]
             answers = Counter(text for text in _answers(client) if text.startswith("You said: after the kill"))
             budget_s = (n - defaults.connect_burst) / (defaults.connect_per_minute / 60)
-            return {
-                "sessions": n, "start_all_s": round(start_s, 1),
-                "adopted_all_s": round(adopted_s, 1), "budget_s": round(budget_s, 1),
-                "target_s": round(budget_s + 15, 1), "met": adopted_s <= budget_s + 15,
-                "refused_upgrades": len(refused),
-                "sends": {"sent": len(sends), "succeeded": sum(1 for s in sends if s.command_id in reader.succeeded),
-                          "failed": reader.failed, "all_succeeded_s": sends_done_s,
-                          "genesys_received": len(received),
-                          # each of those sessions sent one message: two from one session is a double
-                          "genesys_received_twice": sum(1 for c in Counter(
-                              e["session_id"] for e in received).values() if c > 1),
-                          "answers_relayed": sum(answers.values()),
-                          "answers_relayed_twice": sum(1 for c in answers.values() if c > 1)},
-            }
+            return results.AdoptionResult(
+                run=run.finish(), sessions=n, connect_per_minute=defaults.connect_per_minute,
+                connect_burst=defaults.connect_burst, start_all_s=round(start_s, 1),
+                adopted_all_s=round(adopted_s, 1), budget_s=round(budget_s, 1),
+                target_s=round(budget_s + 15, 1), met=adopted_s <= budget_s + 15, refused_upgrades=len(refused),
+                sends=results.AdoptionSends(
+                    sent=len(sends), succeeded=sum(1 for s in sends if s.command_id in reader.succeeded),
+                    failed=reader.failed, all_succeeded_s=sends_done_s, genesys_received=len(received),
+                    # each of those sessions sent one message: two from one session is a double
+                    genesys_received_twice=sum(1 for c in Counter(e["session_id"] for e in received).values()
+                                               if c > 1),
+                    answers_relayed=sum(answers.values()),
+                    answers_relayed_twice=sum(1 for c in answers.values() if c > 1)))
         finally:
             for worker in (first, second):
                 if worker is not None and worker.poll() is None:
@@ -181,14 +182,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=5000)
     parser.add_argument("--with-commands", type=int, default=100, help="sessions given a guest.send at the kill")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON (bench/results.py)")
     args = parser.parse_args()
+    run = results.RunInfo.start()
     raise_fd_limit()
-    report = measure(args.sessions, min(args.with_commands, args.sessions))
-    print(json.dumps(report, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2))
-    if not report["met"] or report["refused_upgrades"]:
+    report = measure(args.sessions, min(args.with_commands, args.sessions), run)
+    print(report.model_dump_json(indent=2, exclude={"run"}))
+    results.write(args.json, report)
+    if not report.met or report.refused_upgrades:
         sys.exit(1)
 
 

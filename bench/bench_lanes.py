@@ -16,6 +16,7 @@ and the 429s Parley received (target 0).
 
     .venv/bin/python bench/bench_lanes.py                        # 120/min budget, 40 s phases
     .venv/bin/python bench/bench_lanes.py --budget 300 --seconds 60
+    .venv/bin/python bench/bench_lanes.py --json bench/data/lanes.json   # also the typed record (bench/results.py)
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.bench_orgs import _ms, await_outcomes, http_429s, pct, served
+from bench import results
+from bench.bench_orgs import _ms, await_outcomes, budget_use, http_429s, latency95, pct, served
 from emulator.fixtures import SEED
 from genesys.ratelimit import RateLimiter
 from harness.emulator_server import EmulatorServer, running_emulator
@@ -117,7 +119,9 @@ def main() -> None:
     parser.add_argument("--overload", type=float, default=3.0, help="bulk offered / budget (default 3)")
     parser.add_argument("--concurrency", type=int, default=4, help="Celery worker processes (default 4)")
     parser.add_argument("--keep-logs", metavar="DIR", help="write the workers' logs and Redis there")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON (bench/results.py)")
     args = parser.parse_args()
+    run = results.RunInfo.start()
     bulk_per_s = args.overload * args.budget / 60
     slot_s = RateLimiter("k", "p", args.budget).interval_ms / 1000
     print(f"budget {args.budget}/min (a slot every {slot_s * 1000:.0f} ms); bulk offered {args.overload:g}x, "
@@ -134,6 +138,12 @@ def main() -> None:
         beside = run_phase(client, emulator, bulk_per_s=bulk_per_s, high_lane="high", **common)
         unlaned = run_phase(client, emulator, bulk_per_s=bulk_per_s, high_lane="bulk", **common)
     report(args.budget, slot_s, alone, beside, unlaned)
+    results.write(args.json, results.LanesResult(
+        run=run.finish(), budget_per_minute=args.budget, slot_ms=round(slot_s * 1000, 1), overload=args.overload,
+        high_every_s=args.high_every, seconds=args.seconds, concurrency=args.concurrency,
+        phases=[results.LanesPhase(phase=name, high=latency95(phase.high_latencies_s),
+                                   budget_use=budget_use(phase.requests, phase.http_429s, args.budget, phase.seconds))
+                for name, phase in (("alone", alone), ("beside", beside), ("unlaned", unlaned))]))
 
 
 def report(budget: int, slot_s: float, alone: Phase, beside: Phase, unlaned: Phase) -> None:

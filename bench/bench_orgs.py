@@ -18,6 +18,7 @@ inside the Celery worker, as before issue 15), the baseline that shows what park
 
     .venv/bin/python bench/bench_orgs.py                        # 120/min budgets, 40 s phases
     .venv/bin/python bench/bench_orgs.py --seconds 20 --modes parked
+    .venv/bin/python bench/bench_orgs.py --json bench/data/orgs.json   # also the typed record (bench/results.py)
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import results
 from emulator.fixtures import SECOND, SEED
 from harness.emulator_server import EmulatorServer, running_emulator
 from harness.processes import parley_env, running, start_celery, start_ingest
@@ -172,6 +174,18 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def latency95(values_s: list[float]) -> results.Latency95:
+    return results.Latency95(n=len(values_s), p50_ms=round(pct(values_s, 0.5) * 1000, 1),
+                             p95_ms=round(pct(values_s, 0.95) * 1000, 1),
+                             max_ms=round(max(values_s, default=float("nan")) * 1000, 1))
+
+
+def budget_use(requests: int, http_429s: int, budget: int, seconds: float) -> results.BudgetUse:
+    window = budget * seconds / 60
+    return results.BudgetUse(requests=requests, window_budget=round(window, 1),
+                             share=round(requests / window, 4), http_429s=http_429s)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", type=int, default=120, help="requests/minute of each org (default 120)")
@@ -180,7 +194,10 @@ def main() -> None:
     parser.add_argument("--modes", default="parked,waiting", help="parked, waiting or both (default)")
     parser.add_argument("--bound", default=str(Settings.model_fields["genesys_rate_wait_max_s"].default),
                         help="PARLEY_GENESYS_RATE_WAIT_MAX_S of the parked mode (default: the setting's)")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON (bench/results.py)")
     args = parser.parse_args()
+    run = results.RunInfo.start()
+    modes: list[results.OrgsMode] = []
     per_s = args.budget / 60
     a = OrgLoad("default", SEED.deployments[0].id, 3 * per_s)
     b = OrgLoad("northwind", SECOND.deployments[0].id, 0.5 * per_s)
@@ -194,6 +211,14 @@ def main() -> None:
                 alone = run_phase(client, emulators, [b], args.seconds, measured="northwind")
                 beside = run_phase(client, emulators, [a, b], args.seconds, measured="northwind")
             report(mode, bound, args.budget, alone, beside)
+            modes.append(results.OrgsMode(
+                mode=mode, rate_wait_max_s=bound, b_alone=latency95(alone.latencies_s[b.alias]),
+                b_beside=latency95(beside.latencies_s[b.alias]),
+                budget_use={alias: budget_use(beside.requests[alias], beside.http_429s.get(alias, 0), args.budget,
+                                              beside.seconds) for alias in (a.alias, b.alias)}))
+    results.write(args.json, results.OrgsResult(
+        run=run.finish(), budget_per_minute=args.budget, seconds=args.seconds, concurrency=args.concurrency,
+        org_a=a.alias, org_b=b.alias, org_a_offered=3.0, org_b_offered=0.5, modes=modes))
 
 
 def report(mode: str, bound: str, budget: int, alone: Phase, beside: Phase) -> None:

@@ -31,7 +31,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,8 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import results  # noqa: E402
+from bench.results import SizingCase, SizingKeys, SizingResult  # noqa: E402
 from emulator.fixtures import SEED  # noqa: E402
 from harness.emulator_server import running_emulator  # noqa: E402
 from harness.processes import parley_env, start_celery, start_ingest, stop  # noqa: E402
@@ -110,10 +112,10 @@ class Footprint:
     bytes: int = 0
     ttl_s: int = -1  # -1: none
 
-    def per_unit(self, units: int) -> dict[str, Any]:
-        return {"pattern": self.pattern, "type": self.type, "keys_per_unit": round(self.new_keys / units, 2),
-                "gone_per_unit": round(self.gone_keys / units, 2), "bytes_per_unit": round(self.bytes / units),
-                "ttl_s": self.ttl_s}
+    def per_unit(self, units: int) -> SizingKeys:
+        return SizingKeys(pattern=self.pattern, type=self.type, keys_per_unit=round(self.new_keys / units, 2),
+                          gone_per_unit=round(self.gone_keys / units, 2), bytes_per_unit=round(self.bytes / units),
+                          ttl_s=self.ttl_s)
 
 
 def _touched(old: KeyInfo | None, new: KeyInfo) -> bool:
@@ -146,17 +148,6 @@ def footprint(before: dict[str, KeyInfo], after: dict[str, KeyInfo]) -> list[Foo
 
 
 # --- the product under measurement ----------------------------------------------------------------------------
-
-
-@dataclass
-class Case:
-    name: str
-    units: int
-    unit: str  # "command" or "session" or "message"
-    used_memory_per_unit: int
-    key_bytes_per_unit: int
-    keys: list[dict[str, Any]]
-    cpu_ms_per_unit: dict[str, float] = field(default_factory=dict)
 
 
 class Product:
@@ -225,13 +216,13 @@ class Product:
             time.sleep(0.05)
 
     def measure(self, name: str, unit: str, commands: list[dict[str, Any]], *, units: int | None = None,
-                agent_replies: int = 0) -> Case:
+                agent_replies: int = 0) -> SizingCase:
         count = units or len(commands)
         before, memory_before, cpu_before = snapshot(self.client), used_memory(self.client), self.cpu()
         self.run(commands, agent_replies=agent_replies)
         after, memory_after, cpu_after = snapshot(self.client), used_memory(self.client), self.cpu()
         groups = footprint(before, after)
-        case = Case(name=name, units=count, unit=unit,
+        case = SizingCase(name=name, units=count, unit=unit,
                     used_memory_per_unit=round((memory_after - memory_before) / count),
                     key_bytes_per_unit=round(sum(g.bytes for g in groups) / count),
                     keys=[g.per_unit(count) for g in groups],
@@ -240,14 +231,14 @@ class Product:
         return case
 
 
-def print_case(case: Case) -> None:
+def print_case(case: SizingCase) -> None:
     cpu = ", ".join(f"{p} {ms} ms" for p, ms in case.cpu_ms_per_unit.items())
     print(f"\n{case.name}: {case.units} {case.unit}s; per {case.unit}: {case.key_bytes_per_unit} B in keys "
           f"(MEMORY USAGE), used_memory +{case.used_memory_per_unit} B; CPU {cpu}", flush=True)
     for g in case.keys:
-        ttl = "none" if g["ttl_s"] < 0 else f"{g['ttl_s']} s"
-        gone = f" (-{g['gone_per_unit']} gone)" if g["gone_per_unit"] else ""
-        print(f"    {g['pattern']:<52} {g['type']:<6} {g['keys_per_unit']:>5} keys{gone} {g['bytes_per_unit']:>6} B  "
+        ttl = "none" if g.ttl_s < 0 else f"{g.ttl_s} s"
+        gone = f" (-{g.gone_per_unit} gone)" if g.gone_per_unit else ""
+        print(f"    {g.pattern:<52} {g.type:<6} {g.keys_per_unit:>5} keys{gone} {g.bytes_per_unit:>6} B  "
               f"ttl {ttl}", flush=True)
 
 
@@ -287,7 +278,7 @@ def conversations_of(client: redis.Redis, commands: Iterable[dict[str, Any]]) ->
     return [found[i] for i in range(len(wanted))]
 
 
-def rest_cases(product: Product, n: int) -> list[Case]:
+def rest_cases(product: Product, n: int) -> list[SizingCase]:
     customers = [str(uuid.uuid4()) for _ in range(n)]
     first = [send(c) for c in customers]
     cases = [product.measure("message.send, first contact", "command", first)]
@@ -299,7 +290,7 @@ def rest_cases(product: Product, n: int) -> list[Case]:
     return cases
 
 
-def guest_cases(product: Product, sessions: int) -> list[Case]:
+def guest_cases(product: Product, sessions: int) -> list[SizingCase]:
     session_keys = [f"sizing-{uuid.uuid4().hex[:12]}" for _ in range(sessions)]
     return [
         product.measure("guest.start (web messaging)", "session",
@@ -320,8 +311,8 @@ def start_guest_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes
                             stdout=out, stderr=out)
 
 
-def measure(commands: int, sessions: int, concurrency: int, tmp: Path) -> dict[str, Any]:
-    """Every case against a fresh product in ``tmp``; the results as a dict (also what ``--json`` writes)."""
+def measure(commands: int, sessions: int, concurrency: int, tmp: Path, run: results.RunInfo) -> SizingResult:
+    """Every case against a fresh product in ``tmp``; the typed record (also what ``--json`` writes)."""
     with RedisServer(tmp / "redis") as server, running_emulator(EMULATOR_ENV) as emulator:
         assert server.process is not None
         env = parley_env(server.url, PARLEY_GENESYS_API_URL=emulator.base_url,
@@ -344,11 +335,8 @@ def measure(commands: int, sessions: int, concurrency: int, tmp: Path) -> dict[s
             info = client.info("server")
             rss = product.rss_mb()
             print(f"\nRSS (MB; a process, then its children): {rss}")
-            return {"redis_version": info["redis_version"], "commands": commands, "sessions": sessions,
-                    "rss_mb": rss,
-                    "celery_concurrency": concurrency, "cores": psutil.cpu_count(),
-                    "load_average": [round(x, 2) for x in psutil.getloadavg()],
-                    "cases": [asdict(c) for c in cases]}
+            return SizingResult(run=run.finish(), redis_version=info["redis_version"], commands=commands,
+                                sessions=sessions, celery_concurrency=concurrency, rss_mb=rss, cases=cases)
         except SystemExit:
             for log in sorted(tmp.glob("*.log")):  # what the workers said, since they did not finish
                 print(f"--- {log.name} (last lines)\n"
@@ -360,17 +348,17 @@ def measure(commands: int, sessions: int, concurrency: int, tmp: Path) -> dict[s
                     stop(process)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def main(argv: list[str] | None = None) -> SizingResult:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--commands", type=int, default=500, help="commands per REST case (0: none)")
     parser.add_argument("--sessions", type=int, default=200, help="guest sessions (0: none)")
     parser.add_argument("--concurrency", type=int, default=4, help="Celery worker concurrency")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON (bench/results.py)")
     args = parser.parse_args(argv)
+    run = results.RunInfo.start()
     with tempfile.TemporaryDirectory() as tmp:
-        result = measure(args.commands, args.sessions, args.concurrency, Path(tmp))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        result = measure(args.commands, args.sessions, args.concurrency, Path(tmp), run)
+    results.write(args.json, result)
     return result
 
 

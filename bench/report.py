@@ -33,13 +33,18 @@ if str(ROOT) not in sys.path:
 
 from bench import results  # noqa: E402
 from bench.results import (  # noqa: E402
+    AdoptionResult,
     ClientOverheadResult,
     GuestResult,
     IngestResult,
+    LanesResult,
+    Latency95,
     Machine,
+    OrgsResult,
     PipelineResult,
     RateLimitResult,
     RequestsResult,
+    SizingResult,
 )
 
 BENCH = ROOT / "bench"
@@ -66,6 +71,11 @@ BENCHMARKS = (
     Benchmark("ingest", "bench/bench_ingest.py", (), ("--commands", "500", "--rounds", "1")),
     Benchmark("client_overhead", "bench/bench_client_overhead.py", (), ("--calls", "100", "--rounds", "2")),
     Benchmark("ratelimit", "bench/bench_ratelimit.py", (), ("--seconds", "10")),
+    Benchmark("orgs", "bench/bench_orgs.py", (), ("--seconds", "10")),
+    Benchmark("lanes", "bench/bench_lanes.py", ("--budget", "300", "--seconds", "60"), ("--seconds", "10")),
+    Benchmark("sizing", "bench/bench_sizing.py", ("--commands", "1000", "--sessions", "300"),
+              ("--commands", "20", "--sessions", "5")),
+    Benchmark("adoption", "bench/bench_adoption.py", (), ("--sessions", "200", "--with-commands", "10")),
 )
 
 
@@ -90,6 +100,14 @@ class Results:
     ingest: IngestResult | None = None
     client_overhead: ClientOverheadResult | None = None
     ratelimit: RateLimitResult | None = None
+    orgs: OrgsResult | None = None
+    lanes: LanesResult | None = None
+    sizing: SizingResult | None = None
+    adoption: AdoptionResult | None = None
+
+    def records(self) -> list[results.AnyRecord]:
+        """The records there are, in the order of BENCHMARKS."""
+        return [r for b in BENCHMARKS if (r := getattr(self, b.name)) is not None]
 
     @classmethod
     def load(cls, data: Path) -> Results:
@@ -482,9 +500,95 @@ def section_small(res: Results, plots: dict[str, Path], report_dir: Path) -> lis
     return lines
 
 
+def _titled(title: str, about: str, run: results.RunInfo, *tables: list[str]) -> list[str]:
+    """A section of the report: its title, what was measured against what, the command, then its tables."""
+    return [f"## {title}", "", about, "", _run_line(run), "", *(line for table in tables for line in table)]
+
+
+BESIDE_HEADER = ["p50 alone ms", "p50 beside ms", "p50 ratio", "p95 alone ms", "p95 beside ms", "p95 ratio"]
+
+
+def _beside(alone: Latency95, beside: Latency95) -> list[object]:
+    """p50 and p95 of the baseline (alone) and of the measured run (beside), each with beside / alone."""
+    return [alone.p50_ms, beside.p50_ms, _ratio(beside.p50_ms, alone.p50_ms),
+            alone.p95_ms, beside.p95_ms, _ratio(beside.p95_ms, alone.p95_ms)]
+
+
+def _share(use: results.BudgetUse) -> str:
+    return f"{use.share:.1%} ({use.requests} of {use.window_budget:g})"
+
+
+def section_orgs(r: OrgsResult) -> list[str]:
+    a, b = r.org_a, r.org_b
+    rows = [[f"{m.mode} (wait max {m.rate_wait_max_s} s)", *_beside(m.b_alone, m.b_beside),
+             _share(m.budget_use[a]), _share(m.budget_use[b]),
+             f"{m.budget_use[a].http_429s} / {m.budget_use[b].http_429s}"] for m in r.modes]
+    return _titled(
+        "Two orgs: org B beside org A at 3x its budget",
+        f"One Celery worker (concurrency {r.concurrency}) for two orgs, each against its own emulator limiting its "
+        f"token to {r.budget_per_minute}/min. Org B ({b}) offered {r.org_b_offered:g}x its budget alone (the "
+        f"baseline), then beside org A ({a}) offered {r.org_a_offered:g}x, {r.seconds:g} s each; org B's latency "
+        "(target: beside / alone <= 1.10), each org's budget used beside, 429s. Mode `waiting` is the way before "
+        "parking: every command waits for its slot in the worker.",
+        r.run,
+        _table(["mode", *(f"org B {h}" for h in BESIDE_HEADER), "org A budget used", "org B budget used",
+                "429s A / B"], rows))
+
+
+def section_lanes(r: LanesResult) -> list[str]:
+    alone = next((p.high for p in r.phases if p.phase == "alone"), None)
+    if alone is None:
+        return []
+    rows = [[p.phase, *_beside(alone, p.high), (p.high.p95_ms - alone.p95_ms) / r.slot_ms, _share(p.budget_use),
+             p.budget_use.http_429s] for p in r.phases]
+    return _titled(
+        "Priority lanes: high beside bulk at 3x the budget",
+        f"One `high` command every {r.high_every_s:g} s alone (the baseline), then beside `bulk` offered "
+        f"{r.overload:g}x a budget of {r.budget_per_minute}/min (a slot every {r.slot_ms:g} ms), then the same with "
+        f"the trickle sent as `bulk` (unlaned: no lanes); {r.seconds:g} s each, Celery concurrency {r.concurrency}. "
+        "Targets: p95 within 2 slots of alone, budget used >= 95%, no 429s.",
+        r.run,
+        _table(["phase", *(f"high {h}" for h in BESIDE_HEADER), "p95 wait beyond alone (slots)", "budget used",
+                "429s"], rows))
+
+
+def section_sizing(r: SizingResult) -> list[str]:
+    rows = [[c.name, c.units, c.unit, c.key_bytes_per_unit, c.used_memory_per_unit,
+             _ratio(c.key_bytes_per_unit, c.used_memory_per_unit), sum(c.cpu_ms_per_unit.values()),
+             ", ".join(f"{p} {ms:g}" for p, ms in c.cpu_ms_per_unit.items()),
+             "; ".join(f"{k.pattern} {k.bytes_per_unit} B" for k in c.keys[:3])] for c in r.cases]
+    return _titled(
+        "Sizing: Redis memory and CPU per command and per guest session",
+        f"The real product on loopback (redis-server {r.redis_version}, Celery concurrency {r.celery_concurrency}), "
+        f"{r.commands} commands per REST case and {r.sessions} guest sessions; Redis compared before and after each "
+        "case, once the workers are idle. Bytes in keys (`MEMORY USAGE`, every element) beside `used_memory` "
+        "(`INFO memory`, the allocator's view) as the cross-check; no baseline (absolute figures). CPU figures "
+        "depend on the machine's load, memory figures do not.",
+        r.run,
+        _table(["case", "units", "per", "bytes in keys", "used_memory", "keys / used_memory", "CPU ms",
+                "CPU ms by process", "largest keys"], rows))
+
+
+def section_adoption(r: AdoptionResult) -> list[str]:
+    s = r.sends
+    rows = [[r.sessions, r.adopted_all_s, r.budget_s, _ratio(r.adopted_all_s, r.budget_s), r.target_s,
+             "yes" if r.met else "**no**", r.refused_upgrades, f"{s.succeeded}/{s.sent}",
+             "n/a" if s.all_succeeded_s is None else s.all_succeeded_s, f"{s.genesys_received}/{s.sent}",
+             f"{s.answers_relayed}/{s.sent}", f"{s.genesys_received_twice} / {s.answers_relayed_twice}"]]
+    return _titled(
+        "Guest adoption after a worker is killed",
+        f"A `parley guest` worker holding {r.sessions} web messaging sessions is SIGKILLed; another adopts them "
+        f"within the deployment's connection budget ({r.connect_per_minute:g}/min, burst {r.connect_burst}). The "
+        "baseline is the time the budget allows, (sessions - burst) / rate (target: within it + 15 s); "
+        f"{s.sent} sessions get a `guest.send` at the kill, each to reach Genesys once and be answered once.",
+        r.run,
+        _table(["sessions", "adopted all (s)", "budget allows (s)", "adopted / budget", "target (s)", "met",
+                "refused upgrades", "sends succeeded", "all sends done (s)", "received by Genesys",
+                "answers relayed", "received twice / relayed twice"], rows))
+
+
 def render_markdown(res: Results, plots: dict[str, Path], meta: Meta | None, report_dir: Path) -> str:
-    records = [r for r in (res.requests, res.pipeline, res.guest, res.ingest, res.client_overhead, res.ratelimit)
-               if r is not None]
+    records = res.records()
     machines = {r.run.machine.line() for r in records}
     lines = ["# Parley benchmark report", "",
              "<!-- Generated file: do not edit by hand. -->",
@@ -517,6 +621,10 @@ def render_markdown(res: Results, plots: dict[str, Path], meta: Meta | None, rep
     if res.guest:
         lines += section_guest(res.guest, plots, report_dir)
     lines += section_small(res, plots, report_dir)
+    for record, section in ((res.orgs, section_orgs), (res.lanes, section_lanes), (res.sizing, section_sizing),
+                            (res.adoption, section_adoption)):
+        if record is not None:
+            lines += section(record)  # type: ignore[operator]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -298,10 +298,134 @@ class RequestsResult(_Record):
     cases: list[RequestCase]
 
 
-AnyResult = Annotated[
-    PipelineResult | IngestResult | ClientOverheadResult | RateLimitResult | GuestResult | RequestsResult,
-    Field(discriminator="bench"),
-]
+# --- bench_orgs, bench_lanes: a trickle beside a flood offered 3x the rate budget -------------------------------
+
+
+class Latency95(_Record):
+    """Submission (XADD) -> ``command.succeeded``, both on Redis' clock."""
+
+    n: int
+    p50_ms: float
+    p95_ms: float
+    max_ms: float
+
+
+class BudgetUse(_Record):
+    """Genesys requests the emulator served while the load was offered, against the budget of that window."""
+
+    requests: int
+    window_budget: float
+    share: float
+    http_429s: int = Field(description="429s Parley received (target 0)")
+
+
+class OrgsMode(_Record):
+    """One mode on a fresh stack: org B alone, then org B beside org A."""
+
+    mode: str = Field(description="parked (the default bound) or waiting (every command waits in the worker)")
+    rate_wait_max_s: str
+    b_alone: Latency95
+    b_beside: Latency95
+    budget_use: dict[str, BudgetUse] = Field(description="By org alias, during the beside phase")
+
+
+class OrgsResult(_Record):
+    bench: Literal["orgs"] = "orgs"
+    run: RunInfo
+    budget_per_minute: int
+    seconds: float
+    concurrency: int
+    org_a: str
+    org_b: str
+    org_a_offered: float = Field(description="Org A's offered load / its budget")
+    org_b_offered: float
+    modes: list[OrgsMode]
+
+
+class LanesPhase(_Record):
+    phase: str = Field(description="alone, beside (bulk at the overload) or unlaned (the trickle sent as bulk)")
+    high: Latency95
+    budget_use: BudgetUse
+
+
+class LanesResult(_Record):
+    bench: Literal["lanes"] = "lanes"
+    run: RunInfo
+    budget_per_minute: int
+    slot_ms: float
+    overload: float
+    high_every_s: float
+    seconds: float
+    concurrency: int
+    phases: list[LanesPhase]
+
+
+# --- bench_sizing, bench_adoption -------------------------------------------------------------------------------
+
+
+class SizingKeys(_Record):
+    """What one key pattern changed by over a case, per unit (command, session or message)."""
+
+    pattern: str
+    type: str
+    keys_per_unit: float
+    gone_per_unit: float
+    bytes_per_unit: int
+    ttl_s: int = Field(description="The longest TTL left on a key of the kind; -1: none")
+
+
+class SizingCase(_Record):
+    name: str
+    units: int
+    unit: str = Field(description="command, session or message")
+    used_memory_per_unit: int = Field(description="INFO used_memory after - before, per unit: the cross-check")
+    key_bytes_per_unit: int = Field(description="MEMORY USAGE of the keys the case touched, per unit")
+    keys: list[SizingKeys]
+    cpu_ms_per_unit: dict[str, float] = Field(description="CPU ms per unit by process tree")
+
+
+class SizingResult(_Record):
+    bench: Literal["sizing"] = "sizing"
+    run: RunInfo
+    redis_version: str
+    commands: int
+    sessions: int
+    celery_concurrency: int
+    rss_mb: dict[str, list[float]] = Field(description="RSS of each process, then of each of its children")
+    cases: list[SizingCase]
+
+
+class AdoptionSends(_Record):
+    """The ``guest.send`` commands given at the kill: each delivered once, each answer relayed once."""
+
+    sent: int
+    succeeded: int
+    failed: int
+    all_succeeded_s: float | None
+    genesys_received: int
+    genesys_received_twice: int
+    answers_relayed: int
+    answers_relayed_twice: int
+
+
+class AdoptionResult(_Record):
+    bench: Literal["adoption"] = "adoption"
+    run: RunInfo
+    sessions: int
+    connect_per_minute: float
+    connect_burst: int
+    start_all_s: float
+    adopted_all_s: float = Field(description="From the kill until every session has a socket opened after it")
+    budget_s: float = Field(description="(sessions - burst) / rate: what the connection budget allows")
+    target_s: float
+    met: bool
+    refused_upgrades: int
+    sends: AdoptionSends
+
+
+AnyRecord = PipelineResult | IngestResult | ClientOverheadResult | RateLimitResult | GuestResult | RequestsResult \
+    | OrgsResult | LanesResult | SizingResult | AdoptionResult
+AnyResult = Annotated[AnyRecord, Field(discriminator="bench")]
 
 
 def write(path: str | Path | None, record: BaseModel) -> None:
@@ -313,8 +437,9 @@ def write(path: str | Path | None, record: BaseModel) -> None:
     target.write_text(record.model_dump_json(indent=2) + "\n")
 
 
-def read(path: str | Path) -> PipelineResult | IngestResult | ClientOverheadResult | RateLimitResult | GuestResult \
-        | RequestsResult:
+def read(path: str | Path) -> AnyRecord:
+    """The record in ``path``, of whichever benchmark's type its ``bench`` field names."""
     from pydantic import TypeAdapter
 
-    return TypeAdapter(AnyResult).validate_json(Path(path).read_text())
+    record: AnyRecord = TypeAdapter(AnyResult).validate_json(Path(path).read_text())
+    return record

@@ -36,6 +36,46 @@ def guest_side(sessions: int, kb: float, relay_p99: float) -> results.GuestSide:
                              agent_relay=lat)
 
 
+def latency(p50: float, p95: float) -> results.Latency95:
+    return results.Latency95(n=20, p50_ms=p50, p95_ms=p95, max_ms=p95 * 1.5)
+
+
+def budget(requests: int, http_429s: int = 0) -> results.BudgetUse:
+    return results.BudgetUse(requests=requests, window_budget=80.0, share=requests / 80, http_429s=http_429s)
+
+
+def new_benchmarks() -> dict[str, results.AnyRecord]:
+    """A record of each benchmark added to the report with issue 10 point 4: orgs, lanes, sizing, adoption."""
+    orgs = results.OrgsResult(
+        run=run_info(".venv/bin/python bench/bench_orgs.py --seconds 10"), budget_per_minute=120, seconds=10,
+        concurrency=4, org_a="default", org_b="northwind", org_a_offered=3, org_b_offered=0.5, modes=[
+            results.OrgsMode(mode="parked", rate_wait_max_s="1.0", b_alone=latency(100, 200),
+                             b_beside=latency(105, 210), budget_use={"default": budget(76), "northwind": budget(10)}),
+            results.OrgsMode(mode="waiting", rate_wait_max_s="3600", b_alone=latency(100, 200),
+                             b_beside=latency(4000, 8000),
+                             budget_use={"default": budget(80, http_429s=3), "northwind": budget(8)})])
+    lanes = results.LanesResult(
+        run=run_info(".venv/bin/python bench/bench_lanes.py --seconds 10"), budget_per_minute=120, slot_ms=500,
+        overload=3, high_every_s=2, seconds=10, concurrency=4, phases=[
+            results.LanesPhase(phase="alone", high=latency(50, 100), budget_use=budget(5)),
+            results.LanesPhase(phase="beside", high=latency(300, 600), budget_use=budget(79)),
+            results.LanesPhase(phase="unlaned", high=latency(9000, 20000), budget_use=budget(80))])
+    sizing = results.SizingResult(
+        run=run_info(".venv/bin/python bench/bench_sizing.py --commands 20 --sessions 5"), redis_version="6.2.14",
+        commands=20, sessions=5, celery_concurrency=4, rss_mb={"celery": [60.0, 55.0]}, cases=[
+            results.SizingCase(name="cobrowse.start", units=20, unit="command", used_memory_per_unit=1000,
+                               key_bytes_per_unit=800, cpu_ms_per_unit={"celery": 3.0, "redis": 0.5}, keys=[
+                                   results.SizingKeys(pattern="parley:cmd:{id}", type="hash", keys_per_unit=1,
+                                                      gone_per_unit=0, bytes_per_unit=600, ttl_s=86400)])])
+    adoption = results.AdoptionResult(
+        run=run_info(".venv/bin/python bench/bench_adoption.py --sessions 200 --with-commands 10"), sessions=200,
+        connect_per_minute=900, connect_burst=50, start_all_s=4.0, adopted_all_s=12.0, budget_s=10.0, target_s=25.0,
+        met=True, refused_upgrades=0, sends=results.AdoptionSends(
+            sent=10, succeeded=10, failed=0, all_succeeded_s=3.5, genesys_received=10, genesys_received_twice=0,
+            answers_relayed=10, answers_relayed_twice=0))
+    return {"orgs": orgs, "lanes": lanes, "sizing": sizing, "adoption": adoption}
+
+
 def synthetic() -> Results:
     cpu = results.CpuPerCommand(total_ms=9.0, by_process_ms={"redis": 1.0, "celery worker": 8.0})
     pipeline = results.PipelineResult(
@@ -75,7 +115,8 @@ def synthetic() -> Results:
         run=run_info(".venv/bin/python bench/bench_ratelimit.py --seconds 2"), limit_per_minute=600, processes=2,
         threads=2, seconds=2.0, overload=3.0, offered_scheduled=60.0, reached_acquire=40, admitted=20, budget=20.0,
         fixed_minutes=[20], would_be_429s=0, budget_share=1.0, admitted_times_s=[i / 10 for i in range(20)])
-    return Results(requests=requests, pipeline=pipeline, guest=guest, ingest=ingest, ratelimit=ratelimit)
+    return Results(requests=requests, pipeline=pipeline, guest=guest, ingest=ingest, ratelimit=ratelimit,
+                   **new_benchmarks())
 
 
 def assert_valid_png(path: Path) -> None:
@@ -121,6 +162,40 @@ def test_renders_report_and_plots(tmp_path: Path) -> None:
     assert "| `cobrowse.start` | cached | **0** | 0 | 0 = 0 | unbounded | none |" in report
 
 
+def test_renders_a_section_for_each_new_benchmark_with_its_ratios(tmp_path: Path) -> None:
+    render(synthetic(), tmp_path / "REPORT.md", tmp_path / "plots")
+    report = (tmp_path / "REPORT.md").read_text()
+
+    for title in ("## Two orgs", "## Priority lanes", "## Sizing", "## Guest adoption"):
+        assert report.count(title) == 1, title
+    for command in ("bench/bench_orgs.py --seconds 10", "bench/bench_lanes.py --seconds 10",
+                    "bench/bench_sizing.py --commands 20 --sessions 5",
+                    "bench/bench_adoption.py --sessions 200 --with-commands 10"):
+        assert f"* `.venv/bin/python {command}`" in report  # in the header's list of commands run
+        assert f"Command: `.venv/bin/python {command}`" in report  # and in its own section
+    # Org B beside vs alone, p50 and p95, each with its ratio; each org's budget share and 429s.
+    assert "| parked (wait max 1.0 s) | 100 | 105 | 1.05 | 200 | 210 | 1.05 | 95.0% (76 of 80) | 12.5% (10 of 80) " \
+           "| 0 / 0 |" in report
+    assert "| waiting (wait max 3600 s) | 100 | 4,000 | 40 | 200 | 8,000 | 40 | 100.0% (80 of 80) |" in report
+    # High beside bulk vs alone, and the p95 wait beyond alone in budget slots (500 ms each).
+    assert "| beside | 50 | 300 | 6 | 100 | 600 | 6 | 1 | 98.8% (79 of 80) | 0 |" in report
+    assert "| unlaned | 50 | 9,000 | 180 | 100 | 20,000 | 200 | 39.8 |" in report
+    # Bytes in keys beside used_memory (the cross-check), CPU per command, the largest keys.
+    assert "| cobrowse.start | 20 | command | 800 | 1000 | 0.8 | 3.5 | celery 3, redis 0.5 | parley:cmd:{id} 600 B |" \
+           in report
+    # Adoption time beside what the connection budget allows, refused upgrades, sends lost or doubled.
+    assert "| 200 | 12 | 10 | 1.2 | 25 | yes | 0 | 10/10 | 3.5 | 10/10 | 10/10 | 0 / 0 |" in report
+
+
+def test_every_benchmark_in_bench_is_in_the_report() -> None:
+    from bench.report import BENCHMARKS
+
+    root = Path(__file__).resolve().parents[1]
+    scripts = {p.relative_to(root).as_posix() for p in (root / "bench").glob("bench_*.py")}
+    assert {b.script for b in BENCHMARKS} == scripts
+    assert set(Results.__dataclass_fields__) == {b.name for b in BENCHMARKS}
+
+
 def test_renders_what_there_is(tmp_path: Path) -> None:
     only = Results(requests=synthetic().requests)
     plots = render(only, tmp_path / "REPORT.md", tmp_path / "plots")
@@ -132,7 +207,7 @@ def test_renders_what_there_is(tmp_path: Path) -> None:
 
 def test_records_round_trip_through_json(tmp_path: Path) -> None:
     res = synthetic()
-    for name in ("requests", "pipeline", "guest", "ingest", "ratelimit"):
+    for name in ("requests", "pipeline", "guest", "ingest", "ratelimit", *new_benchmarks()):
         record = getattr(res, name)
         results.write(tmp_path / f"{name}.json", record)
         assert results.read(tmp_path / f"{name}.json") == record

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from bench import bench_sizing
+from bench import bench_sizing, results
 from bench.bench_sizing import KeyInfo, footprint, pattern, snapshot
 from parley.app.redis_server import RedisServer
 from parley.records import Records
@@ -64,16 +64,16 @@ def test_a_claimed_command_leaves_its_record_key_and_event_with_the_retention_as
 def test_the_script_measures_every_case_through_the_real_pipeline(tmp_path: Path) -> None:
     out = tmp_path / "sizing.json"
     result = bench_sizing.main(["--commands", "2", "--sessions", "1", "--concurrency", "2", "--json", str(out)])
-    assert json.loads(out.read_text()) == result
-    cases = {c["name"]: c for c in result["cases"]}
+    assert results.read(out) == result  # the typed record bench/report.py renders
+    cases = {c.name: c for c in result.cases}
     assert set(cases) == {"message.send, first contact", "message.send, live conversation cached", "cobrowse.start",
                           "cobrowse.end", "conversation.end", "chat.create", "guest.start (web messaging)",
                           "guest.send + the agent's reply relayed", "guest.send again (a later exchange)",
                           "guest.end"}
     for name, case in cases.items():
-        patterns = {k["pattern"] for k in case["keys"]}
+        patterns = {k.pattern for k in case.keys}
         assert "parley:cmd:{id}" in patterns, name  # every command leaves its record
-        assert case["key_bytes_per_unit"] > 0, name
-    assert "parley:state:live:{id}" in {k["pattern"] for k in cases["message.send, first contact"]["keys"]}
-    guest_keys = {k["pattern"] for k in cases["guest.start (web messaging)"]["keys"]}
+        assert case.key_bytes_per_unit > 0, name
+    assert "parley:state:live:{id}" in {k.pattern for k in cases["message.send, first contact"].keys}
+    guest_keys = {k.pattern for k in cases["guest.start (web messaging)"].keys}
     assert {"parley:guest:session:{id}", "parley:guest:inbox:{id}", "parley:guest:secret:{id}"} <= guest_keys
