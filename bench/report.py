@@ -621,10 +621,14 @@ def render_markdown(res: Results, plots: dict[str, Path], meta: Meta | None, rep
     if res.guest:
         lines += section_guest(res.guest, plots, report_dir)
     lines += section_small(res, plots, report_dir)
-    for record, section in ((res.orgs, section_orgs), (res.lanes, section_lanes), (res.sizing, section_sizing),
-                            (res.adoption, section_adoption)):
-        if record is not None:
-            lines += section(record)  # type: ignore[operator]
+    if res.orgs:
+        lines += section_orgs(res.orgs)
+    if res.lanes:
+        lines += section_lanes(res.lanes)
+    if res.sizing:
+        lines += section_sizing(res.sizing)
+    if res.adoption:
+        lines += section_adoption(res.adoption)
     return "\n".join(lines).rstrip() + "\n"
 
 
