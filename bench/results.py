@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN (a percentile of no samples) written as NaN, not null, so the record reads back.
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
 
 
 class Machine(_Record):

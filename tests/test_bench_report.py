@@ -214,6 +214,19 @@ def test_records_round_trip_through_json(tmp_path: Path) -> None:
     assert Results.load(tmp_path).guest == res.guest
 
 
+def test_a_phase_with_no_latency_reads_back_and_renders_as_n_a(tmp_path: Path) -> None:
+    lanes = new_benchmarks()["lanes"]
+    assert isinstance(lanes, results.LanesResult)
+    nothing = results.Latency95(n=0, p50_ms=float("nan"), p95_ms=float("nan"), max_ms=float("nan"))
+    lanes.phases[1] = lanes.phases[1].model_copy(update={"high": nothing})
+    results.write(tmp_path / "data" / "lanes.json", lanes)
+
+    loaded = Results.load(tmp_path / "data").lanes
+    assert loaded is not None and loaded.phases[1].high.n == 0
+    render(Results(lanes=loaded), tmp_path / "REPORT.md", tmp_path / "plots")
+    assert "| beside | 50 | n/a | n/a | 100 | n/a | n/a | n/a |" in (tmp_path / "REPORT.md").read_text()
+
+
 def test_without_json_flag() -> None:
     assert results.without_json_flag("python bench/x.py --a 1 --json out.json --b") == "python bench/x.py --a 1 --b"
     assert results.without_json_flag("python bench/x.py --json=out.json") == "python bench/x.py"
