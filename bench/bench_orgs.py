@@ -12,8 +12,8 @@ Org B's latency (XADD to its ``command.succeeded``, both on Redis' clock) beside
 ratio (target <= 1.10). Reported per org: the share of the budget used during the burst (requests
 the emulator served in the window / budget) and the 429s Parley received (target 0).
 
-Modes: ``parked`` (PARLEY_GENESYS_RATE_WAIT_MAX_S=1, the default: a command with no slot within 1 s
-is parked and frees its worker) and ``waiting`` (a bound of an hour: every command waits for its slot
+Modes: ``parked`` (PARLEY_GENESYS_RATE_WAIT_MAX_S at its default, 0: a command with no slot free at
+once is parked and frees its worker) and ``waiting`` (a bound of an hour: every command waits for its slot
 inside the Celery worker, as before issue 15), the baseline that shows what parking buys.
 
     .venv/bin/python bench/bench_orgs.py                        # 120/min budgets, 40 s phases
