@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import results  # noqa: E402
+from bench.bench_requests import DEPLOYMENT, chat, key, on_conversation, send  # noqa: E402 - the same commands
 from bench.results import SizingCase, SizingKeys, SizingResult  # noqa: E402
 from emulator.fixtures import SEED  # noqa: E402
 from harness.emulator_server import running_emulator  # noqa: E402
@@ -49,8 +50,6 @@ from harness.processes import parley_env, start_celery, start_ingest, stop  # no
 from parley import keys  # noqa: E402
 from parley.app.redis_server import RedisServer  # noqa: E402
 
-DEPLOYMENT = SEED.deployments[0].id
-QUEUE = SEED.queues[0].id
 EVENTS = "parley:events"
 TERMINAL = {"command.succeeded", "command.failed", "command.expired", "command.rejected"}
 EMULATOR_ENV = {
@@ -243,24 +242,6 @@ def print_case(case: SizingCase) -> None:
 
 
 # --- the cases -------------------------------------------------------------------------------------------------
-
-
-def key() -> str:
-    return uuid.uuid4().hex
-
-
-def send(contact: str) -> dict[str, Any]:
-    return {"type": "message.send", "idempotency_key": key(), "channel": "webmessaging", "from_address": DEPLOYMENT,
-            "external_contact_id": contact, "text": "Your order shipped"}
-
-
-def on_conversation(kind: str, conversation_id: str) -> dict[str, Any]:
-    return {"type": kind, "idempotency_key": key(), "conversation_id": conversation_id}
-
-
-def chat() -> dict[str, Any]:
-    return {"type": "chat.create", "idempotency_key": key(), "queue_id": QUEUE, "provider": "Parley bench",
-            "customer_name": "Ada"}
 
 
 def guest(kind: str, session_key: str, **fields: str) -> dict[str, Any]:

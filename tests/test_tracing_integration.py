@@ -9,16 +9,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from parley import tracing
 from tests.support.pipeline import key, running_pipeline
 
 pytestmark = pytest.mark.integration
@@ -27,14 +23,6 @@ DEPLOYMENT = "e1b6f3a8-52c9-4d7e-8a10-b4c3d2e5f607"
 TEXT = "Ada, your parcel 7731 ships today"
 
 
-@pytest.fixture
-def producer_spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.install(provider)
-    yield exporter
-    tracing.reset()
 
 
 def spans_of_trace(path: Path, trace_id: str, until: Any, timeout_s: float = 30.0) -> list[dict[str, Any]]:
@@ -49,7 +37,7 @@ def spans_of_trace(path: Path, trace_id: str, until: Any, timeout_s: float = 30.
 
 
 def test_one_command_is_one_trace_from_the_producer_to_each_genesys_call(
-        tmp_path: Path, producer_spans: InMemorySpanExporter) -> None:
+        tmp_path: Path, spans: InMemorySpanExporter) -> None:
     spans_file = tmp_path / "spans.jsonl"
     customer = str(uuid.uuid4())
     with running_pipeline(tmp_path, celery_concurrency=1, PARLEY_OTEL_ENABLED="true",
@@ -58,7 +46,7 @@ def test_one_command_is_one_trace_from_the_producer_to_each_genesys_call(
                    "from_address": DEPLOYMENT, "external_contact_id": customer, "text": TEXT}
         done = pipeline.run(command)
         assert done["type"] == "command.succeeded", done
-        (publish,) = producer_spans.get_finished_spans()
+        (publish,) = spans.get_finished_spans()
         trace_id = f"0x{publish.context.trace_id:032x}"
         spans = spans_of_trace(spans_file, trace_id, lambda found: any(
             s["name"] == "process parley.commands" for s in found))
@@ -84,7 +72,7 @@ def test_one_command_is_one_trace_from_the_producer_to_each_genesys_call(
 
 
 def test_a_guest_send_is_one_trace_from_the_producer_to_its_socket_frame(
-        tmp_path: Path, producer_spans: InMemorySpanExporter) -> None:
+        tmp_path: Path, spans: InMemorySpanExporter) -> None:
     spans_file = tmp_path / "spans.jsonl"
     session_key = key("session")
     text = "Ada here: my parcel 7731 never came"
@@ -93,11 +81,11 @@ def test_a_guest_send_is_one_trace_from_the_producer_to_its_socket_frame(
         started = pipeline.run({"type": "guest.start", "idempotency_key": key("start"), "session_key": session_key,
                                 "deployment_id": DEPLOYMENT})
         assert started["type"] == "command.succeeded", started
-        producer_spans.clear()
+        spans.clear()
         sent = pipeline.run({"type": "guest.send", "idempotency_key": key("send"), "session_key": session_key,
                              "text": text})
         assert sent["type"] == "command.succeeded", sent
-        (publish,) = producer_spans.get_finished_spans()
+        (publish,) = spans.get_finished_spans()
         spans = spans_of_trace(spans_file, f"0x{publish.context.trace_id:032x}", lambda found: any(
             s["name"] == "send websocket" for s in found))
 
