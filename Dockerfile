@@ -10,7 +10,8 @@ COPY emulator emulator
 COPY tasks tasks
 COPY workers workers
 COPY guest guest
-RUN pip install --no-cache-dir . && chown -R parley:parley /app
+# The otel extra is in the image so that PARLEY_OTEL_ENABLED=true in compose traces (README, Traces).
+RUN pip install --no-cache-dir '.[otel]' && chown -R parley:parley /app
 USER parley
 # Celery's warm shutdown and the guest worker's handover both start on SIGTERM.
 STOPSIGNAL SIGTERM

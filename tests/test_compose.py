@@ -1,9 +1,12 @@
 """compose.yaml validates against the Compose specification (../shared/contracts/compose-spec.json) and
 holds what production needs: a Redis with a password, AOF everysec and noeviction; a health check that
 proves consumption on every Parley service; the emulator only on request; Flower behind a password;
-restarts and stop grace periods; a non-root image."""
+restarts and stop grace periods; a non-root image that carries the otel extra, so traces are one variable away."""
 
 import json
+import re
+import shlex
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -72,3 +75,33 @@ def test_emulator_only_on_request_and_flower_behind_a_password(compose: dict[str
 def test_image_runs_as_an_unprivileged_user() -> None:
     users = [line.split()[1] for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("USER ")]
     assert users and users[-1] not in ("root", "0")
+
+
+def _extras_the_image_installs_parley_with() -> set[str]:
+    """The extras of the project (``.``) in the Dockerfile's ``pip install`` commands."""
+    extras: set[str] = set()
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if not line.startswith("RUN "):
+            continue
+        words = shlex.split(line.removeprefix("RUN "))
+        for start in (i + 1 for i, word in enumerate(words[:-1]) if word == "pip" and words[i + 1] == "install"):
+            for word in words[start + 1:]:
+                if word in ("&&", ";", "||"):
+                    break
+                if project := re.fullmatch(r"\.(?:\[([^\]]*)\])?", word):
+                    extras |= {extra.strip() for extra in (project[1] or "").split(",") if extra.strip()}
+    return extras
+
+
+def test_image_installs_the_otel_extra_that_pyproject_declares() -> None:
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert "otel" in declared  # the extra parley/tracing.py needs
+    assert "otel" in _extras_the_image_installs_parley_with()
+
+
+@pytest.mark.parametrize("service", [*sorted(WORKERS), "flower", "emulator"])
+def test_traces_are_off_by_default_and_one_variable_away(compose: dict[str, Any], service: str) -> None:
+    env = compose["services"][service]["environment"]
+    assert env["PARLEY_OTEL_ENABLED"] == "${PARLEY_OTEL_ENABLED:-false}"
+    # Never an empty endpoint: an empty value would not fall back to the SDK's default on every SDK version.
+    assert re.fullmatch(r"\$\{OTEL_EXPORTER_OTLP_ENDPOINT:-http://[^}]+\}", env["OTEL_EXPORTER_OTLP_ENDPOINT"])
