@@ -11,7 +11,7 @@ import redis
 from parley.app.redis_server import RedisServer
 
 # Emulator fixtures (emulator_app, emu_client, emu_api, ...); listed here so its asserts are rewritten.
-pytest_plugins = ["tests.support.emulator_server", "tests.support.tracing"]
+pytest_plugins = ["tests.support.emulator_server", "tests.support.tracing", "tests.support.redis_clock"]
 
 
 @pytest.fixture(scope="session")
