@@ -2,7 +2,8 @@
 
 Logic that reads Redis' clock (``TIME`` in the rate limiter's Lua, key expiry behind ``PTTL``) is then
 tested on exact figures: how busy the machine is no longer moves "now" between two commands. The clock
-stands still until the test moves it (``advance``), as time passing would.
+stands still until the test moves it (``advance``), as time passing would. Blocking commands' timeouts
+read it too: a test on this clock does not block (``XREAD BLOCK``...).
 """
 
 from __future__ import annotations
