@@ -240,10 +240,16 @@ class AsyncSentinelConnection(asentinel.SentinelManagedConnection):
         try:
             return await super().read_response(*args, **kwargs)
         except ResponseError as exc:
-            if self.connection_pool.is_master and demoted(exc):
+            lost = self.breaking_error(exc)
+            if lost is not None:
                 await self.disconnect()
-                raise _lost_master(exc) from None
+                raise lost from None
             raise
+
+    def breaking_error(self, error: ResponseError) -> RedisConnectionError | None:
+        """The connection error an error reply means (a demoted master), else None; the guest worker's
+        multiplexed connection, which reads its replies itself, asks this too."""
+        return _lost_master(error) if self.connection_pool.is_master and demoted(error) else None
 
 
 class AsyncSentinelSSLConnection(AsyncSentinelConnection, aredis.SSLConnection):

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import redis
 import redis.sentinel
+import uvloop
 from kombu import Connection
 from typer.testing import CliRunner
 
@@ -155,7 +156,8 @@ def test_celery_censors_the_broker_passwords_in_what_workers_report() -> None:
 
 
 def through_the_guest_workers_mux(s: Settings, commands: list[tuple[Any, ...]]) -> list[Any]:
-    """``commands`` on the guest worker's kind of connection: its pool's class, multiplexed, hiredis-packed."""
+    """``commands`` on the guest worker's kind of connection: its pool's class, multiplexed, hiredis-packed,
+    on the worker's event loop (uvloop, whose TLS transport the multiplexed connection takes over)."""
 
     async def run() -> list[Any]:
         pooled = connect_async(s, max_connections=2)
@@ -167,7 +169,8 @@ def through_the_guest_workers_mux(s: Settings, commands: list[tuple[Any, ...]]) 
             await batcher.aclose()
             await pooled.aclose()
 
-    return asyncio.run(run())
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(run())
 
 
 def through_the_celery_broker(s: Settings) -> Any:

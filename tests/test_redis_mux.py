@@ -20,9 +20,10 @@ from workers.guest.redis_mux import RedisMux
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+@pytest.fixture(params=[pytest.param({}, id="asyncio"), pytest.param({"use_uvloop": True}, id="uvloop")])
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, bool]]:
+    """Both event loops: the guest worker runs on uvloop, whose transports the connection takes over."""
+    return "asyncio", request.param
 
 
 @pytest.fixture
@@ -127,13 +128,13 @@ async def test_a_batch_window_gathers_calls_made_over_several_loop_turns(pool: a
     echo = batcher.script("return ARGV[1]")
     await batcher.load_scripts()
     writes: list[int] = []
-    execute = batcher._mux.execute
+    submit = batcher._mux.submit
 
-    async def counted(commands: list[tuple[object, ...]]) -> list[object]:
+    def counted(commands: list[tuple[object, ...]]) -> asyncio.Future[list[object]]:
         writes.append(len(commands))
-        return await execute(commands)
+        return submit(commands)
 
-    batcher._mux.execute = counted  # type: ignore[method-assign]
+    batcher._mux.submit = counted  # type: ignore[method-assign]
 
     async def later(turns: int, text: str) -> object:
         for _ in range(turns):

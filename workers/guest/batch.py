@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import redis.asyncio as aredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, NoScriptError
 
 from workers.guest.redis_mux import RedisMux
@@ -74,6 +75,7 @@ def pack_with_hiredis(pool: aredis.ConnectionPool) -> None:
 
 Command = tuple[Any, ...]  # one Redis command's arguments, name first
 Stage = Callable[[list[Command]], None]  # adds a caller's commands to the batch
+Pending = tuple[Stage, "asyncio.Future[list[Any]]"]  # a caller's commands and who waits for their results
 
 
 class Script:
@@ -102,7 +104,7 @@ class RedisBatcher:
         pool = client.connection_pool
         self._mux = RedisMux(lambda: pool.connection_class(**pool.connection_kwargs))
         self._scripts: list[Script] = []
-        self._pending: list[tuple[Stage, asyncio.Future[list[Any]]]] = []
+        self._pending: list[Pending] = []
 
     def script(self, source: str) -> Script:
         script = Script(self, source)
@@ -121,35 +123,42 @@ class RedisBatcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
         if not self._pending:
+            # The batch goes after everything already runnable (call_soon), so it finds their calls staged.
             if self._window_s > 0:
-                loop.call_later(self._window_s, self._start)
+                loop.call_later(self._window_s, self._flush)
             else:
-                self._start()
+                loop.call_soon(self._flush)
         self._pending.append((stage, future))
         return await future
 
-    def _start(self) -> None:
-        # The task's first step runs after everything already runnable (it is scheduled like call_soon),
-        # so it finds their calls staged too; without a window, starting it at the first call rather than
-        # from a call_soon callback saves each round trip one turn of the event loop.
-        task = asyncio.get_running_loop().create_task(self._execute())
-        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
-
-    async def _execute(self) -> None:
+    def _flush(self) -> None:
+        """Write the batch now; its replies are handed out by a callback (no task per batch)."""
         batch, self._pending = self._pending, []
         try:
-            results = await self._send(batch)
-        except NoScriptError:
-            await self.load_scripts()  # Redis restarted or flushed its script cache
-            try:
-                results = await self._send(batch)
-            except Exception as exc:
-                self._fail(batch, exc)
-                return
+            commands, sizes = self._stage(batch)
+            replies = self._mux.submit(commands)
         except Exception as exc:
             self._fail(batch, exc)
             return
-        for (_stage, future), result in zip(batch, results, strict=True):
+        replies.add_done_callback(lambda done: self._answer(batch, sizes, done))
+
+    def _answer(self, batch: list[Pending], sizes: list[int], done: asyncio.Future[list[Any]]) -> None:
+        if done.cancelled():
+            self._fail(batch, RedisConnectionError("the batch was cancelled"))
+            return
+        error = done.exception()
+        if error is not None:
+            self._fail(batch, error)  # type: ignore[arg-type]
+            return
+        flat = done.result()
+        if any(isinstance(r, NoScriptError) for r in flat):
+            # Redis restarted or flushed its script cache: load them and send the batch again, once.
+            task = asyncio.ensure_future(self._reload_and_resend(batch))
+            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+            return
+        at = 0
+        for (_stage, future), size in zip(batch, sizes, strict=True):
+            result, at = flat[at:at + size], at + size
             if future.done():
                 continue
             error = next((r for r in result if isinstance(r, Exception)), None)
@@ -158,24 +167,32 @@ class RedisBatcher:
             else:
                 future.set_result(result)
 
-    async def _send(self, batch: list[tuple[Stage, asyncio.Future[list[Any]]]]) -> list[list[Any]]:
+    async def _reload_and_resend(self, batch: list[Pending]) -> None:
+        try:
+            await self.load_scripts()
+            commands, sizes = self._stage(batch)
+            flat = await self._mux.execute(commands)
+            if any(isinstance(r, NoScriptError) for r in flat):
+                raise NoScriptError("script cache flushed")
+        except Exception as exc:
+            self._fail(batch, exc)
+            return
+        replies: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        replies.set_result(flat)
+        self._answer(batch, sizes, replies)
+
+    @staticmethod
+    def _stage(batch: list[Pending]) -> tuple[list[Command], list[int]]:
         commands: list[Command] = []
         sizes = []
         for stage, _future in batch:
             before = len(commands)
             stage(commands)
             sizes.append(len(commands) - before)
-        flat = await self._mux.execute(commands)
-        if any(isinstance(r, NoScriptError) for r in flat):
-            raise NoScriptError("script cache flushed")
-        out, at = [], 0
-        for size in sizes:
-            out.append(flat[at:at + size])
-            at += size
-        return out
+        return commands, sizes
 
     @staticmethod
-    def _fail(batch: list[tuple[Stage, asyncio.Future[list[Any]]]], exc: Exception) -> None:
+    def _fail(batch: list[Pending], exc: BaseException) -> None:
         for _stage, future in batch:
             if not future.done():
                 future.set_exception(exc)

@@ -2,19 +2,26 @@
 
 Redis answers the commands sent on a connection in the order they were sent. So callers need not take
 turns on pooled connections: each writes its commands as soon as they are ready and queues a future,
-and one reader task hands every reply, in order, to the future at the head of the queue. No call waits
-for a pooled connection to come free, and none pays a pool checkout, a pipeline object or a timeout of
-its own. Measured with ``bench/bench_guest.py`` at ten thousand sessions and 500 messages a second, the
-guest worker's relay p99 went from 83 to 48 ms when its scripts moved here from a 64-connection pool.
+and the replies, parsed as they arrive, go in order to the futures at the head of the queue. No call
+waits for a pooled connection to come free, and none pays a pool checkout, a pipeline object or a
+timeout of its own. Measured with ``bench/bench_guest.py`` at ten thousand sessions and 500 messages a
+second, the guest worker's relay p99 went from 83 to 48 ms when its scripts moved here from a
+64-connection pool.
 
-Only redis-py's public connection API is used (``connect``, ``send_packed_command``, ``read_response``,
-``disconnect``, the ``socket_timeout`` attribute), so TLS, unix sockets, AUTH, SELECT and hiredis
-parsing are whatever the URL and redis-py make of them.
+redis-py opens the connection (TCP, TLS or unix socket, AUTH, SELECT, HELLO: whatever the URL and
+redis-py make of them); then the connection's transport is handed to :class:`_Replies`, a plain asyncio
+protocol. A write is one ``transport.write`` in the caller's turn, and the replies are parsed by hiredis
+in ``data_received`` and handed to their futures there: no reader task wakes per reply, and no stream
+reader, timeout context or response callback runs per command (redis-py's read path was a sixth of
+the guest worker's CPU under traffic). Error replies are redis-py's exception classes, from its parser;
+one the connection class says breaks the connection (``breaking_error``: a demoted Sentinel master, see
+:mod:`parley.connections`) fails the link as a read would have.
 
 Failure: when the connection breaks, every call waiting on it fails with the error (its commands may or
 may not have run, as with any connection error) and the connection is dropped; the next call opens a
 new one. A dropped connection is never reconnected in place, because replies to commands written on it
-after the break could then be read by nobody or, worse, by the wrong caller.
+after the break could then be read by nobody or, worse, by the wrong caller. A watchdog applies the
+connection's socket timeout to the replies: calls waiting with no reply for that long fail the link.
 """
 
 from __future__ import annotations
@@ -25,35 +32,125 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import hiredis
+from redis._parsers import BaseParser
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import InvalidResponse, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-Waiter = tuple[int, "asyncio.Future[list[Any]]"]  # (how many replies, who wants them)
+
+class _Waiter:
+    """A call written on the link: how many replies it wants, those read so far, who wants them."""
+
+    __slots__ = ("count", "future", "replies")
+
+    def __init__(self, count: int, future: asyncio.Future[list[Any]]) -> None:
+        self.count = count
+        self.replies: list[Any] = []
+        self.future = future
 
 
 class _Link:
-    """One opened connection, the calls written on it and still unanswered, and its reader."""
+    """One opened connection, the calls written on it and still unanswered, and its reply parser."""
 
-    def __init__(self, conn: AbstractConnection, reply_timeout_s: float | None) -> None:
+    def __init__(self, conn: AbstractConnection, transport: asyncio.BaseTransport,
+                 reply_timeout_s: float | None) -> None:
         self.conn = conn
+        self.writer = conn._writer
+        self.transport = transport
+        self.taken_over = False  # the transport is this link's (see RedisMux._open)
         self.reply_timeout_s = reply_timeout_s
-        self.waiting: deque[Waiter] = deque()
-        self.wakeup: asyncio.Event = asyncio.Event()
+        encoder = conn.encoder
+        decoding = {"encoding": encoder.encoding, "errors": encoder.encoding_errors} if encoder.decode_responses else {}
+        self.parser = hiredis.Reader(protocolError=InvalidResponse, replyError=BaseParser.parse_error, **decoding)
+        # What an error reply may mean for the whole connection (parley.connections: a demoted Sentinel master).
+        self.breaking_error: Callable[[ResponseError], BaseException | None] | None = getattr(
+            conn, "breaking_error", None)
+        self.waiting: deque[_Waiter] = deque()
         self.broken: BaseException | None = None
-        self.tasks: list[asyncio.Task[None]] = []  # the reader, and the watchdog if there is a timeout
+        self.tasks: list[asyncio.Task[None]] = []  # the watchdog; the reader where the transport is not taken over
         self.progress_at = 0.0  # loop time of the last reply, or of the first call after a quiet spell
 
+    def submit(self, packed: list[bytes], count: int) -> asyncio.Future[list[Any]]:
+        """Write one call's packed commands; the future gets their ``count`` replies."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Any]] = loop.create_future()
+        if self.broken is not None:
+            future.set_exception(self.broken)
+            return future
+        if not self.waiting:
+            self.progress_at = loop.time()
+        # Queued and written in the same turn: the queue's order is the wire's.
+        self.waiting.append(_Waiter(count, future))
+        if self.taken_over:
+            # write(), not writelines(): uvloop tries a write() on the socket at once, while it defers
+            # writelines() to after its next poll, which can wait for an unrelated timer (p99 2-3 ms).
+            self.transport.write(packed[0] if len(packed) == 1 else b"".join(packed))  # type: ignore[attr-defined]
+        else:
+            self.writer.writelines(packed)
+        return future
+
+    def received(self, data: bytes) -> None:
+        """Bytes from Redis: every whole reply in them goes to its caller."""
+        parser = self.parser
+        parser.feed(data)
+        while self.broken is None:
+            try:
+                reply = parser.gets()
+            except InvalidResponse as exc:
+                self.fail(exc)
+                return
+            if reply is False:
+                return
+            self.deliver(reply)
+
+    def deliver(self, reply: Any) -> None:
+        if isinstance(reply, ResponseError) and self.breaking_error is not None:
+            lost = self.breaking_error(reply)
+            if lost is not None:
+                self.fail(lost)
+                return
+        if not self.waiting:
+            self.fail(InvalidResponse("a reply nobody asked for"))
+            return
+        head = self.waiting[0]
+        head.replies.append(reply)
+        if len(head.replies) == head.count:
+            self.waiting.popleft()
+            if not head.future.done():  # a cancelled caller's replies are read and dropped
+                head.future.set_result(head.replies)
+        self.progress_at = asyncio.get_running_loop().time()
+
     def fail(self, error: BaseException) -> None:
-        """The link is done: everything waiting on it gets ``error``."""
+        """The link is done: everything waiting on it gets ``error``, and the socket is closed."""
         if self.broken is None:
             self.broken = error
         while self.waiting:
-            _count, future = self.waiting.popleft()
+            future = self.waiting.popleft().future
             if not future.done():
                 future.set_exception(error)
-        self.wakeup.set()
+        self.writer.close()
+        for task in self.tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    @property
+    def usable(self) -> bool:
+        return self.broken is None and not self.transport.is_closing()
+
+
+class _Replies(asyncio.Protocol):
+    """The opened connection's protocol: bytes in go to the link's parser, a lost socket fails it."""
+
+    def __init__(self, link: _Link) -> None:
+        self.link = link
+
+    def data_received(self, data: bytes) -> None:
+        self.link.received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.link.fail(RedisConnectionError(f"the connection was lost ({exc!r})" if exc else "the connection was lost"))
 
 
 class RedisMux:
@@ -68,26 +165,19 @@ class RedisMux:
         replies in order, an error reply as an exception object
         (like a pipeline with ``raise_on_error=False``). Raises when the connection fails."""
         link = await self._ready_link()
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        # Queued before writing, and nothing is awaited in between: the queue's order is the wire's.
-        if not link.waiting:
-            link.progress_at = asyncio.get_running_loop().time()
-        link.waiting.append((len(commands), future))
-        link.wakeup.set()
-        try:
-            await link.conn.send_packed_command(link.conn.pack_commands(commands), check_health=False)
-        except Exception as exc:
-            # The reader may have found the socket dead first (redis-py then drops its streams under the
-            # writer): either way the link is gone, and this call fails with the link's error.
-            self._drop(link, exc if isinstance(exc, RedisError) else RedisConnectionError(f"write failed: {exc!r}"))
-        except BaseException:
-            # Cancelled mid-write (redis-py closes the socket): the others waiting on the link get a
-            # connection error, not this caller's cancellation.
-            self._drop(link, RedisConnectionError("a write was interrupted"))
-            if future.done() and not future.cancelled():
-                future.exception()  # retrieved: this caller raises its cancellation instead
-            raise
-        return await future
+        return await self._submit(link, commands)
+
+    def submit(self, commands: Sequence[Sequence[Any]]) -> asyncio.Future[list[Any]]:
+        """As :meth:`execute`, but written now when the connection is open (no task, no turn of the
+        loop): a future of the replies. While the connection opens, a task waits for it."""
+        link = self._link
+        if link is not None and link.usable:
+            return self._submit(link, commands)
+        return asyncio.ensure_future(self.execute(commands))
+
+    def _submit(self, link: _Link, commands: Sequence[Sequence[Any]]) -> asyncio.Future[list[Any]]:
+        packed = link.conn.pack_commands(commands)  # a bad argument raises here, before anything is queued
+        return link.submit(packed, len(commands))
 
     async def aclose(self) -> None:
         self._closed = True
@@ -97,10 +187,10 @@ class RedisMux:
 
     async def _ready_link(self) -> _Link:
         link = self._link
-        if link is not None and link.broken is None and link.conn.is_connected:
+        if link is not None and link.usable:
             return link
         if link is not None:
-            self._drop(link, RedisConnectionError("the connection was lost"))
+            self._drop(link, link.broken or RedisConnectionError("the connection was lost"))
         if self._closed:
             raise RedisConnectionError("the connection was closed")
         if self._opening is None or self._opening.done():
@@ -115,15 +205,37 @@ class RedisMux:
     async def _open(self) -> _Link:
         conn = self._make_connection()
         await conn.connect()
-        # redis-py would put each write and each reply read under its own timeout (a task per write);
-        # here one watchdog per connection applies the socket timeout to the replies instead.
-        reply_timeout_s, conn.socket_timeout = conn.socket_timeout, None
-        link = _Link(conn, reply_timeout_s)
-        link.tasks.append(asyncio.create_task(self._read(link), name="redis-mux-reader"))
-        if reply_timeout_s:
+        transport = conn._writer.transport if conn._writer is not None else None
+        if transport is None or transport.is_closing():
+            with contextlib.suppress(Exception):
+                await conn.disconnect(nowait=True)
+            raise RedisConnectionError("the connection closed as it opened")
+        link = _Link(conn, transport, conn.socket_timeout)
+        if hasattr(transport, "set_protocol"):  # asyncio's and uvloop's transports, TLS ones too
+            transport.set_protocol(_Replies(link))
+            link.taken_over = True
+        else:  # a transport that cannot be taken over (fakeredis in unit tests): redis-py reads
+            link.tasks.append(asyncio.create_task(self._read(link), name="redis-mux-reader"))
+        if link.reply_timeout_s:
             link.tasks.append(asyncio.create_task(self._watch(link), name="redis-mux-watchdog"))
         self._link = link
         return link
+
+    @staticmethod
+    async def _read(link: _Link) -> None:
+        conn = link.conn
+        conn.socket_timeout = None  # the watchdog applies it to the replies
+        try:
+            while link.broken is None:
+                try:
+                    reply = await conn.read_response(disconnect_on_error=False)
+                except ResponseError as exc:
+                    reply = exc  # an error reply answers its own command; the connection is fine
+                link.deliver(reply)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            link.fail(exc)
 
     async def _watch(self, link: _Link) -> None:
         """Fail the link when calls wait and Redis has said nothing for the reply timeout (a server
@@ -135,52 +247,15 @@ class RedisMux:
             if link.waiting and loop.time() - link.progress_at > link.reply_timeout_s:
                 self._drop(link, RedisTimeoutError(f"no reply from Redis in {link.reply_timeout_s:g} s"))
 
-    async def _read(self, link: _Link) -> None:
-        """Hand each reply to the call at the head of the queue, until the link breaks or closes."""
-        conn, loop = link.conn, asyncio.get_running_loop()
-        try:
-            while link.broken is None:
-                if not link.waiting:
-                    link.wakeup.clear()
-                    await link.wakeup.wait()
-                    continue
-                count, future = link.waiting[0]
-                replies = []
-                for _ in range(count):
-                    replies.append(await self._reply(conn))
-                    link.progress_at = loop.time()
-                link.waiting.popleft()
-                if not future.done():
-                    future.set_result(replies)
-        except asyncio.CancelledError:
-            link.fail(RedisConnectionError("the connection was closed"))
-            raise
-        except Exception as exc:
-            self._drop(link, exc)
-
-    @staticmethod
-    async def _reply(conn: AbstractConnection) -> Any:
-        try:
-            return await conn.read_response()
-        except ResponseError as exc:
-            return exc  # an error reply answers its own command; the connection is fine
-
     def _drop(self, link: _Link, error: BaseException) -> None:
-        """Fail the link's calls and close it (in the background: callers must not wait on a dead socket)."""
+        """Fail the link's calls and close it (callers must not wait on a dead socket)."""
         if self._link is link:
             self._link = None
-        if link.broken is None:
-            link.fail(error)
-            task = asyncio.ensure_future(self._shut(link, error))
-            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+        link.fail(error)
 
     @staticmethod
     async def _shut(link: _Link, error: BaseException) -> None:
         link.fail(error)
-        for task in link.tasks:
-            if task is not asyncio.current_task() and not task.done():
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
-        with contextlib.suppress(Exception):
-            await link.conn.disconnect(nowait=True)
+        tasks = [task for task in link.tasks if not task.done()]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
