@@ -61,6 +61,7 @@ from parley.app.redis_server import RedisServer  # noqa: E402
 from parley.records import Records  # noqa: E402
 from parley.settings import Settings  # noqa: E402
 from schemas.validation import parse_command  # noqa: E402
+from workers.guest.handoff import HandOff  # noqa: E402
 from workers.guest.worker import use_fast_event_loop  # noqa: E402
 
 DEPLOYMENT = "e1b6f3a8-52c9-4d7e-8a10-b4c3d2e5f607"
@@ -191,6 +192,7 @@ class Claimed:
     command_id: str
     type: str
     session_key: str
+    hand_off: HandOff
 
 
 def claim(records: Records, commands: list[dict[str, Any]]) -> list[Claimed]:
@@ -201,14 +203,14 @@ def claim(records: Records, commands: list[dict[str, Any]]) -> list[Claimed]:
         parsed = parse_command(raw)
         command_id = uuid.uuid4().hex
         records.claim(parsed, command_id, raw, "0-1")
-        claimed.append(Claimed(command_id, parsed.type, command["session_key"]))
+        claimed.append(Claimed(command_id, parsed.type, command["session_key"], HandOff.of(command_id, parsed)))
     return claimed
 
 
 def hand_over(client: redis.Redis, claimed: list[Claimed]) -> dict[str, float]:
     """Append claimed commands to the guest stream, as the ingestion worker does next; id -> entry ms."""
-    return {c.command_id: stream_ms(client.xadd(keys.GUEST_COMMANDS_STREAM, {
-        "command_id": c.command_id, "type": c.type, "session_key": c.session_key})) for c in claimed}
+    return {c.command_id: stream_ms(client.xadd(keys.GUEST_COMMANDS_STREAM, c.hand_off.fields()))  # type: ignore[arg-type]
+            for c in claimed}
 
 
 def run_parley(redis_url: str, api_url: str, n: int, rate: float, seconds: float, cores: Cores | None,

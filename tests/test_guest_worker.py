@@ -37,6 +37,7 @@ from schemas.validation import parse_command
 from tests.support.emulator_server import ROOT
 from tests.support.events import await_events, read_events
 from workers.guest import keys as guest_keys
+from workers.guest.handoff import HandOff
 from workers.guest.keys import session_ident
 from workers.guest.session import SessionRunner
 from workers.guest.settings import GuestSettings
@@ -82,8 +83,7 @@ class Harness:
         parsed = parse_command(raw)
         command_id = uuid.uuid4().hex
         self.records.claim(parsed, command_id, raw, f"0-{time.time_ns()}")
-        self.client.xadd(keys.GUEST_COMMANDS_STREAM, {"command_id": command_id, "type": parsed.type,
-                                                      "session_key": command["session_key"]})
+        self.client.xadd(keys.GUEST_COMMANDS_STREAM, HandOff.of(command_id, parsed).fields())  # type: ignore[arg-type]
         return command_id
 
     def outcome(self, key: str, timeout_s: float = 30.0) -> dict[str, Any]:

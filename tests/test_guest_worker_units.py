@@ -111,6 +111,79 @@ async def test_commands_for_no_session_or_an_ended_one_are_not_acked(client: are
     assert routed.outcome == "ended"
 
 
+async def test_a_command_that_ended_while_it_waited_or_is_gone_is_only_acknowledged(client: aredis.Redis,
+                                                                                      store: SessionStore) -> None:
+    await _alive(client, "w1")
+    ident = session_ident("default", "s1")
+    cid, entry = await _command(client, {"type": "guest.start", "session_key": "s1", "deployment_id": WM})
+    Records(_sync(client), SETTINGS).set_fields(cid, state=State.expired.value)
+    gone_entry = await client.xadd(K.COMMANDS, {"command_id": "no-such-record", "type": "guest.send",
+                                                "session_key": "s1"})
+    await client.xreadgroup(GROUP, "router", {K.COMMANDS: ">"})
+    finished, gone = await store.route([_request(ident, cid, entry, "guest.start"),
+                                        _request(ident, "no-such-record", gone_entry, "guest.send")])
+    assert (finished.outcome, gone.outcome) == ("finished", "gone")
+    assert await store.load(ident) is None  # an expired guest.start opens no session
+    assert (await client.xpending(K.COMMANDS, GROUP))["pending"] == 0
+
+
+async def test_the_router_routes_hand_offs_without_reading_records_and_old_entries_from_them(
+        client: aredis.Redis) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from workers.guest.handoff import HandOff
+    from workers.guest.routing import Router
+    from workers.guest.settings import GuestSettings
+
+    batcher = RedisBatcher(client)
+    store, desk = SessionStore(batcher, SETTINGS), CommandDesk(batcher, SETTINGS, ThreadPoolExecutor(1))
+    await batcher.load_scripts()
+    ownership = Ownership(client, "w1", 10_000)
+    await ownership.register()
+    local: list[str] = []
+    router = Router(client, store, desk, ownership, GuestSettings(), local.append)
+    records_read: list[list[str]] = []
+    read_records = router._records
+
+    async def counted(entries: list) -> dict:
+        records_read.append([entry.fields["command_id"] for entry in entries])
+        return await read_records(entries)
+
+    router._records = counted  # type: ignore[method-assign]
+
+    def claimed(body: dict) -> str:
+        raw = json.dumps({"idempotency_key": uuid.uuid4().hex, **body})
+        command_id = uuid.uuid4().hex
+        Records(_sync(client), SETTINGS).claim(parse_command(raw), command_id, raw, "0-1")
+        return command_id
+
+    start_id = claimed({"type": "guest.start", "session_key": "s1", "deployment_id": WM})
+    await client.xadd(K.COMMANDS, HandOff(command_id=start_id, type="guest.start", session_key="s1", org="default",
+                                          protocol="webmessaging").fields())
+    send_id = claimed({"type": "guest.send", "session_key": "s1", "text": "hi"})
+    # As an ingestion worker from before the hand-off named the org wrote it:
+    await client.xadd(K.COMMANDS, {"command_id": send_id, "type": "guest.send", "session_key": "s1"})
+    assert await router.run_once(block_ms=10) == 2
+    assert records_read == [[send_id]]  # only the old entry's record was read
+    ident = session_ident("default", "s1")
+    record = await store.load(ident)
+    assert record is not None and record.protocol == "webmessaging" and record.start_command_id == start_id
+    assert [f["command_id"] for _id, f in await client.xrange(K.inbox(ident))] == [start_id, send_id]
+    assert local == [ident, ident]
+    assert (await client.xpending(K.COMMANDS, GROUP))["pending"] == 0
+
+
+def test_a_hand_off_names_the_protocol_of_a_start_only() -> None:
+    from workers.guest.handoff import HandOff
+
+    start = HandOff(command_id="c1", type="guest.start", session_key="s", org="o", protocol="guestchat")
+    send = HandOff(command_id="c2", type="guest.send", session_key="s", org="o")
+    assert start.fields() == {"command_id": "c1", "type": "guest.start", "session_key": "s", "org": "o",
+                              "protocol": "guestchat"}
+    assert send.fields() == {"command_id": "c2", "type": "guest.send", "session_key": "s", "org": "o"}
+    assert HandOff.model_validate(send.fields()) == send
+
+
 async def test_an_orphan_goes_to_the_chosen_worker_with_a_new_token(client: aredis.Redis,
                                                                     store: SessionStore) -> None:
     await _alive(client, "w1", "w2")

@@ -39,6 +39,7 @@ from schemas.dead import DeadLetter
 from schemas.events import CommandDuplicate, CommandRejected
 from schemas.validation import Rejection, parse_command
 from tasks.dispatch import CommandRef, dispatch
+from workers.guest.handoff import HandOff
 from workers.streams import ConsumerGroup, StreamEntry
 from workers.sweeper import Sweeper
 
@@ -74,8 +75,7 @@ class Dispatcher:
         """Publish (REST) or stage in ``pipe`` (guest) the hand-off of one accepted command."""
         if command.type in GUEST_COMMAND_TYPES:
             # Same transaction as the XACK: a guest command is handed on exactly once.
-            pipe.xadd(keys.GUEST_COMMANDS_STREAM, {"command_id": claim.command_id, "type": command.type,
-                                                   "session_key": command.targets["session_key"]})
+            pipe.xadd(keys.GUEST_COMMANDS_STREAM, HandOff.of(claim.command_id, command).fields())  # type: ignore[arg-type]
             return
         dispatch(self._celery, CommandRef(command_id=claim.command_id, type=command.type, org=command.org,
                                           idempotency_key=command.idempotency_key, targets=command.targets),

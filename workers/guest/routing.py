@@ -1,11 +1,12 @@
 """Routing guest commands from ``parley:guest:commands`` to the worker that owns each session.
 
-The ingestion worker appends every guest command to ``parley:guest:commands`` (command id, type,
-session key); the body stays in the command record. One guest worker at a time routes (it holds the
-routing lease, :mod:`workers.guest.ownership`): it reads the stream through the consumer group, and
-for each entry one script (:meth:`workers.guest.store.SessionStore.route`) appends the command to the
-session's inbox, acknowledges the entry and rings the owner's doorbell, atomically (reading as in
-:mod:`workers.streams`). So:
+The ingestion worker appends every guest command to ``parley:guest:commands``
+(:class:`~workers.guest.handoff.HandOff`: what routing needs); the body stays in the command record.
+One guest worker at a time routes (it holds the routing lease, :mod:`workers.guest.ownership`): it
+reads the stream through the consumer group, and for each entry one script
+(:meth:`workers.guest.store.SessionStore.route`) appends the command to the session's inbox,
+acknowledges the entry and rings the owner's doorbell, atomically (reading as in :mod:`workers.streams`).
+So:
 
 * at least once from the stream: an entry is acknowledged only together with its hand-off; a router
   that dies leaves its entries pending, and the next router claims them all before reading new ones;
@@ -32,7 +33,8 @@ from parley import keys
 from schemas.commands import GuestEnd, GuestStart
 from schemas.events import CommandResult
 from workers.guest import keys as guest_keys
-from workers.guest.commands import CommandDesk, Loaded, UnreadableCommand
+from workers.guest.commands import CommandDesk, UnreadableCommand
+from workers.guest.handoff import HandOff
 from workers.guest.keys import session_ident
 from workers.guest.ownership import Ownership
 from workers.guest.settings import GuestSettings
@@ -83,22 +85,32 @@ class Router:
         return int(await self._run(self.source.trim(int(time.time() * 1000) - keep_s * 1000)))
 
     async def route_batch(self, entries: list[StreamEntry]) -> None:
-        """Route entries in order: their records read in one round trip, their routing steps run in
-        another (in stream order), then the few that found no live session are answered."""
+        """Route entries in order, their routing steps in one round trip (in stream order), then answer
+        the few that found no live session. An entry names its command's org (and a guest.start its
+        protocol), so routing reads no record: the step itself skips a command already ended or gone.
+        Entries from an ingestion worker older than that are routed from their records, read first."""
         if not entries:
             return
+        records = await self._records([entry for entry in entries if entry.fields.get("org") is None])
+        prepared: list[tuple[StreamEntry, RouteRequest]] = []
+        for entry in entries:
+            if entry.fields.get("org") is not None:
+                request = await self._guarded(entry, self._described(entry))
+            else:
+                request = await self._guarded(entry, self._prepare(entry, records[entry.entry_id]))
+            if request is not None:
+                prepared.append((entry, request))
+        routed = await self.store.route([request for _entry, request in prepared])
+        for (entry, request), result in zip(prepared, routed, strict=True):
+            await self._guarded(entry, self._answer(entry, request, result))
+
+    async def _records(self, entries: list[StreamEntry]) -> dict[str, dict[str, str]]:
+        if not entries:
+            return {}
         async with self.redis.pipeline(transaction=False) as pipe:
             for entry in entries:
                 pipe.hgetall(keys.command(entry.fields.get("command_id", "")))
-            records = await pipe.execute()
-        prepared: list[tuple[StreamEntry, Loaded, RouteRequest]] = []
-        for entry, fields in zip(entries, records, strict=True):
-            item = await self._guarded(entry, self._prepare(entry, fields))
-            if item is not None:
-                prepared.append(item)
-        routed = await self.store.route([request for _entry, _loaded, request in prepared])
-        for (entry, loaded, request), result in zip(prepared, routed, strict=True):
-            await self._guarded(entry, self._answer(entry, loaded, request, result))
+            return {entry.entry_id: fields for entry, fields in zip(entries, await pipe.execute(), strict=True)}
 
     async def _guarded(self, entry: StreamEntry, step: Awaitable[T]) -> T | None:
         try:
@@ -114,9 +126,16 @@ class Router:
             await self._ack(entry)
             return None
 
-    async def _prepare(self, entry: StreamEntry,
-                       fields: dict[str, str]) -> tuple[StreamEntry, Loaded, RouteRequest] | None:
-        """The routing step for an entry, or None when it was answered here (no record, finished, bad)."""
+    async def _described(self, entry: StreamEntry) -> RouteRequest:
+        """The routing step for an entry that says everything routing needs (the ingestion worker's)."""
+        hand_off = HandOff.model_validate(entry.fields)
+        assert hand_off.org is not None
+        return await self._request(entry, hand_off.command_id, hand_off.type, hand_off.org, hand_off.session_key,
+                                   hand_off.protocol)
+
+    async def _prepare(self, entry: StreamEntry, fields: dict[str, str]) -> RouteRequest | None:
+        """The routing step for an entry from its command record, or None when it was answered here (no
+        record, finished, bad)."""
         loaded = None
         try:
             loaded = self.desk.parse(fields)
@@ -133,24 +152,39 @@ class Router:
             await self.desk.fail(record, f"{command.type} is not a guest command")
             await self._ack(entry)
             return None
-        request = RouteRequest(
-            ident=session_ident(record.org, session_key), chosen=await self._choose_owner(), me=self.worker_id,
-            command_id=record.command_id, command_type=command.type, group=self.settings.consumer_group,
-            entry_id=entry.entry_id, session_key=session_key, org=record.org,
-            protocol=command.protocol.value if isinstance(command, GuestStart) else "",
-            ttl_s=self.settings.session_ttl_s)
-        return entry, loaded, request
+        protocol = command.protocol.value if isinstance(command, GuestStart) else ""
+        return await self._request(entry, record.command_id, command.type, record.org, session_key, protocol)
 
-    async def _answer(self, entry: StreamEntry, loaded: Loaded, request: RouteRequest, routed: Routed) -> None:
-        if routed.outcome == "routed":
-            if routed.owner == self.worker_id:
-                self._on_local(request.ident)
-            return
+    async def _request(self, entry: StreamEntry, command_id: str, command_type: str, org: str, session_key: str,
+                       protocol: str) -> RouteRequest:
+        return RouteRequest(
+            ident=session_ident(org, session_key), chosen=await self._choose_owner(), me=self.worker_id,
+            command_id=command_id, command_type=command_type, group=self.settings.consumer_group,
+            entry_id=entry.entry_id, session_key=session_key, org=org, protocol=protocol,
+            ttl_s=self.settings.session_ttl_s)
+
+    async def _answer(self, entry: StreamEntry, request: RouteRequest, routed: Routed) -> None:
+        match routed.outcome:
+            case "routed":
+                if routed.owner == self.worker_id:
+                    self._on_local(request.ident)
+                return
+            case "finished":
+                return  # ended while it waited (expired): nothing to route; the step acknowledged it
+            case "gone":
+                log.warning("guest command entry %s has no command record; acknowledged", entry.entry_id)
+                return
         # No live session: answer now (the entry stays pending until it is answered, then acked).
-        if isinstance(loaded.command, GuestEnd) and routed.outcome == "ended":
-            await self.desk.succeed(loaded.record, CommandResult(final_state="ended", already_ended=True))
-        else:
-            await self.desk.fail(loaded.record, ENDED if routed.outcome == "ended" else NO_SESSION)
+        try:
+            loaded = await self.desk.load(request.command_id)
+        except UnreadableCommand as exc:
+            await self.desk.fail(exc.record, f"command body unreadable: {exc}")
+            loaded = None
+        if loaded is not None and not loaded.record.state.terminal:
+            if isinstance(loaded.command, GuestEnd) and routed.outcome == "ended":
+                await self.desk.succeed(loaded.record, CommandResult(final_state="ended", already_ended=True))
+            else:
+                await self.desk.fail(loaded.record, ENDED if routed.outcome == "ended" else NO_SESSION)
         await self._ack(entry)
 
     async def _ack(self, entry: StreamEntry) -> None:

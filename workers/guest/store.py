@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 
 from parley import keys, leases
 from parley.events import EVENT_FIELD, EventLog
+from parley.records import State
 from parley.settings import Settings
 from schemas.events import EventBase
 from workers.guest import keys as guest_keys
@@ -46,16 +47,24 @@ FENCE_TTL_MS = 30 * 24 * 3600 * 1000
 # Fencing tokens (parley.leases): fence_token(fence key, now ms, FENCE_TTL_MS).
 FENCE = leases.FENCE_TOKEN + f"local FENCE_TTL_MS = {FENCE_TTL_MS}\n"
 
-# KEYS: session, inbox, fence, relayed, secret, commands stream.
+# KEYS: session, inbox, fence, relayed, secret, commands stream, command record.
 # ARGV: 1 chosen owner, 2 command id, 3 type, 4 group, 5 entry id, 6 now ms, 7 ttl ms, 8 session_key,
 #       9 org, 10 protocol, 11 owned sets' name prefix, 12 ident, 13 doorbell maxlen, 14 this worker,
 #       15 worker leases' name prefix, 16 doorbells' name prefix.
-# A guest.start for no session (or an ended one) creates the record for the chosen owner; a command
+# A command whose record is gone (retention passed) or already ended (expired while it waited) is only
+# acknowledged. A guest.start for no session (or an ended one) creates the record for the chosen owner; a command
 # for an orphan (its owner's lease is gone) hands it to the chosen owner; every routed command is
 # appended to the inbox and acknowledged in the same step, then the owner's doorbell rings.
-_ROUTE = FENCE + """
+_TERMINAL = "local TERMINAL = {" + ", ".join(f"['{s.value}'] = true" for s in State if s.terminal) + "}\n"
+_ROUTE = FENCE + _TERMINAL + """
 local owned, lease, doorbell = ARGV[11], ARGV[15], ARGV[16]
 local ident, chosen = ARGV[12], ARGV[1]
+local state = redis.call('HGET', KEYS[7], 'state')
+if (not state) or TERMINAL[state] then
+  redis.call('XACK', KEYS[6], ARGV[4], ARGV[5])
+  if state then return {'finished', ''} end
+  return {'gone', ''}
+end
 local status = redis.call('HGET', KEYS[1], 'status')
 local owner
 if (not status) or status == 'ended' then
@@ -219,7 +228,7 @@ class SessionSecret(BaseModel):
 
 @dataclass(frozen=True)
 class Routed:
-    outcome: Literal["routed", "none", "ended"]
+    outcome: Literal["routed", "none", "ended", "finished", "gone"]
     owner: str = ""
 
 
@@ -276,7 +285,7 @@ class SessionStore:
                 self._route.stage(
                     commands,
                     [k.session(r.ident), k.inbox(r.ident), k.fence(r.ident), k.relayed(r.ident), k.secret(r.ident),
-                     k.COMMANDS],
+                     k.COMMANDS, keys.command(r.command_id)],
                     [r.chosen, r.command_id, r.command_type, r.group, r.entry_id, now_ms, r.ttl_s * 1000,
                      r.session_key, r.org, r.protocol, owned, r.ident, DOORBELL_MAXLEN, r.me, lease, doorbell])
 
