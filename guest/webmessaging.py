@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from genesys import operations
 from genesys.errors import GenesysError, GenesysTransportError
+from genesys.models import WebMessagingMessageEntityList
 from genesys.wire import Operation
 from guest.common import (
     Backoff,
@@ -83,7 +84,6 @@ from guest.webmessaging_frames import (
     ErrorText,
     FrameError,
     GetJwtRequest,
-    HistoryPage,
     IncomingNormalizedMessage,
     JwtResponse,
     LogoutEvent,
@@ -180,8 +180,9 @@ class WebMessagingConfig(BaseModel):
 
 class FetchMessageHistory(GenesysCall):
     """One page of the session's history (:func:`genesys.operations.get_webmessaging_messages`, guest
-    JWT); its answer is read as :class:`~guest.webmessaging_frames.HistoryPage`, whose entities are the
-    stream's own StructuredMessage (the same shape), so a backfilled message is relayed like a live one."""
+    JWT); its answer is read as :class:`genesys.models.WebMessagingMessageEntityList`, whose entities
+    become the stream's own StructuredMessage (:meth:`~guest.webmessaging_frames.StructuredMessage.from_history`),
+    so a backfilled message is relayed like a live one."""
 
     page_number: int
     page_size: int
@@ -414,15 +415,16 @@ class WebMessagingSession(SansIOMachine):
         if backfill is None or request_id != backfill.request_id:
             return  # a late answer to a request we gave up on
         try:
-            page = HistoryPage.model_validate_json(body)
+            page = WebMessagingMessageEntityList.model_validate_json(body)
         except ValidationError:
             self._events.append(ProtocolError(reason="history page did not parse"))
             self._finish_backfill(now)
             return
-        backfill.entities.extend(page.entities)
-        times = [t for t in (parse_time(e.time) for e in page.entities) if t is not None]
+        entities = [StructuredMessage.from_history(e) for e in page.entities]
+        backfill.entities.extend(entities)
+        times = [t for t in (parse_time(e.time) for e in entities) if t is not None]
         more = (
-            bool(page.entities)
+            bool(entities)
             and backfill.not_before is not None
             and bool(times)
             and min(times) > backfill.not_before  # pages are newest first; the gap may go on

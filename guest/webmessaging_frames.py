@@ -22,8 +22,9 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 # The platform API's journey context, one model for both APIs; the guest contract also wants its
-# ``customerSession``, which the platform's leaves optional.
-from genesys.models import JourneyContext
+# ``customerSession``, which the platform's leaves optional. History (REST) is read as the platform's
+# WebMessagingMessage and turned into this module's StructuredMessage (:meth:`StructuredMessage.from_history`).
+from genesys.models import JourneyContext, WebMessagingMessage
 
 # The transport SDK's health-check id (base64 "HealthCheckMessageId"); older servers echo it back
 # in ``metadata.customMessageId``, which is how an echo reply is told apart from chat.
@@ -173,7 +174,8 @@ class MessageEvent(_Incoming):
 
 
 class StructuredMessage(_Body):
-    """A chat message or event; also the shape of a history entity (WebMessagingMessage)."""
+    """A chat message or event: the socket's frame body, and what a history entity becomes
+    (:meth:`from_history`) so that a backfilled message is handled like a live one."""
 
     type: str
     id: str | None = None
@@ -184,6 +186,42 @@ class StructuredMessage(_Body):
     events: list[MessageEvent] = Field(default_factory=list)
     metadata: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
     originating_entity: str | None = None
+
+    @classmethod
+    def from_history(cls, entity: WebMessagingMessage) -> StructuredMessage:
+        """A history entity (``GET /api/v2/webmessaging/messages``, the platform's WebMessagingMessage)
+        as the frame the socket carried for the same message: same ids, text, direction, time instant
+        and metadata. Never fails on what the REST model accepted: a direction other than
+        Inbound/Outbound becomes None and a missing type or contentType "", which the machine ignores
+        as it ignores unknown values (history events have no typing: the platform contract has none).
+        """
+        channel = entity.channel
+        return cls(
+            type=entity.type or "",
+            id=entity.id,
+            text=entity.text,
+            direction=entity.direction if entity.direction in ("Inbound", "Outbound") else None,
+            channel=None if channel is None else MessagingChannel(
+                # parse_time reads this ISO text back to the very instant the REST model parsed.
+                time=None if channel.time is None else channel.time.isoformat(),
+                message_id=channel.message_id,
+                from_=None if channel.from_ is None else Recipient(
+                    nickname=channel.from_.nickname,
+                    first_name=channel.from_.first_name,
+                    last_name=channel.from_.last_name,
+                ),
+            ),
+            content=[MessageContent(content_type=c.content_type or "") for c in entity.content or ()],
+            events=[
+                MessageEvent(
+                    event_type=e.event_type,
+                    presence=None if e.presence is None else PresenceInfo(type=e.presence.type),
+                )
+                for e in entity.events or ()
+            ],
+            metadata=dict(entity.metadata or {}),
+            originating_entity=entity.originating_entity,
+        )
 
     @property
     def dedup_key(self) -> str | None:
@@ -324,16 +362,3 @@ def parse_server_frame(data: str | bytes) -> ServerFrame:
         raise FrameError(f"invalid {envelope.class_} body ({exc.error_count()} errors)") from None
     tracing_id = envelope.tracing_id or body.tracing_id
     return ServerFrame(type=envelope.type, kind=envelope.class_, code=envelope.code, tracing_id=tracing_id, body=body)
-
-
-# --- History REST (GET /api/v2/webmessaging/messages) -------------------------------------------
-
-
-class HistoryPage(_Incoming):
-    """WebMessagingMessageEntityList; pages are newest first."""
-
-    entities: list[StructuredMessage] = Field(default_factory=list)
-    page_size: int | None = None
-    page_number: int | None = None
-    page_count: int | None = None
-    total: int | None = None

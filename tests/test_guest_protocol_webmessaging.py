@@ -17,9 +17,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr, ValidationError
 
+from emulator.state.model import Conversation, Kind, Participant, StoredMessage
+from emulator.state.webmessaging import SessionEvent
+from emulator.ws import webmessaging_frames as emulated
 from genesys.errors import GenesysError, GenesysTimeout
+from genesys.models import WebMessagingMessage, WebMessagingMessageEntityList
 from genesys.wire import GuestJwt
-from guest.common import Backoff, RecentIds
+from guest.common import Backoff, RecentIds, parse_time
 from guest.events import (
     AgentMessage,
     AgentTyping,
@@ -39,6 +43,7 @@ from guest.events import (
     SessionStarted,
     UnknownFrame,
 )
+from guest.ownmessage import OwnMessage
 from guest.webmessaging import (
     FetchMessageHistory,
     RelayCheckpoint,
@@ -48,7 +53,10 @@ from guest.webmessaging import (
     missed_outbound,
 )
 from guest.webmessaging_frames import HEALTH_CHECK_ID, StructuredMessage, parse_server_frame
+from schemas.commands import GuestStart
 from tests.support.contract import PLATFORM, WEBMESSAGING, validate_definition, validate_response
+from workers.guest.settings import GuestSettings
+from workers.guest.webmessaging import WebMessagingAdapter
 
 TOKEN = "5b0e9d7c-3f7e-4f4e-9a51-6d3b2c1a0f99"
 DEPLOYMENT = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
@@ -659,6 +667,111 @@ def test_missed_outbound_selects_unrelayed_agent_messages_in_time_order() -> Non
     picked = missed_outbound(entities, seen, not_before=datetime.fromtimestamp(T0 - 60, UTC))
     assert [m.dedup_key for m in picked] == ["mid-b", "mid-c"]
     assert "mid-b" not in seen  # pure: the caller decides when they count as relayed
+
+
+# --- history is read as the platform's WebMessagingMessageEntityList --------------------------------
+# StructuredMessage.from_history turns each entity into the frame the socket carried; the machine and
+# the worker's adoption check (WebMessagingAdapter.find_own) must see what they saw when history was
+# read straight into StructuredMessage.
+
+GUEST_TEXT = "my order is late"
+BOT_TIME = "2026-01-01T01:00:02.123456+01:00"  # an offset and microseconds: the instant must survive
+
+
+def served_history(t: float) -> tuple[str, dict[str, str]]:
+    """A page as the emulator serves it (its own entity builders), newest first, plus a bot message
+    without channel.messageId and an agent typing event. Returns the JSON and the entities' dedup keys
+    by role."""
+    agent = Participant(purpose="agent", communications=[], name="Agent Smith")
+    guest = Participant(purpose="customer", communications=[])
+    conv = Conversation(kind=Kind.MESSAGING, start_time=datetime.fromtimestamp(t, UTC), participants=[agent, guest])
+    said = StoredMessage(participant_id=guest.id, communication_id="c-guest", direction="inbound", text=GUEST_TEXT,
+                         timestamp=datetime.fromtimestamp(t + 1, UTC))
+    answer = StoredMessage(participant_id=agent.id, communication_id="c-agent", direction="outbound",
+                           text="Smith here, looking", timestamp=datetime.fromtimestamp(t + 1.5, UTC))
+    ended = SessionEvent(presence="Disconnect", direction="Outbound", at=datetime.fromtimestamp(t + 3, UTC),
+                         read_only=True)
+    bot = {"id": "bot-1", "type": "Text", "text": "A bot says hi", "direction": "Outbound",
+           "originatingEntity": "Bot", "channel": {"time": BOT_TIME, "from": {"nickname": "Bot"}}}
+    on_contract = [emulated.history_entity(ended).to_wire(), bot, emulated.history_entity((conv, answer)).to_wire(),
+                   emulated.history_entity((conv, said)).to_wire()]
+    page: dict[str, Any] = {"entities": on_contract, "pageSize": 25, "pageNumber": 1, "total": 5, "pageCount": 1}
+    validate_response("GET", "/api/v2/webmessaging/messages", 200, page)
+    # The socket's typing frame: the platform contract has no Typing event type, but a page holding
+    # one must still be read (and the typing never relayed from history).
+    typing = emulated.agent_typing("typing-1", datetime.fromtimestamp(t + 4, UTC))
+    page["entities"] = [typing, *on_contract]
+    keys = {"ended": ended.id, "bot": "bot-1", "answer": answer.id, "said": said.id, "typing": "typing-1"}
+    return json.dumps(page), keys
+
+
+def machine_view(msg: StructuredMessage) -> tuple[Any, ...]:
+    """Every field of a frame the machine and guest.ownmessage read."""
+    events = [(e.event_type, e.presence.type if e.presence else None) for e in msg.events]
+    return (msg.type, msg.dedup_key, msg.id, msg.text, msg.direction, parse_time(msg.time), msg.read_only,
+            msg.originating_entity, bool(msg.content), events, msg.metadata)
+
+
+def test_history_entities_become_the_frames_the_guest_side_history_model_read() -> None:
+    body, keys = served_history(T0)
+    page = WebMessagingMessageEntityList.model_validate_json(body)
+    frames = [StructuredMessage.from_history(e) for e in page.entities]
+    as_before = [StructuredMessage.model_validate(e) for e in json.loads(body)["entities"]]  # the old HistoryPage
+    assert [machine_view(m) for m in frames] == [machine_view(m) for m in as_before]
+    typing, ended, bot, answer, said = frames
+    assert [m.dedup_key for m in frames] == [keys[k] for k in ("typing", "ended", "bot", "answer", "said")]
+    assert (bot.dedup_key, bot.originating_entity) == ("bot-1", "Bot")  # no channel.messageId: the id
+    assert parse_time(bot.time) == datetime(2026, 1, 1, 0, 0, 2, 123456, tzinfo=UTC)
+    assert parse_time(said.time) == datetime.fromtimestamp(T0 + 1, UTC) and said.direction == "Inbound"
+    assert ended.read_only and not answer.read_only and answer.originating_entity == "Human"
+    assert typing.type == "Event" and [e.event_type for e in typing.events] == ["Typing"]
+    picked = missed_outbound(frames, RecentIds(capacity=16))
+    assert [m.dedup_key for m in picked] == [m.dedup_key for m in missed_outbound(as_before, RecentIds(capacity=16))]
+    assert [m.dedup_key for m in picked] == [keys["answer"], keys["bot"], keys["ended"]]  # oldest first, no typing
+
+
+def test_history_entity_values_outside_the_frame_model_do_not_fail_the_page() -> None:
+    entity = WebMessagingMessage.model_validate(
+        {"direction": "Sideways", "content": [{"quickReply": {"text": "Yes", "payload": "y"}}], "metadata": {}}
+    )
+    msg = StructuredMessage.from_history(entity)
+    assert (msg.type, msg.direction, msg.channel, msg.time, msg.dedup_key) == ("", None, None, None, None)
+    assert [c.content_type for c in msg.content] == [""] and msg.events == [] and msg.metadata == {}
+    assert missed_outbound([msg], RecentIds(capacity=4)) == []  # neither relayed nor taken for ours
+
+
+def test_backfill_from_a_served_history_page(h: Harness) -> None:
+    pending = h.send(GUEST_TEXT)
+    reconnect(h)
+    h.recv(envelope("JwtResponse", {"jwt": "j", "exp": h.now + 3600}, type_="response"))
+    [fetch] = [i for i in h.take_intents() if isinstance(i, FetchMessageHistory)]
+    served_at = h.now - 60
+    body, keys = served_history(served_at)
+    h.session.rest_succeeded(fetch.request_id, h.now, body)
+    h.drain()
+    h.run_until(2)
+    events = h.take_events()
+    confirmed = GuestMessageConfirmed(tracing_id=pending, message_id=keys["said"])
+    assert of_type(events, GuestMessageConfirmed) == [confirmed]
+    assert h.texts() == [GUEST_TEXT]  # found in history, not sent again
+    assert [(e.message_id, e.time, e.originating_entity) for e in of_type(events, AgentMessage)] == [
+        (keys["answer"], parse_time(iso(served_at + 1.5)), "Human"),  # the emulator writes milliseconds
+        (keys["bot"], datetime(2026, 1, 1, 0, 0, 2, 123456, tzinfo=UTC), "Bot"),
+    ]
+    assert of_type(events, ConversationDisconnected) == [ConversationDisconnected(read_only=True)]
+    assert of_type(events, AgentTyping) == []
+
+
+def test_the_adapter_finds_our_message_in_a_served_history_page() -> None:
+    start = GuestStart.model_validate(
+        {"type": "guest.start", "deployment_id": DEPLOYMENT, "idempotency_key": "k-1", "session_key": "sk"}
+    )
+    adapter = WebMessagingAdapter(start, None, None, GuestSettings(), "https://api.example.test")
+    body, keys = served_history(T0)
+    assert adapter.find_own(body, OwnMessage(GUEST_TEXT)) == keys["said"]
+    assert adapter.find_own(body, OwnMessage(GUEST_TEXT, confirmed={keys["said"]})) is None
+    assert adapter.find_own(body, OwnMessage("A bot says hi")) is None  # Outbound: never ours
+    assert adapter.find_own('{"entities": [{"channel": {"time": "noon"}}]}', OwnMessage(GUEST_TEXT)) is None
 
 
 def test_backoff_grows_with_jitter_and_gives_up(h: Harness) -> None:

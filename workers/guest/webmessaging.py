@@ -15,10 +15,11 @@ import uuid
 
 from pydantic import SecretStr, ValidationError
 
+from genesys.models import WebMessagingMessageEntityList
 from guest.events import Intent, OpenSocket
 from guest.ownmessage import OwnMessage
 from guest.webmessaging import FetchMessageHistory, RelayCheckpoint, WebMessagingConfig, WebMessagingSession
-from guest.webmessaging_frames import HistoryPage
+from guest.webmessaging_frames import StructuredMessage
 from schemas.commands import GuestStart
 from workers.guest.network import webmessaging_url
 from workers.guest.settings import GuestSettings, backoff, message_interval_s
@@ -85,11 +86,12 @@ class WebMessagingAdapter:
     def find_own(self, body: str | None, sought: OwnMessage) -> str | None:
         """The id of the message ``sought`` in a history page, else None."""
         try:
-            page = HistoryPage.model_validate_json(body or b"")
+            page = WebMessagingMessageEntityList.model_validate_json(body or b"")
         except ValidationError:
             return None
-        inbound = (e for e in page.entities if e.direction == "Inbound")
-        return sought.find((e.dedup_key, e.dedup_key, e.text, e.time) for e in inbound)
+        # The machine's own reading of an entity (its dedup key and time), as its backfill reads it.
+        inbound = (m for m in map(StructuredMessage.from_history, page.entities) if m.direction == "Inbound")
+        return sought.find((m.dedup_key, m.dedup_key, m.text, m.time) for m in inbound)
 
     def checkpoint(self) -> str | None:
         cp = self.machine.checkpoint()
