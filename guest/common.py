@@ -11,7 +11,6 @@ import base64
 import binascii
 import json
 import random
-import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from guest.events import GuestEvent, Intent, MessageRejected, Reconnecting
 from parley import backoff
+from schemas.common import random_uuid_text
 
 T = TypeVar("T")
 
@@ -349,7 +349,7 @@ class SansIOMachine:
     def __init__(self, *, rng: random.Random | None = None, new_id: Callable[[], str] | None = None) -> None:
         self._intents: list[Intent] = []
         self._events: list[GuestEvent] = []
-        self._new_id = new_id or (lambda: str(uuid.uuid4()))
+        self._new_id = new_id or random_uuid_text
         self._rng = rng or random.Random()
 
     def intents_to_run(self) -> list[Intent]:

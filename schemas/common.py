@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -65,6 +66,21 @@ GenesysId = Annotated[
 Address = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(_no_control_chars)]
 
 Timestamp = AwareDatetime
+
+
+def random_uuid() -> str:
+    """A random (version 4) UUID in its hex form, made without building a ``uuid.UUID``: event ids are
+    made several times per guest message, and ``uuid.uuid4().hex`` costs six times as much."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant
+    return raw.hex()
+
+
+def random_uuid_text() -> str:
+    """:func:`random_uuid` in the 8-4-4-4-12 form (tracing ids on the Web Messaging protocol)."""
+    h = random_uuid()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def utcnow() -> datetime:

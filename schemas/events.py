@@ -7,18 +7,17 @@ it), a ``type`` and ``at``; events about a command carry its ``idempotency_key``
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from schemas.common import Timestamp, utcnow
+from schemas.common import Timestamp, random_uuid, utcnow
 
 
 class EventBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = Field(default_factory=random_uuid)
     at: Timestamp = Field(default_factory=utcnow)
 
 

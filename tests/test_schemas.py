@@ -190,3 +190,17 @@ def test_lane_defaults_to_normal_and_is_apart_from_chat_creates_routing_priority
     assert parse_command(json.dumps(VALID["cobrowse.start"])).lane == "normal"
     chat = parse_command(json.dumps(_with("chat.create", lane="high")))
     assert chat.lane == "high" and chat.priority == 5  # type: ignore[union-attr]
+
+
+def test_event_and_tracing_ids_are_random_version_4_uuids() -> None:
+    import uuid
+
+    from schemas.common import random_uuid, random_uuid_text
+    from schemas.events import CommandAccepted
+
+    ids = [random_uuid() for _ in range(2000)] + [CommandAccepted(command_id="c", idempotency_key="k").id]
+    assert len(set(ids)) == len(ids)
+    for value in ids + [random_uuid_text()]:
+        parsed = uuid.UUID(value)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert value in (parsed.hex, str(parsed))
