@@ -200,7 +200,7 @@ def test_event_and_tracing_ids_are_random_version_4_uuids() -> None:
 
     ids = [random_uuid() for _ in range(2000)] + [CommandAccepted(command_id="c", idempotency_key="k").id]
     assert len(set(ids)) == len(ids)
-    for value in ids + [random_uuid_text()]:
+    for value in [*ids, random_uuid_text()]:
         parsed = uuid.UUID(value)
         assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
         assert value in (parsed.hex, str(parsed))
