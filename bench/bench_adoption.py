@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 from bench import results  # noqa: E402
 from bench.bench_guest import DEPLOYMENT, EventReader, claim, hand_over, raise_fd_limit  # noqa: E402
 from harness.emulator_server import running_emulator  # noqa: E402
-from harness.processes import parley_env  # noqa: E402
+from harness.processes import parley_env, stop  # noqa: E402
 from parley.app.redis_server import RedisServer  # noqa: E402
 from parley.records import Records  # noqa: E402
 from parley.settings import Settings  # noqa: E402
@@ -156,12 +156,8 @@ def measure(n: int, with_commands: int, run: results.RunInfo) -> results.Adoptio
                     answers_relayed_twice=sum(1 for c in answers.values() if c > 1)))
         finally:
             for worker in (first, second):
-                if worker is not None and worker.poll() is None:
-                    worker.terminate()
-                    try:
-                        worker.wait(60)
-                    except subprocess.TimeoutExpired:
-                        worker.kill()
+                if worker is not None:
+                    stop(worker, timeout_s=60)
             http.close()
             client.close()
 

@@ -56,6 +56,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import results  # noqa: E402
 from harness.emulator_server import running_emulator  # noqa: E402
+from harness.processes import stop  # noqa: E402
 from parley import keys  # noqa: E402
 from parley.app.redis_server import RedisServer  # noqa: E402
 from parley.records import Records  # noqa: E402
@@ -272,11 +273,7 @@ def run_parley(redis_url: str, api_url: str, n: int, rate: float, seconds: float
             "send_to_confirm": summary(confirm), "agent_relay": summary(reader.relay_ms),
         }
     finally:
-        worker.terminate()
-        try:
-            worker.wait(60)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop(worker, timeout_s=60)  # a guest worker hands its sessions over on SIGTERM
         client.close()
 
 

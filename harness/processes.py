@@ -50,11 +50,12 @@ def start_celery(env: dict[str, str], app: str = "harness.celery_app", concurren
     return subprocess.Popen(argv, env=env, cwd=ROOT, stdout=out, stderr=out)
 
 
-def stop(process: subprocess.Popen[bytes], *, kill: bool = False) -> None:
+def stop(process: subprocess.Popen[bytes], *, kill: bool = False, timeout_s: float = 30) -> None:
+    """SIGTERM (or SIGKILL) the process and wait for it; killed if it is not gone in ``timeout_s``."""
     if process.poll() is None:
         process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
     try:
-        process.wait(timeout=30)
+        process.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
