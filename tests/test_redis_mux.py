@@ -11,7 +11,7 @@ import pytest
 import redis
 import redis.asyncio as aredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import InvalidResponse, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from workers.guest.batch import RedisBatcher, pack_with_hiredis
@@ -147,3 +147,26 @@ async def test_a_batch_window_gathers_calls_made_over_several_loop_turns(pool: a
         assert writes == [5]
     finally:
         await batcher.aclose()
+
+
+async def test_bytes_that_are_no_reply_fail_the_waiting_call_and_the_next_call_reconnects(mux: RedisMux) -> None:
+    (first_id,) = await mux.execute([("CLIENT", "ID")])
+    link = mux._link
+    assert link is not None and link.taken_over
+    blocked = asyncio.create_task(mux.execute([("BLPOP", "nothing-here", 5)]))
+    await asyncio.sleep(0)
+    link.received(b"!not RESP\r\n")  # as if the server had sent it
+    with pytest.raises(InvalidResponse):
+        await blocked
+    (second_id,) = await mux.execute([("CLIENT", "ID")])
+    assert second_id != first_id
+
+
+async def test_a_reply_nobody_asked_for_fails_the_link(mux: RedisMux) -> None:
+    (first_id,) = await mux.execute([("CLIENT", "ID")])
+    link = mux._link
+    assert link is not None and not link.waiting
+    link.received(b"+stray\r\n")
+    assert isinstance(link.broken, InvalidResponse)
+    (second_id,) = await mux.execute([("CLIENT", "ID")])
+    assert second_id != first_id
