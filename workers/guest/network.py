@@ -2,15 +2,18 @@
 
 A session driver (:mod:`workers.guest.session`) sees two callables, so unit tests swap in fakes:
 
-* ``connect(uri, origin)`` -> :class:`Connection` (send, close, async iteration over frames), raising
-  :class:`ConnectRefused` with the HTTP status when the upgrade is refused (403: do not retry);
+* ``connect(uri, origin)`` -> :class:`Connection` (start delivery to the session's callbacks, send,
+  close), raising :class:`ConnectRefused` with the HTTP status when the upgrade is refused (403: do
+  not retry);
 * ``rest(intent)`` -> the response text, for the REST intents of the guest machines (Guest Chat
   calls, Web Messaging history): each names its :mod:`genesys.operations` operation, run through
   :class:`genesys.client.AsyncGenesysClient` so errors arrive as the typed :mod:`genesys.errors` the
   machines understand. The answer stays text: the machine reads it as the operation's model itself
   (once), and a Guest Chat create answer is saved as it came before the machine sees it.
 
-Keepalive is websockets' own protocol ping (``ping_interval`` 15-20 s, ``ping_timeout``); the
+The socket is :class:`workers.guest.websocket.GuestSocket`: websockets' client connection handing
+messages straight to the session, kept alive by protocol pings (``ping_interval`` 15-20 s,
+``ping_timeout``) from one timer per worker (:class:`~workers.guest.websocket.Keepalive`); the
 machines add the application echo on top. Compression is off: permessage-deflate costs ~100 KB of
 zlib state per socket, which ten thousand sessions cannot afford, for frames of a few hundred bytes.
 URIs are never logged: a Guest Chat event stream URI carries the guest JWT in its path.
@@ -21,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -37,6 +40,7 @@ from genesys.client import AsyncGenesysClient
 from genesys.wire import Operation
 from parley.settings import Settings
 from workers.guest.settings import GuestSettings
+from workers.guest.websocket import ClosedSink, GuestSocket, Keepalive, MessageSink
 
 # websockets logs frames at DEBUG; they hold customer text, so its logger never goes below INFO.
 _WS_LOG = logging.getLogger("parley.guest.websocket")
@@ -47,11 +51,13 @@ MAX_FRAME_BYTES = 1 << 20
 
 
 class Connection(Protocol):
+    def start(self, on_message: MessageSink, on_closed: ClosedSink) -> None:
+        """Hand every message to ``on_message`` from now on (those that came before first), in order;
+        call ``on_closed`` once when the connection is gone."""
+
     async def send(self, message: str) -> None: ...
 
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
-
-    def __aiter__(self) -> AsyncIterator[str | bytes]: ...
 
 
 class ConnectRefused(Exception):
@@ -107,16 +113,19 @@ def _proxy_for(secure: bool, host: str, port: int) -> str | None:
 
 
 def websocket_connector(settings: GuestSettings) -> Connector:
+    keepalive = Keepalive(settings.ping_interval_s, settings.ping_timeout_s)
+
     async def connect(uri: str, origin: str | None) -> Connection:
         target = parse_uri(uri)
         try:
-            return await ws_connect(
+            sock = await ws_connect(
                 uri,
                 proxy=_proxy_for(target.secure, target.host, target.port),
                 origin=Origin(origin) if origin else None,
                 compression=None,
-                ping_interval=settings.ping_interval_s,
-                ping_timeout=settings.ping_timeout_s,
+                create_connection=GuestSocket,
+                ping_interval=None,  # the worker's Keepalive pings
+                ping_timeout=None,
                 open_timeout=settings.open_timeout_s,
                 close_timeout=5,
                 max_size=MAX_FRAME_BYTES,
@@ -125,6 +134,9 @@ def websocket_connector(settings: GuestSettings) -> Connector:
             )
         except websockets.exceptions.InvalidStatus as exc:
             raise ConnectRefused(exc.response.status_code) from None
+        assert isinstance(sock, GuestSocket)
+        keepalive.watch(sock)
+        return sock
 
     return connect
 

@@ -171,7 +171,6 @@ class _Links:
     gen: int = 0
     conn: Connection | None = None
     lost_reported: bool = True
-    reader: asyncio.Task[None] | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
@@ -324,8 +323,9 @@ class SessionRunner:
                     self._spawn(self._close(conn, 1000, "superseded"))
                     return
                 links.conn, links.lost_reported = conn, False
-                links.reader = asyncio.create_task(self._read(gen, conn))
                 machine.connection_made(now)
+                conn.start(lambda data: self._queue.put_nowait(_Frame(gen, data)),
+                           lambda: self._queue.put_nowait(_Lost(gen)))
             case _Lost(gen=gen, http_status=status):
                 if gen == links.gen and not links.lost_reported:
                     links.lost_reported, links.conn = True, None
@@ -445,7 +445,7 @@ class SessionRunner:
             self._timer.cancel()
         self._lane.cancel()  # only a failed or fenced runner gets here with writes queued
         links = self._links
-        tasks = [t for t in (links.reader, self._step, *links.tasks) if t is not None and not t.done()]
+        tasks = [t for t in (self._step, *links.tasks) if t is not None and not t.done()]
         for task in tasks:
             task.cancel()
         if tasks:
@@ -620,20 +620,12 @@ class SessionRunner:
             if self._ticket is ticket:
                 self._ticket = None
 
-    async def _read(self, gen: int, conn: Connection) -> None:
-        try:
-            async for data in conn:
-                self._queue.put_nowait(_Frame(gen, data))
-        except (websockets.exceptions.ConnectionClosed, OSError):
-            pass
-        self._queue.put_nowait(_Lost(gen))
-
     async def _send(self, frame: str) -> None:
         conn = self._links.conn
         if conn is None:
             return  # the machine hears of the loss through _Lost and resends what matters
         with contextlib.suppress(websockets.exceptions.ConnectionClosed, OSError):
-            await conn.send(frame)  # on failure the reader reports the loss
+            await conn.send(frame)  # on failure the socket reports the loss (its on_closed)
 
     async def _close(self, conn: Connection, code: int, reason: str, *, report_gen: int | None = None) -> None:
         with contextlib.suppress(Exception):
