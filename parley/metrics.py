@@ -95,6 +95,9 @@ guest_sessions = Gauge(
 guest_reconnects = Counter(
     "parley_guest_reconnects", "Guest websockets opened again within a session's runner, by protocol.",
     ["protocol"], registry=REGISTRY)
+guest_socket_failures = Counter(
+    "parley_guest_socket_failures", "Guest websockets the worker failed itself, by reason (keepalive_timeout: a "
+    "ping unanswered; invalid_text: a text message that is not UTF-8).", ["reason"], registry=REGISTRY)
 guest_adoptions = Counter(
     "parley_guest_adoptions", "Guest sessions taken over from a worker whose lease lapsed or that handed them "
     "over.", registry=REGISTRY)

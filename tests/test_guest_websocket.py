@@ -6,6 +6,7 @@ websockets server cannot be made to do."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import struct
 from collections.abc import AsyncIterator
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 import pytest
 from websockets.utils import accept_key
 
+from parley import logs
+from tests.test_metrics import value
 from workers.guest.network import websocket_connector
 from workers.guest.settings import GuestSettings
 from workers.guest.websocket import GuestSocket, Keepalive
@@ -160,7 +163,10 @@ async def test_a_fragmented_message_arrives_whole_and_binary_stays_bytes() -> No
         await sock.close()
 
 
-async def test_text_that_is_not_utf8_fails_the_socket_with_1007_and_delivers_nothing() -> None:
+async def test_text_that_is_not_utf8_fails_the_socket_with_1007_and_delivers_nothing(
+        caplog: pytest.LogCaptureFixture) -> None:
+    failures = {"reason": "invalid_text"}
+    before = value("parley_guest_socket_failures_total", failures)
     async with peer_server() as (url, peers):
         sock = await open_socket(url)
         peer = await peers.get()
@@ -171,6 +177,9 @@ async def test_text_that_is_not_utf8_fails_the_socket_with_1007_and_delivers_not
         assert struct.unpack("!H", close[:2])[0] == 1007
         await session.closed.wait()
         assert session.messages == [] and session.closes == 1
+    assert value("parley_guest_socket_failures_total", failures) == before + 1
+    assert [r.getMessage() for r in caplog.records if r.name == "parley.guest.websocket"] == [
+        "guest socket: a text message is not UTF-8; failing the socket (1007)"]
 
 
 async def test_a_socket_closed_before_start_reports_its_messages_then_the_close() -> None:
@@ -196,9 +205,30 @@ async def test_keepalive_pings_an_answering_peer_and_the_socket_stays_open() -> 
         await sock.close()
 
 
+class ContextSpy(logging.Filter):
+    """The log context (parley.logs) each line of the socket's logger was written in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.contexts: list[dict[str, str]] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.contexts.append(logs.context())
+        return True
+
+
 async def test_keepalive_fails_a_silent_peer_with_1011_after_the_timeout() -> None:
+    failures = {"reason": "keepalive_timeout"}
+    before = value("parley_guest_socket_failures_total", failures)
+    spy, logger = ContextSpy(), logging.getLogger("parley.guest.websocket")
+    logger.addFilter(spy)
+
+    async def opened_by_a_session(url: str) -> GuestSocket:
+        logs.bind(session="session-a")  # as a session's runner task does
+        return await open_socket(url, ping_interval_s=0.05, ping_timeout_s=0.2)
+
     async with peer_server(answer_pings=False) as (url, peers):
-        sock = await open_socket(url, ping_interval_s=0.05, ping_timeout_s=0.2)
+        sock = await asyncio.create_task(opened_by_a_session(url))
         peer = await peers.get()
         session = Session()
         sock.start(session.on_message, session.on_closed)
@@ -208,6 +238,10 @@ async def test_keepalive_fails_a_silent_peer_with_1011_after_the_timeout() -> No
         assert close[2:] == b"keepalive ping timeout"
         await session.closed.wait()
         assert session.closes == 1
+    logger.removeFilter(spy)
+    assert value("parley_guest_socket_failures_total", failures) == before + 1
+    # One timer serves every session's sockets: its line must not name the session that armed it.
+    assert spy.contexts == [{}]
 
 
 class FakeSocket:

@@ -37,6 +37,7 @@ EXPECTED_LABELS = {
     "parley_genesys_rate_limit_pauses": ("org", "client"),
     "parley_guest_sessions_open": (),
     "parley_guest_reconnects": ("protocol",),
+    "parley_guest_socket_failures": ("reason",),
     "parley_guest_adoptions": (),
     "parley_guest_relay_seconds": (),
     "parley_webhook_deliveries": ("outcome",),

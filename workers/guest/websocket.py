@@ -10,12 +10,16 @@ it pays per socket, and that add up when one worker holds ten thousand sockets.
   under a timeout): at a 17 s interval, about 1,200 task wake-ups a second for 10,000 idle sockets.
 
 What websockets does for a failed socket is kept: text that is not UTF-8 fails the connection with
-1007, and a ping unanswered past the timeout fails it with 1011, "keepalive ping timeout".
+1007, and a ping unanswered past the timeout fails it with 1011, "keepalive ping timeout". Either is
+logged (without the socket's address or data) and counted (``parley_guest_socket_failures_total``);
+the session hears of it as of any lost socket.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import logging
 import random
 import struct
 from collections import deque
@@ -25,6 +29,10 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection
 from websockets.frames import DATA_OPCODES, CloseCode, Frame, Opcode
 from websockets.protocol import State
+
+from parley import metrics
+
+log = logging.getLogger("parley.guest.websocket")
 
 MessageSink = Callable[[str | bytes], None]
 ClosedSink = Callable[[], None]
@@ -94,6 +102,8 @@ class GuestSocket(ClientConnection):
 
     def keepalive_timed_out(self) -> None:
         if self.protocol.state is State.OPEN:
+            log.warning("guest socket: keepalive ping unanswered; failing the socket (1011)")
+            metrics.guest_socket_failures.labels(reason="keepalive_timeout").inc()
             self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
 
     # --- internals --------------------------------------------------------------------------------------
@@ -114,6 +124,8 @@ class GuestSocket(ClientConnection):
             try:
                 message = data.decode()
             except UnicodeDecodeError as exc:
+                log.warning("guest socket: a text message is not UTF-8; failing the socket (1007)")
+                metrics.guest_socket_failures.labels(reason="invalid_text").inc()
                 self._fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {exc.start}")
                 return
         if self._early is not None:
@@ -170,7 +182,9 @@ class Keepalive:
             return
         heads = [queue[0][0] for queue in (self._due, self._waiting) if queue]
         if heads:
-            self._timer = self._loop.call_at(min(heads) + BEAT_SLACK_S, self._beat)
+            # A context of its own: the timer would otherwise run in the context of whichever session's
+            # task armed it, and its log lines would name that session.
+            self._timer = self._loop.call_at(min(heads) + BEAT_SLACK_S, self._beat, context=contextvars.Context())
 
     def _beat(self) -> None:
         assert self._loop is not None
