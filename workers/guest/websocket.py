@@ -143,8 +143,7 @@ class GuestSocket(ClientConnection):
     def _write(self) -> bool:
         try:
             self.send_data()
-        except Exception as exc:  # OSError, or uvloop's RuntimeError on a closing transport
-            self.set_connection_exc(exc)
+        except Exception:  # OSError, or uvloop's RuntimeError on a closing transport: the socket is gone
             self.transport.abort()
             return False
         return True
