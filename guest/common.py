@@ -165,6 +165,17 @@ class Backoff(BaseModel):
                                factor=self.factor)
 
 
+HISTORY_RETRIES = 5
+"""History reads asked again (after a backoff) when one fails for a reason that may pass, before the
+machine reports the gap as unreadable: what Genesys sent while no socket was open is only in history."""
+
+
+def retryable(status: int | None) -> bool:
+    """Whether a failed guest request may succeed if asked again: no answer (None), 408, 429 or 5xx (an
+    HTTP status; Web Messaging's own 4xxx codes are not)."""
+    return status is None or status in (408, 429) or 500 <= status < 600
+
+
 NOT_HELD = float("-inf")  # a Throttle never taken, an outbox not held: due at any time, never a deadline
 
 

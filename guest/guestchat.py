@@ -52,6 +52,7 @@ from genesys.models import (
 )
 from genesys.wire import Operation
 from guest.common import (
+    HISTORY_RETRIES,
     Backoff,
     Outbox,
     OutboxItem,
@@ -63,6 +64,7 @@ from guest.common import (
     earliest,
     jwt_expiry,
     parse_time,
+    retryable,
 )
 from guest.events import (
     AgentJoined,
@@ -96,10 +98,6 @@ ChatLine = StreamMessage | WebChatMessage
 """A chat line from the stream (members by id) or from a REST answer (history, our own send)."""
 # "Not active yet" answers: the conversation is still being routed, so try the message again later.
 _NOT_YET = frozenset({"chat.error.conversation.state", "chat.error.member.state"})
-HISTORY_RETRIES = 5
-"""Backfills asked again after a 5xx, 429 or lost answer before the gap is reported as lost."""
-
-
 class GcState(StrEnum):
     NEW = "new"
     CREATING = "creating"  # CreateConversation asked
@@ -541,11 +539,11 @@ class GuestChatSession(SansIOMachine):
         retry_after: float | None,
         now: float,
     ) -> None:
-        retryable = status is None or status in (408, 429) or status >= 500
+        may_pass = retryable(status)
         match request:
             case CreateConversation():
                 started = self._create_started if self._create_started is not None else now
-                if retryable and now - started < self.config.reconnect_timeout:
+                if may_pass and now - started < self.config.reconnect_timeout:
                     # Creating twice is harmless: an unattached conversation is never routed.
                     self._create_attempt += 1
                     self._create_at = now + max(retry_after or 0, self._delay(self._create_attempt))
@@ -559,7 +557,7 @@ class GuestChatSession(SansIOMachine):
                 self._members.setdefault(request.member_id, _Member()).fetching = False
                 self._events.append(ProtocolError(reason="member lookup failed", code=status))
             case FetchHistory():
-                if retryable and self._history_attempt < HISTORY_RETRIES:
+                if may_pass and self._history_attempt < HISTORY_RETRIES:
                     # Still backfilling (live messages stay held): ask again after a backoff.
                     self._history_attempt += 1
                     delay = max(retry_after or 0, self._delay(self._history_attempt))
@@ -569,7 +567,7 @@ class GuestChatSession(SansIOMachine):
                     self._events.append(ProtocolError(reason="history backfill failed", code=status))
                     self._history = self._history_deadline = None
             case LeaveConversation():
-                if retryable:
+                if may_pass:
                     self._leave_attempt += 1
                     self._leave_at = now + max(retry_after or 0, self._delay(self._leave_attempt))
                 elif status == 401:

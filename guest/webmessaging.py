@@ -41,6 +41,7 @@ from genesys.errors import GenesysError, GenesysTransportError
 from genesys.models import WebMessagingMessageEntityList
 from genesys.wire import Operation
 from guest.common import (
+    HISTORY_RETRIES,
     Backoff,
     Outbox,
     OutboxItem,
@@ -52,6 +53,7 @@ from guest.common import (
     earliest,
     iso_time,
     parse_time,
+    retryable,
 )
 from guest.events import (
     AgentMessage,
@@ -208,6 +210,8 @@ class _Backfill:
     deadline: float
     page: int = 1
     request_id: str | None = None
+    retries: int = 0
+    retry_at: float | None = None  # a failed read is asked again then
     entities: list[StructuredMessage] = field(default_factory=list)
 
 
@@ -302,7 +306,7 @@ class WebMessagingSession(SansIOMachine):
         if self.state in _TERMINAL:
             return None
         times = [self._reconnect.reconnect_at, self._configure_at, self._in_flight_deadline,
-                 self._backfill.deadline if self._backfill is not None else self._buffer.next_deadline(),
+                 self._backfill_deadline() if self._backfill is not None else self._buffer.next_deadline(),
                  self._outbox.hold_ends, self._echo_due_at()]
         times += [p.deadline for p in self._pending.values()]
         return earliest(times)
@@ -443,10 +447,11 @@ class WebMessagingSession(SansIOMachine):
         if backfill is None or request_id != backfill.request_id:
             return
         status = error.status if isinstance(error, GenesysError) else None
-        self._events.append(ProtocolError(reason="history fetch failed", code=status))
         if status == 401:
-            self._jwt = None  # let the next backfill mint a fresh one
-        self._finish_backfill(now)
+            self._jwt = None  # the retry (or the next backfill) mints a fresh one
+        retry_after = error.retry_after_s if isinstance(error, GenesysError) else None
+        self._backfill_failed(now, "history fetch failed", status, retry_after,
+                              may_pass=retryable(status) or status == 401)
         self._pump(now)
 
     def timer(self, now: float) -> None:
@@ -465,7 +470,11 @@ class WebMessagingSession(SansIOMachine):
             self._send_configure(now)
         if self._in_flight_deadline is not None and now >= self._in_flight_deadline:
             self._force_reconnect(now, "message not confirmed")
-        if self._backfill is not None and now >= self._backfill.deadline:
+        backfill = self._backfill
+        if backfill is not None and backfill.retry_at is not None and now >= backfill.retry_at:
+            backfill.retry_at = None
+            self._read_history(now)
+        elif backfill is not None and now >= backfill.deadline:
             self._events.append(ProtocolError(reason="history backfill timed out"))
             self._finish_backfill(now)
         self._pump(now)
@@ -482,7 +491,8 @@ class WebMessagingSession(SansIOMachine):
             case JwtResponse():
                 self._answered(frame.tracing_id, "jwt")
                 self._jwt, self._jwt_exp = SecretStr(body.jwt), body.exp
-                if self._backfill is not None and self._backfill.request_id is None:
+                backfill = self._backfill
+                if backfill is not None and backfill.request_id is None and backfill.retry_at is None:
                     self._request_history_page(now)
             case TooManyRequestsErrorMessage():
                 self._on_error(now, frame.code, "rate limited", frame.tracing_id, body.retry_after)
@@ -649,8 +659,8 @@ class WebMessagingSession(SansIOMachine):
         elif kind == "close":
             self._terminate(ConnectionClosed(reason="closed by guest", by_guest=True))
         elif kind == "jwt":
-            self._events.append(ProtocolError(reason=f"getJwt refused: {reason}", code=code))
-            self._finish_backfill(now)
+            self._backfill_failed(now, f"getJwt refused: {reason}", code, retry_after,
+                                  may_pass=retryable(code))
         else:
             if code == 409:
                 self._become_read_only()
@@ -695,10 +705,37 @@ class WebMessagingSession(SansIOMachine):
         floors = [t for t in (self._watermark, self._last_own_time) if t is not None]
         not_before = min(floors) - timedelta(seconds=self.config.history_grace) if floors else None
         self._backfill = _Backfill(not_before=not_before, deadline=now + self.config.request_timeout)
-        if self._jwt is not None and self._jwt_exp > now + 5:  # reuse while it has life left
+        self._read_history(now)
+
+    def _read_history(self, now: float) -> None:
+        """Ask for the backfill's page, minting a JWT first unless the last one has life left."""
+        if self._jwt is not None and self._jwt_exp > now + 5:
             self._request_history_page(now)
         else:
             self._send_request("jwt", now, lambda tid: GetJwtRequest(token=self._token, tracing_id=tid).to_text())
+
+    def _backfill_failed(self, now: float, reason: str, code: int | None, retry_after: float | None, *,
+                         may_pass: bool) -> None:
+        """A history read (or the JWT it needs) failed. What Genesys sent while no socket was open is only
+        in history, so a failure that may pass (no answer, 429, 5xx, an expired JWT) is asked again after
+        a backoff, up to HISTORY_RETRIES times (chaos finding: one 503 lost the agent's messages of an
+        adopted session); then the backfill ends with what it has and the gap is reported."""
+        backfill = self._backfill
+        if backfill is None:
+            return
+        if may_pass and backfill.retries < HISTORY_RETRIES:
+            backfill.retries += 1
+            delay = max(retry_after or 0.0, self.config.backoff.delay(backfill.retries, self._rng))
+            backfill.request_id, backfill.retry_at = None, now + delay
+            backfill.deadline = backfill.retry_at + self.config.request_timeout
+            return
+        self._events.append(ProtocolError(reason=reason, code=code))
+        self._finish_backfill(now)
+
+    def _backfill_deadline(self) -> float:
+        backfill = self._backfill
+        assert backfill is not None
+        return backfill.retry_at if backfill.retry_at is not None else backfill.deadline
 
     def _request_history_page(self, now: float) -> None:
         backfill = self._backfill

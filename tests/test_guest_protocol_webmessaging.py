@@ -20,10 +20,10 @@ from pydantic import SecretStr, ValidationError
 from emulator.state.model import Conversation, Kind, Participant, StoredMessage
 from emulator.state.webmessaging import SessionEvent
 from emulator.ws import webmessaging_frames as emulated
-from genesys.errors import GenesysError, GenesysTimeout
+from genesys.errors import GenesysError, GenesysTimeout, RateLimitInfo
 from genesys.models import WebMessagingMessage, WebMessagingMessageEntityList
 from genesys.wire import GuestJwt
-from guest.common import Backoff, RecentIds, parse_time
+from guest.common import HISTORY_RETRIES, Backoff, RecentIds, parse_time
 from guest.events import (
     AgentMessage,
     AgentTyping,
@@ -584,15 +584,94 @@ def test_reconnect_resends_message_missing_from_history(h: Harness) -> None:
     ]
 
 
+def history_fetch(h: Harness) -> FetchMessageHistory:
+    """The history read the machine asked for since the last look (the only one)."""
+    [fetch] = [i for i in h.take_intents() if isinstance(i, FetchMessageHistory)]
+    return fetch
+
+
+def fail_and_wait_for_retry(h: Harness, fetch: FetchMessageHistory,
+                            error: GenesysError | GenesysTimeout) -> FetchMessageHistory:
+    """Fail a history read; the machine asks again after its backoff, and not before."""
+    h.session.rest_failed(fetch.request_id, h.now, error)
+    h.drain()
+    retry_at = h.session.next_deadline()
+    assert retry_at is not None and retry_at > h.now
+    h.now = retry_at - 0.001
+    h.session.timer(h.now)
+    h.drain()
+    assert not [i for i in h.intents if isinstance(i, FetchMessageHistory)], "asked again before the backoff"
+    h.advance(0.002)
+    return history_fetch(h)
+
+
 def test_reconnect_without_history_falls_back_to_resend(h: Harness) -> None:
     h.send("maybe lost")
     reconnect(h)
     h.recv(envelope("JwtResponse", {"jwt": "j", "exp": h.now + 3600}, type_="response"))
-    [fetch] = [i for i in h.take_intents() if isinstance(i, FetchMessageHistory)]
+    fetch = history_fetch(h)
+    for _ in range(HISTORY_RETRIES):  # a read that may pass is asked again, the message held meanwhile
+        fetch = fail_and_wait_for_retry(h, fetch, GenesysTimeout("read timeout"))
+        assert h.texts() == ["maybe lost"] and not of_type(h.take_events(), ProtocolError)
     h.session.rest_failed(fetch.request_id, h.now, GenesysTimeout("read timeout"))
     h.drain()
     assert h.texts() == ["maybe lost"] * 2
     assert of_type(h.take_events(), ProtocolError)
+
+
+def test_a_history_read_that_fails_once_is_asked_again_and_relays_the_gap(h: Harness) -> None:
+    """Chaos finding: an adopted session's first history read got a 503 and the agent's messages sent
+    while no worker held its socket were never relayed."""
+    t = h.now
+    pending = h.send("sent before the drop")
+    reconnect(h)
+    h.recv(envelope("JwtResponse", {"jwt": "j", "exp": h.now + 3600}, type_="response"))
+    fetch = fail_and_wait_for_retry(h, history_fetch(h), GenesysError(status=503, code="service.unavailable"))
+    assert fetch.page_number == 1
+    entities = [history_entity("a1", "sent in the gap", t + 0.2),
+                history_entity("own", "sent before the drop", t + 0.1, direction="Inbound")]
+    h.session.rest_succeeded(fetch.request_id, h.now, history_page(entities))
+    h.drain()
+    h.run_until(2)
+    events = h.take_events()
+    assert [(e.message_id, e.text) for e in of_type(events, AgentMessage)] == [("mid-a1", "sent in the gap")]
+    assert of_type(events, GuestMessageConfirmed) == [GuestMessageConfirmed(tracing_id=pending, message_id="mid-own")]
+    assert not of_type(events, ProtocolError) and h.texts() == ["sent before the drop"]
+
+
+def test_a_getjwt_refused_with_a_5xx_is_asked_again_and_a_4xxx_code_is_final(h: Harness) -> None:
+    reconnect(h)
+    h.recv(error_text(503, "Service unavailable", tracing_id=h.last("getJwt")["tracingId"]))
+    assert not of_type(h.take_events(), ProtocolError)
+    retry_at = h.session.next_deadline()
+    assert retry_at is not None
+    h.advance(retry_at - h.now)
+    assert len(h.frames("getJwt")) == 2  # asked again after the backoff
+    h.recv(error_text(4001, "Session not found", tracing_id=h.last("getJwt")["tracingId"]))
+    assert [e.code for e in of_type(h.take_events(), ProtocolError)] == [4001]
+    h.run_until(60)
+    assert len(h.frames("getJwt")) == 2 and not h.session.backfilling
+
+
+def test_a_history_429_is_asked_again_no_sooner_than_its_retry_after(h: Harness) -> None:
+    reconnect(h)
+    h.recv(envelope("JwtResponse", {"jwt": "j", "exp": h.now + 3600}, type_="response"))
+    error = GenesysError(status=429, code="too.many.requests", rate_limit=RateLimitInfo(retry_after_s=7.0))
+    h.session.rest_failed(history_fetch(h).request_id, h.now, error)
+    h.drain()
+    assert h.session.next_deadline() == pytest.approx(h.now + 7.0)
+
+
+def test_a_history_read_refused_for_good_is_not_asked_again(h: Harness) -> None:
+    h.send("x")
+    reconnect(h)
+    h.recv(envelope("JwtResponse", {"jwt": "j", "exp": h.now + 3600}, type_="response"))
+    h.session.rest_failed(history_fetch(h).request_id, h.now, GenesysError(status=404, code="not.found"))
+    h.drain()
+    assert [e.code for e in of_type(h.take_events(), ProtocolError)] == [404]
+    h.run_until(60)
+    assert not [i for i in h.take_intents() if isinstance(i, FetchMessageHistory)]
+    assert h.texts() == ["x", "x"]  # the backfill is over: the in-flight message went again
 
 
 def test_backfill_pages_until_it_reaches_what_was_relayed(h: Harness) -> None:
@@ -1087,6 +1166,20 @@ def test_history_401_drops_the_jwt_for_next_time(h: Harness) -> None:
     h.drain()
     reconnect(h)
     assert len(h.frames("getJwt")) == 2
+
+
+def test_a_history_401_is_read_again_with_a_fresh_jwt(h: Harness) -> None:
+    reconnect(h)
+    h.recv(envelope("JwtResponse", {"jwt": "old", "exp": h.now + 3600}, type_="response"))
+    h.session.rest_failed(history_fetch(h).request_id, h.now, GenesysError(status=401, code="bad.credentials"))
+    h.drain()
+    retry_at = h.session.next_deadline()
+    assert retry_at is not None
+    h.advance(retry_at - h.now)
+    assert len(h.frames("getJwt")) == 2  # minted again before the second read
+    h.recv(envelope("JwtResponse", {"jwt": "fresh", "exp": h.now + 3600}, type_="response",
+                    tracing_id=h.last("getJwt")["tracingId"]))
+    assert history_fetch(h).operation.auth == GuestJwt("fresh")
 
 
 def test_late_history_answer_is_ignored(h: Harness) -> None:
