@@ -98,6 +98,8 @@ ChatLine = StreamMessage | WebChatMessage
 """A chat line from the stream (members by id) or from a REST answer (history, our own send)."""
 # "Not active yet" answers: the conversation is still being routed, so try the message again later.
 _NOT_YET = frozenset({"chat.error.conversation.state", "chat.error.member.state"})
+
+
 class GcState(StrEnum):
     NEW = "new"
     CREATING = "creating"  # CreateConversation asked

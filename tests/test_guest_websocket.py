@@ -21,6 +21,7 @@ from tests.test_metrics import value
 from workers.guest.network import websocket_connector
 from workers.guest.settings import GuestSettings
 from workers.guest.websocket import GuestSocket, Keepalive
+from workers.guest.websocket import log as websocket_log
 
 pytestmark = pytest.mark.anyio
 
@@ -145,6 +146,15 @@ async def test_messages_that_came_before_start_are_handed_over_first_and_in_orde
         await sock.close()
         await session.closed.wait()
         assert session.closes == 1
+
+
+async def test_websockets_logs_through_the_sockets_logger_which_never_shows_frames() -> None:
+    """websockets logs each frame (customer text) at DEBUG: its logger, the sockets' own, stays at INFO."""
+    async with peer_server() as (url, _peers):
+        sock = await open_socket(url)
+        assert sock.logger.logger is websocket_log  # type: ignore[attr-defined]  # a LoggerAdapter
+        assert websocket_log.level == logging.INFO
+        await sock.close()
 
 
 async def test_a_fragmented_message_arrives_whole_and_binary_stays_bytes() -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -41,10 +40,7 @@ from genesys.wire import Operation
 from parley.settings import Settings
 from workers.guest.settings import GuestSettings
 from workers.guest.websocket import ClosedSink, GuestSocket, Keepalive, MessageSink
-
-# websockets logs frames at DEBUG; they hold customer text, so its logger never goes below INFO.
-_WS_LOG = logging.getLogger("parley.guest.websocket")
-_WS_LOG.setLevel(logging.INFO)
+from workers.guest.websocket import log as websocket_log
 
 USER_AGENT = "parley-guest-worker/0.1"
 MAX_FRAME_BYTES = 1 << 20
@@ -130,7 +126,7 @@ def websocket_connector(settings: GuestSettings) -> Connector:
                 close_timeout=5,
                 max_size=MAX_FRAME_BYTES,
                 user_agent_header=USER_AGENT,
-                logger=_WS_LOG,
+                logger=websocket_log,
             )
         except websockets.exceptions.InvalidStatus as exc:
             raise ConnectRefused(exc.response.status_code) from None

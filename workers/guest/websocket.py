@@ -32,7 +32,10 @@ from websockets.protocol import State
 
 from parley import metrics
 
+# The sockets' one logger, handed to websockets too (workers.guest.network). websockets logs frames at
+# DEBUG; they hold customer text, so it never goes below INFO.
 log = logging.getLogger("parley.guest.websocket")
+log.setLevel(logging.INFO)
 
 MessageSink = Callable[[str | bytes], None]
 ClosedSink = Callable[[], None]
